@@ -1,0 +1,63 @@
+"""The engine's vendor-neutral ticket: what connectors build and the CLI parses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+# The engine's vocabulary (policies.md). Priorities are listed lowest first so
+# that their index orders them.
+PRIORITIES: tuple[str, ...] = ("low", "normal", "high", "urgent")
+PRIORITY_RANK = {name: rank for rank, name in enumerate(PRIORITIES)}
+STATUSES: tuple[str, ...] = ("new", "open", "pending", "on_hold", "solved", "closed")
+DONE_STATUSES = frozenset({"solved", "closed"})
+AUTHORS = ("customer", "agent")
+EVENT_TYPES = ("comment", "status")
+
+
+class TicketError(ValueError):
+    """A ticket that cannot be evaluated; `field` is the dotted path of the bad value."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(slots=True, frozen=True)
+class Event:
+    """One entry of the ticket's timeline. `at` is UTC epoch seconds.
+
+    A `comment` has an `author` (`customer` or `agent`) and `public`; a
+    `status` event has the `status` the ticket entered at that instant.
+    """
+
+    at: int
+    type: str
+    author: str | None = None
+    public: bool = True
+    status: str | None = None
+
+
+@dataclass(slots=True)
+class Ticket:
+    """A ticket as of its latest sync. Instants are UTC epoch seconds."""
+
+    id: str
+    status: str
+    created_at: int
+    priority: str | None = None
+    subject: str = ""
+    description: str = ""
+    tags: frozenset[str] = frozenset()
+    fields: dict[str, Any] = field(default_factory=dict)
+    events: tuple[Event, ...] = ()
+    group: str | None = None
+
+
+def to_epoch(value: datetime) -> int:
+    """Whole UTC epoch seconds of an aware datetime."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("naive datetime: every instant must carry a time zone")
+    return int(value.timestamp() // 1)
