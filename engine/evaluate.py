@@ -1,0 +1,247 @@
+"""Decide a ticket: a pure function of (ticket, rules, now)."""
+
+from __future__ import annotations
+
+from engine import clocks, explain
+from engine.decision import TARGET_NAMES, Action, Decision, TargetResult, iso_utc
+from engine.ruleset import EscalationRule, PolicyRule, RuleSet
+from engine.ticket import PRIORITY_RANK, Ticket
+
+SLA_FIELDS_RULE = "sla-fields"
+
+
+def _clock(name: str, target, history: clocks.History, ticket: Ticket) -> TargetResult | None:
+    if name == "first_response":
+        return clocks.first_response(target, history)
+    if name == "resolution":
+        return clocks.resolution(target, history)
+    return clocks.next_update(target, history, ticket.tags)
+
+
+class _State:
+    """The ticket as the decided actions leave it, so later rules see earlier ones."""
+
+    __slots__ = ("tags", "group", "priority", "status")
+
+    def __init__(self, ticket: Ticket, priority: str | None, status: str) -> None:
+        self.tags = ticket.tags
+        self.group = ticket.group
+        self.priority = priority
+        self.status = status
+
+
+def _reclassify(ticket: Ticket, rules: RuleSet, status: str):
+    priority = ticket.priority
+    for rule in rules.reclassify:
+        reasons = rule.when.test(ticket, priority, status)
+        if reasons is None:
+            continue
+        if rule.set == priority:
+            return priority, None, None  # first match wins, and it keeps the priority
+        if priority is None:
+            reasons = reasons or ["the ticket had no priority"]
+        return rule.set, rule, reasons
+    return priority, None, None
+
+
+def _priority_note(old: str | None, new: str, rule, reasons: list[str], policy: PolicyRule | None,
+                   targets: dict[str, TargetResult | None], priority: str) -> str:
+    if old is None:
+        verb = "set"
+    else:
+        verb = "lowered" if PRIORITY_RANK[new] < PRIORITY_RANK[old] else "raised"
+    from_part = "" if old is None else f" from {explain.title(old)}"
+    why = "; ".join(reasons)
+    if rule.explain:
+        why = f"{rule.explain} ({why})" if why else rule.explain
+    text = f"Priority {verb}{from_part} to {explain.title(new)} by rule `{rule.id}`: {why}."
+    if policy is not None:
+        for name in TARGET_NAMES:
+            result = targets.get(name)
+            if result is not None:
+                target = policy.targets[name][priority]
+                text += " " + explain.target_sentence(result, target, policy.name)
+                break
+    return text
+
+
+def _escalation_due(rule: EscalationRule, ticket: Ticket, targets, now: int) -> tuple[bool, int | None, str]:
+    """(fires now, else the instant it would, reason)."""
+    if rule.kind == "immediate":
+        return True, None, "its conditions hold"
+    if rule.kind == "after_created":
+        moment = rule.calendar.add(ticket.created_at, rule.within)
+        hours = explain.budget_words(rule.within, rule.calendar)
+        return now >= moment, moment, f"{hours} have passed since the ticket was created"
+    result = targets.get(rule.target)
+    label = explain.TARGET_LABELS[rule.target].lower()
+    if result is None:
+        return False, None, ""
+    if rule.kind == "breach":
+        if result.state == "breached":
+            return True, None, f"{label} breached (due {iso_utc(result.due)})"
+        return False, (result.due + 1 if result.state == "running" else None), ""
+    if rule.kind == "warning":
+        if result.warn_at is None:
+            return False, None, ""
+        return result.warning, result.warn_at, f"{label} passed its warning threshold"
+    raise ValueError(f"unknown escalation kind {rule.kind!r}")
+
+
+def _escalate(rule: EscalationRule, ticket: Ticket, state: _State, targets, policy, now: int,
+              actions: list[Action]) -> int | None:
+    if not rule.unless_tags.isdisjoint(state.tags):
+        return None
+    if rule.when.test(ticket, state.priority, state.status) is None:
+        return None
+    if rule.kind == "before_breach":
+        fires, moment, reason = _before_breach(rule, policy, targets, state.priority, now)
+    else:
+        fires, moment, reason = _escalation_due(rule, ticket, targets, now)
+    if not fires:
+        return moment if moment is not None and moment > now else None
+    changes: list[Action] = []
+    done: list[str] = []
+    new_tags = tuple(t for t in rule.add_tags if t not in state.tags)
+    if new_tags:
+        changes.append(Action("add_tags", rule.id, values=new_tags))
+        state.tags = state.tags | frozenset(new_tags)
+        done.append("tagged " + ", ".join(new_tags))
+    if rule.assign_group and rule.assign_group != state.group:
+        changes.append(Action("assign_group", rule.id, value=rule.assign_group))
+        state.group = rule.assign_group
+        done.append(f"assigned to group {rule.assign_group}")
+    if rule.set_priority and rule.set_priority != state.priority:
+        changes.append(Action("set_priority", rule.id, value=rule.set_priority))
+        done.append(f"priority set to {explain.title(rule.set_priority)}")
+        state.priority = rule.set_priority
+    if not changes:
+        return None  # already escalated: nothing to do again
+    note = f"Escalated by rule `{rule.id}`: {reason}; {' and '.join(done)}."
+    if rule.note:
+        note += " " + rule.note
+    actions.extend(changes)
+    actions.append(Action("note", rule.id, body=note))
+    return None
+
+
+def _before_breach(rule: EscalationRule, policy, targets, priority, now: int):
+    result = targets.get(rule.target)
+    label = explain.TARGET_LABELS[rule.target].lower()
+    if result is None or policy is None:
+        return False, None, ""
+    if result.state == "breached":
+        return True, None, f"{label} breached (due {iso_utc(result.due)})"
+    if result.state != "running":
+        return False, None, ""
+    calendar = policy.targets[rule.target][priority].calendar
+    left = calendar.position(result.due) - calendar.position(now)
+    if left <= rule.within:
+        return True, None, f"{label} due {iso_utc(result.due)}, {explain.amount(left)} left"
+    moment = calendar.at_position(calendar.position(result.due) - rule.within, now)
+    return False, moment, ""
+
+
+def _auto_close(ticket: Ticket, rules: RuleSet, state: _State, history: clocks.History, now: int,
+                actions: list[Action]) -> int | None:
+    for rule in rules.auto_close:
+        if rule.when.test(ticket, state.priority, state.status) is None:
+            continue
+        # "Any later customer comment cancels it": the latest public comment must be the agent's.
+        if history.last_public_author != "agent" or history.last_agent is None:
+            continue
+        moment = rule.calendar.add(history.last_agent, rule.after)
+        if now < moment:
+            return moment
+        if state.status == rule.set_status:
+            return None
+        actions.append(Action("set_status", rule.id, value=rule.set_status))
+        new_tags = tuple(t for t in rule.add_tags if t not in state.tags)
+        if new_tags:
+            actions.append(Action("add_tags", rule.id, values=new_tags))
+        actions.append(Action("reply", rule.id, body=rule.reply))
+        waited = explain.budget_words(rule.after, rule.calendar)
+        actions.append(Action("note", rule.id, body=(
+            f"Status set to {rule.set_status} by rule `{rule.id}`: no customer reply for {waited}"
+            f" since the agent's last public comment ({iso_utc(history.last_agent)})."
+        )))
+        state.status = rule.set_status
+        return None
+    return None
+
+
+def _sla_fields(rules: RuleSet, ticket: Ticket, targets, actions: list[Action]) -> None:
+    values: dict[str, str | None] = {}
+    for name, names in rules.sla_fields.items():
+        result = targets.get(name)
+        due = None if result is None else iso_utc(result.due)
+        state = None if result is None else result.state
+        for key, value in (("due", due), ("state", state)):
+            field = names.get(key)
+            if field and (ticket.fields.get(field) or None) != value:
+                values[field] = value
+    if values:
+        actions.append(Action("set_fields", SLA_FIELDS_RULE, values=values))
+
+
+def evaluate(ticket: Ticket, rules: RuleSet, now: int) -> Decision:
+    """Decide `ticket` at `now` (UTC epoch seconds). Pure: same inputs, same decision.
+
+    Actions are only those that change something, so a ticket that already
+    carries the decided state yields none and the bot never loops on its
+    own updates.
+    """
+    aliases = rules.status_aliases
+    status = aliases.get(ticket.status, ticket.status) if aliases else ticket.status
+    history = clocks.History(ticket, now, status, aliases)
+    status = history.status
+    actions: list[Action] = []
+
+    priority, prule, reasons = _reclassify(ticket, rules, status)
+
+    policy = None
+    for candidate in rules.policies:
+        if candidate.when.test(ticket, priority, status) is not None:
+            policy = candidate
+            break
+    targets: dict[str, TargetResult | None] = {}
+    if policy is not None:
+        for name, by_priority in policy.targets.items():
+            target = by_priority.get(priority)
+            if target is not None:
+                targets[name] = _clock(name, target, history, ticket)
+
+    if prule is not None:
+        actions.append(Action("set_priority", prule.id, value=priority))
+        actions.append(Action("note", prule.id, body=_priority_note(
+            ticket.priority, priority, prule, reasons, policy, targets, priority)))
+
+    checks: list[int] = []
+    for result in targets.values():
+        if result is None or result.state != "running":
+            continue
+        if result.due >= now:
+            checks.append(result.due + 1)  # the instant it would turn breached
+        if result.warn_at is not None and result.warn_at > now:
+            checks.append(result.warn_at)
+
+    state = _State(ticket, priority, status)
+    for rule in rules.escalations:
+        moment = _escalate(rule, ticket, state, targets, policy, now, actions)
+        if moment is not None:
+            checks.append(moment)
+    moment = _auto_close(ticket, rules, state, history, now, actions)
+    if moment is not None:
+        checks.append(moment)
+    if rules.sla_fields:
+        _sla_fields(rules, ticket, targets, actions)
+
+    return Decision(
+        ticket=ticket.id,
+        priority=priority,
+        priority_rule=None if prule is None else prule.id,
+        policy=None if policy is None else policy.id,
+        targets=targets,
+        actions=actions,
+        next_check=min(checks) if checks else None,
+    )

@@ -1,0 +1,301 @@
+"""Load rule files: parse safely, validate with pydantic, resolve names, compile; all or nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from datetime import date, timedelta, timezone, tzinfo
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays as holidays_lib
+from pydantic import ValidationError
+
+from engine import yamlsafe
+from engine.calendar import Calendar, CalendarError, WeeklyInterval
+from engine.conditions import Matcher
+from engine.rules import CalendarModel, Policy, RuleFile, parse_days
+from engine.ruleset import (
+    DEFAULT_PAUSES,
+    AutoCloseRule,
+    EscalationRule,
+    PolicyRule,
+    ReclassifyRule,
+    RuleSet,
+    Target,
+)
+from engine.ticket import PRIORITIES
+
+RULE_SUFFIXES = (".yaml", ".yml")
+_OFFSET = re.compile(r"^([+-])(\d{2}):(\d{2})$")
+
+
+class RuleFileError(ValueError):
+    """A rule file that cannot be used. str() is one line: file:line: field: what was expected."""
+
+    def __init__(self, file: str, line: int, field: str, message: str) -> None:
+        where = f"{file}:{line}" if line else file
+        super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+        self.file, self.line, self.field, self.message = file, line, field, message
+
+
+class _Source:
+    """One parsed file, to report errors at the right line."""
+
+    def __init__(self, name: str, doc: yamlsafe.Document, model: RuleFile) -> None:
+        self.name, self.doc, self.model = name, doc, model
+
+    def error(self, loc: tuple[Any, ...], message: str) -> RuleFileError:
+        line, path = yamlsafe.locate(self.doc.root, loc)
+        return RuleFileError(self.name, line, path, message)
+
+
+def _pydantic_error(name: str, doc: yamlsafe.Document, err: ValidationError) -> RuleFileError:
+    first = err.errors(include_url=False)[0]
+    loc = tuple(first["loc"])
+    line, path = yamlsafe.locate(doc.root, loc)
+    message = first["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    unknown = re.match(r"unknown key '([^']*)'", message)
+    if unknown:
+        found = yamlsafe.key_line(doc.root, loc, unknown.group(1))
+        if found:
+            line = found
+            path = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
+    elif first["type"] not in ("value_error", "assertion_error", "missing") and not isinstance(
+        first.get("input"), dict | list
+    ):
+        message = f"{message}, got {first.get('input')!r}"
+    if first["type"] == "missing":
+        message = f"required key {str(loc[-1])!r} is missing"
+    return RuleFileError(name, line, path, message)
+
+
+def parse_file(name: str, text: str) -> _Source:
+    try:
+        doc = yamlsafe.load(text)
+    except yamlsafe.YamlError as err:
+        raise RuleFileError(name, err.line, "", err.message) from None
+    if doc.data is None:
+        raise RuleFileError(name, 0, "", "the rule file is empty (expected a mapping starting with `version: 1`)")
+    if not isinstance(doc.data, dict):
+        raise RuleFileError(name, 1, "", f"expected a mapping of rule sections, got a {type(doc.data).__name__}")
+    try:
+        model = RuleFile.model_validate(doc.data)
+    except ValidationError as err:
+        raise _pydantic_error(name, doc, err) from None
+    return _Source(name, doc, model)
+
+
+# -- compiling ------------------------------------------------------------------------
+
+
+def parse_zone(name: str) -> tzinfo:
+    match = _OFFSET.match(name.strip())
+    if match:
+        sign = -1 if match.group(1) == "-" else 1
+        hours, minutes = int(match.group(2)), int(match.group(3))
+        if hours > 23 or minutes > 59:
+            raise ValueError(f"offset {name!r} out of range")
+        return timezone(sign * timedelta(hours=hours, minutes=minutes), f"UTC{name.strip()}")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r}; use an IANA name like 'Europe/Berlin' or an offset like '+02:00'"
+        ) from None
+
+
+@lru_cache(maxsize=4096)
+def _public_holidays(country: str, subdivision: str | None, year: int) -> frozenset[date]:
+    return frozenset(holidays_lib.country_holidays(country, subdiv=subdivision, years=year))
+
+
+def _compile_calendar(src: _Source, name: str, spec: CalendarModel) -> Calendar:
+    loc = ("calendars", name)
+    try:
+        zone = parse_zone(spec.timezone)
+    except ValueError as err:
+        raise src.error((*loc, "timezone"), str(err)) from None
+    lookup = None
+    closures: dict[date, list[tuple[int, int]]] = {}
+    if spec.holidays is not None:
+        country, subdivision = spec.holidays.country, spec.holidays.subdivision
+        if country:
+            try:
+                holidays_lib.country_holidays(country, subdiv=subdivision)
+            except NotImplementedError as err:
+                field = "subdivision" if subdivision else "country"
+                raise src.error((*loc, "holidays", field), f"not known to the holidays package: {err}") from None
+        extra = frozenset(spec.holidays.dates)
+
+        def lookup(year: int, country=country, subdivision=subdivision, extra=extra) -> Iterable[date]:
+            days = _public_holidays(country, subdivision, year) if country else frozenset()
+            return days | {d for d in extra if d.year == year}
+
+        for closure in spec.holidays.closures:
+            pieces = closures.setdefault(closure.date, [])
+            for start, end in closure.hours:
+                pieces.append((start, min(end, 86_400)))
+    weekly = []
+    if spec.hours != "24/7":
+        for days, ranges in spec.hours.items():
+            for day in parse_days(days):
+                weekly.extend(WeeklyInterval(day, start, end) for start, end in ranges)
+    try:
+        return Calendar(name, zone, weekly, lookup, closures, always=spec.hours == "24/7")
+    except CalendarError as err:
+        raise src.error(loc, str(err)) from None
+
+
+def _priorities_for(src: _Source, loc: tuple[Any, ...], key: str, levels: dict[str, list[str]]) -> list[str | None]:
+    if key in PRIORITIES:
+        return [key]
+    if key == "none":
+        return [None]
+    if key in levels:
+        return list(levels[key])
+    known = ", ".join([*PRIORITIES, "none", *levels])
+    raise src.error(loc, f"unknown priority or level {key!r}; expected one of: {known}")
+
+
+def _calendar(src: _Source, loc: tuple[Any, ...], name: str | None, calendars: dict[str, Calendar]) -> Calendar:
+    if name is None:
+        raise src.error(loc, "no calendar: name one on the target or on the policy")
+    if name not in calendars:
+        known = ", ".join(sorted(calendars)) or "none defined"
+        raise src.error(loc, f"unknown calendar {name!r}; defined calendars: {known}")
+    return calendars[name]
+
+
+def _compile_policy(src: _Source, index: int, policy: Policy, calendars, levels) -> PolicyRule:
+    targets: dict[str, dict[str | None, Target]] = {}
+    for target_name, matrix in policy.targets.items():
+        loc = ("policies", index, "targets", target_name)
+        cells: list[tuple[tuple[Any, ...], str | None, list[str | None], Any]] = []
+        if matrix.all is not None:
+            cells.append((loc, None, [*PRIORITIES, None], matrix.all))
+        for key, spec in (matrix.by_priority or {}).items():
+            priorities = _priorities_for(src, (*loc, key), key, levels)
+            cells.append(((*loc, key), key if key in levels else None, priorities, spec))
+        by_priority: dict[str | None, Target] = {}
+        for cell_loc, level, priorities, spec in cells:
+            if spec is None:
+                continue
+            calendar_loc = (*cell_loc, "calendar") if spec.calendar else cell_loc
+            calendar = _calendar(src, calendar_loc, spec.calendar or policy.calendar, calendars)
+            target = Target(
+                name=target_name,
+                budget=spec.within,
+                calendar=calendar,
+                pause_on=frozenset(spec.pause_on) if spec.pause_on is not None else DEFAULT_PAUSES[target_name],
+                warn_after=spec.warn_after,
+                until_tags=frozenset(spec.until_tags),
+                level=level,
+            )
+            if spec.warn_after is not None and spec.warn_after >= spec.within:
+                raise src.error((*cell_loc, "warn_after"), "warn_after must be shorter than `within`")
+            for priority in priorities:
+                if priority in by_priority and matrix.all is None:
+                    raise src.error(cell_loc, f"priority {priority or 'none'!r} has two targets")
+                by_priority[priority] = target
+        targets[target_name] = by_priority
+    return PolicyRule(policy.id, policy.name or policy.id, Matcher(policy.when), targets)
+
+
+def _check_ids(sources: list[_Source]) -> None:
+    seen: dict[str, str] = {}
+    for src in sources:
+        for section in ("reclassify", "policies", "escalations", "auto_close"):
+            for index, rule in enumerate(getattr(src.model, section)):
+                if rule.id in seen:
+                    raise src.error((section, index, "id"), f"duplicate rule id {rule.id!r} (also in {seen[rule.id]})")
+                seen[rule.id] = f"{src.name} {section}"
+
+
+def compile_sources(sources: list[_Source], version: str) -> RuleSet:
+    rules = RuleSet(version=version, files=[s.name for s in sources])
+    levels: dict[str, list[str]] = {}
+    for src in sources:
+        for name, spec in src.model.calendars.items():
+            if name in rules.calendars:
+                raise src.error(("calendars", name), f"calendar {name!r} is defined twice")
+            rules.calendars[name] = _compile_calendar(src, name, spec)
+        for name, priorities in src.model.levels.items():
+            if name in levels and levels[name] != priorities:
+                raise src.error(("levels", name), f"level {name!r} is defined twice differently")
+            levels[name] = priorities
+        rules.status_aliases.update(src.model.status_aliases)
+    _check_ids(sources)
+    for src in sources:
+        model, cals = src.model, rules.calendars
+        rules.reclassify += [ReclassifyRule(r.id, Matcher(r.when), r.set, r.explain) for r in model.reclassify]
+        rules.policies += [_compile_policy(src, i, p, cals, levels) for i, p in enumerate(model.policies)]
+        for i, esc in enumerate(model.escalations):
+            on = esc.on
+            kind = "immediate" if on is None else next(
+                k for k in ("breach", "warning", "before_breach", "after_created") if getattr(on, k)
+            )
+            calendar = _calendar(src, ("escalations", i, "on", "calendar"), on.calendar, cals) if kind == "after_created" else None
+            rules.escalations.append(EscalationRule(
+                id=esc.id, when=Matcher(esc.when), kind=kind,
+                target=None if on is None else (on.breach or on.warning or on.before_breach),
+                within=None if on is None else (on.within or on.after_created),
+                calendar=calendar, unless_tags=frozenset(esc.unless_tags),
+                add_tags=tuple(esc.do.add_tags), assign_group=esc.do.assign_group,
+                set_priority=esc.do.set_priority, note=esc.do.note,
+            ))
+        for i, rule in enumerate(model.auto_close):
+            rules.auto_close.append(AutoCloseRule(
+                id=rule.id, when=Matcher(rule.when), after=rule.after,
+                calendar=_calendar(src, ("auto_close", i, "calendar"), rule.calendar, cals),
+                set_status=rule.set_status, reply=rule.reply, add_tags=tuple(rule.add_tags),
+            ))
+        for target, names in model.sla_fields.items():
+            rules.sla_fields[target] = {k: v for k, v in names.model_dump().items() if v}
+        if model.helpdesk is not None:
+            for vendor in ("zendesk", "freshdesk"):
+                mapping = getattr(model.helpdesk, vendor)
+                if mapping is not None:
+                    rules.helpdesk[vendor] = mapping
+    return rules
+
+
+def load_texts(files: list[tuple[str, str]]) -> RuleSet:
+    """Compile rule files given as (name, text) pairs, in the order given."""
+    digest = hashlib.sha256()
+    sources = []
+    for name, text in files:
+        digest.update(json.dumps([Path(name).name, text]).encode())
+        sources.append(parse_file(name, text))
+    return compile_sources(sources, digest.hexdigest()[:12])
+
+
+def rule_paths(path: str | Path) -> list[Path]:
+    """The rule files at `path`: the file itself, or a directory's *.yaml/*.yml (not recursive)."""
+    root = Path(path)
+    if not root.exists():
+        raise RuleFileError(str(path), 0, "", "no such file or directory")
+    if root.is_file():
+        return [root]
+    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix in RULE_SUFFIXES)
+    if not files:
+        raise RuleFileError(str(path), 0, "", "no rule files (*.yaml, *.yml) in this directory")
+    return files
+
+
+def load_rules(path: str | Path) -> RuleSet:
+    """Load a rule file or a directory of them. Raises RuleFileError; never half-loads."""
+    files = []
+    for file in rule_paths(path):
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise RuleFileError(str(file), 0, "", "not UTF-8 text") from None
+        except OSError as err:
+            raise RuleFileError(str(file), 0, "", f"cannot read: {err.strerror}") from None
+        files.append((str(file), text))
+    return load_texts(files)

@@ -1,0 +1,374 @@
+"""The rule-file format: pydantic models that validate what admins write in YAML."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from engine.ticket import PRIORITIES, STATUSES
+
+TARGET_NAMES = ("first_response", "resolution", "next_update")
+Priority = Literal["low", "normal", "high", "urgent"]
+Status = Literal["new", "open", "pending", "on_hold", "solved", "closed"]
+TargetName = Literal["first_response", "resolution", "next_update"]
+RuleId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)]
+
+_DURATION = re.compile(r"^\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$")
+
+
+def parse_duration(value: Any) -> int:
+    """'2h', '90m', '1h30m', '45s' -> seconds."""
+    if isinstance(value, str):
+        match = _DURATION.match(value.lower())
+        if match and any(match.groups()):
+            hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+            total = hours * 3600 + minutes * 60 + seconds
+            if total > 0:
+                return total
+    raise ValueError(
+        f"expected a positive duration like '2h', '90m' or '1h30m', got {value!r}"
+        " (hours are business hours of the target's calendar)"
+    )
+
+
+Duration = Annotated[int, BeforeValidator(parse_duration)]
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) or value is None else value
+
+
+class Strict(BaseModel):
+    """Every rule-file mapping: unknown keys are errors, values are not coerced."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            allowed = set(cls.model_fields)
+            for key in data:
+                if key not in allowed:
+                    raise ValueError(
+                        f"unknown key {key!r}; expected one of: {', '.join(sorted(allowed))}"
+                    )
+        return data
+
+
+# -- calendars -----------------------------------------------------------------
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_TIME = re.compile(r"^(\d{2}):(\d{2})$")
+
+
+def parse_days(spec: str) -> list[int]:
+    """'mon-fri', 'sat,sun', 'daily', 'fri-mon' -> weekday numbers (Monday 0)."""
+    spec = spec.strip().lower()
+    if spec in ("daily", "every day", "mon-sun"):
+        return list(range(7))
+    days: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        if "-" in part:
+            first, _, last = part.partition("-")
+            if first.strip() not in _DAYS or last.strip() not in _DAYS:
+                raise ValueError(f"unknown day range {part!r}; use mon, tue, ... sun, e.g. 'mon-fri'")
+            a, b = _DAYS.index(first.strip()), _DAYS.index(last.strip())
+            days.extend((a + i) % 7 for i in range((b - a) % 7 + 1))
+        elif part in _DAYS:
+            days.append(_DAYS.index(part))
+        else:
+            raise ValueError(f"unknown day {part!r}; use mon, tue, wed, thu, fri, sat, sun or daily")
+    return days
+
+
+def parse_time(text: str, allow_24: bool) -> int:
+    match = _TIME.match(text.strip())
+    if not match:
+        raise ValueError(f"expected a time like '09:00', got {text!r}")
+    hours, minutes = int(match.group(1)), int(match.group(2))
+    if minutes > 59 or hours > 24 or (hours == 24 and (minutes or not allow_24)):
+        raise ValueError(f"{text!r} is not a time of day")
+    return hours * 3600 + minutes * 60
+
+
+def parse_range(text: Any) -> tuple[int, int]:
+    """'09:00-17:00' -> (32400, 61200); '22:00-06:00' ends the next day (end > 86400)."""
+    if not isinstance(text, str) or "-" not in text:
+        raise ValueError(f"expected a time range like '09:00-17:00', got {text!r}")
+    first, _, last = text.partition("-")
+    start, end = parse_time(first, allow_24=False), parse_time(last, allow_24=True)
+    if end == start:
+        raise ValueError(f"empty time range {text!r}; for a whole day write '00:00-24:00'")
+    if end < start:
+        end += 86_400  # a night shift: closes the next day
+    return start, end
+
+
+TimeRange = Annotated[tuple[int, int], BeforeValidator(parse_range)]
+
+
+class Closure(Strict):
+    """A partial-day closure: closed during `hours` (local) on `date`."""
+
+    date: date
+    hours: list[TimeRange] = Field(min_length=1)
+
+
+class Holidays(Strict):
+    country: str | None = Field(None, description="ISO country code for the `holidays` package, e.g. US, DE, SK")
+    subdivision: str | None = Field(None, description="state/region code, e.g. BY")
+    dates: list[date] = Field(default_factory=list, description="extra whole days closed")
+    closures: list[Closure] = Field(default_factory=list, description="partial-day closures")
+
+    @model_validator(mode="after")
+    def _subdivision_needs_country(self) -> Holidays:
+        if self.subdivision and not self.country:
+            raise ValueError("subdivision needs a country")
+        return self
+
+
+class CalendarModel(Strict):
+    timezone: str = Field(description="IANA zone (Europe/Berlin) or fixed offset (+02:00)")
+    hours: Literal["24/7"] | dict[str, list[TimeRange]] = Field(
+        description="'24/7', or days ('mon-fri', 'sat', 'daily') -> open ranges ('09:00-12:00')"
+    )
+    holidays: Holidays | None = None
+
+    @field_validator("hours")
+    @classmethod
+    def _no_overlap(cls, hours: Any) -> Any:
+        if hours == "24/7":
+            return hours
+        week: list[tuple[int, int, str]] = []
+        for days, ranges in hours.items():
+            for day in parse_days(days):
+                for start, end in ranges:
+                    week.append((day * 86_400 + start, day * 86_400 + end, f"{days} {_fmt(start, end)}"))
+        # A Sunday night shift wraps into Monday: compare it on the following week too.
+        week += [(a + 7 * 86_400, b + 7 * 86_400, label) for a, b, label in week]
+        week.sort()
+        for (_, a_end, a_label), (b_start, _, b_label) in zip(week, week[1:], strict=False):
+            if b_start < a_end:
+                raise ValueError(f"open intervals overlap: {a_label!r} and {b_label!r}")
+        if not week:
+            raise ValueError("a calendar needs at least one open interval (or '24/7')")
+        return hours
+
+
+def _fmt(start: int, end: int) -> str:
+    end %= 86_400 if end > 86_400 else 86_401
+    return f"{start // 3600:02d}:{start % 3600 // 60:02d}-{end // 3600:02d}:{end % 3600 // 60:02d}"
+
+
+# -- conditions ------------------------------------------------------------------
+
+PriorityOrNone = Priority | Literal["none"] | None
+
+
+class Condition(Strict):
+    """All the given tests must hold. Text tests look at subject and description."""
+
+    priority: Annotated[list[PriorityOrNone], BeforeValidator(_one_or_many)] | None = Field(
+        None, description="one priority or a list; 'none' (or null) matches a ticket with no priority"
+    )
+    status: Annotated[list[Status], BeforeValidator(_one_or_many)] | None = None
+    tags_all: list[str] = Field(default_factory=list)
+    tags_any: list[str] = Field(default_factory=list)
+    tags_none: list[str] = Field(default_factory=list)
+    fields: dict[str, Annotated[list[str | int | float | bool | None], BeforeValidator(_one_or_many)]] = Field(
+        default_factory=dict, description="custom field name -> value or list of accepted values"
+    )
+    text_any: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+        default_factory=list, description="phrases, case-insensitive; one must occur"
+    )
+    text_none: list[Annotated[str, StringConstraints(min_length=1)]] = Field(default_factory=list)
+    text_regex: str | None = Field(None, description="a Python regular expression, case-insensitive")
+
+    @field_validator("text_regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as err:
+                raise ValueError(f"invalid regular expression: {err}") from err
+        return value
+
+
+# -- rules -------------------------------------------------------------------------
+
+
+class Reclassify(Strict):
+    id: RuleId
+    when: Condition
+    set: Priority
+    explain: str | None = Field(None, description="why, for the internal note")
+
+
+class TargetSpec(Strict):
+    within: Duration
+    calendar: str | None = None
+    warn_after: Duration | None = Field(None, description="business time after the start to warn at")
+    pause_on: list[Status] | None = Field(
+        None, description="statuses that stop the clock (resolution defaults to pending, on_hold)"
+    )
+    until_tags: list[str] = Field(default_factory=list, description="next_update stops once any is present")
+
+
+def _target_shorthand(value: Any) -> Any:
+    return {"within": value} if isinstance(value, str) and value.strip().lower() != "none" else value
+
+
+TargetValue = Annotated[TargetSpec, BeforeValidator(_target_shorthand)]
+# Per priority (or level name): a target, or none/null for "no target".
+TargetCell = Annotated[TargetSpec | None, BeforeValidator(lambda v: None if v == "none" else _target_shorthand(v))]
+
+
+class TargetMatrix(Strict):
+    """One target for every priority, or one per priority/level."""
+
+    all: TargetValue | None = None
+    by_priority: dict[str, TargetCell] | None = None
+
+
+def _target_form(value: Any) -> Any:
+    if isinstance(value, str) or (isinstance(value, dict) and "within" in value):
+        return {"all": value}
+    if isinstance(value, dict):
+        return {"by_priority": value}
+    return value
+
+
+class Policy(Strict):
+    id: RuleId
+    name: str | None = Field(None, description="shown in notes, e.g. 'Professional plan'")
+    when: Condition = Field(default_factory=Condition)
+    calendar: str | None = Field(None, description="default calendar of the targets")
+    targets: dict[TargetName, Annotated[TargetMatrix, BeforeValidator(_target_form)]] = Field(
+        default_factory=dict
+    )
+
+
+class Trigger(Strict):
+    """When an escalation fires; with no trigger it fires as soon as `when` holds."""
+
+    breach: TargetName | None = None
+    warning: TargetName | None = None
+    before_breach: TargetName | None = None
+    within: Duration | None = Field(None, description="with before_breach: business time left")
+    after_created: Duration | None = None
+    calendar: str | None = Field(None, description="with after_created")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Trigger:
+        kinds = [k for k in ("breach", "warning", "before_breach", "after_created") if getattr(self, k)]
+        if len(kinds) != 1:
+            raise ValueError("name exactly one of: breach, warning, before_breach, after_created")
+        if self.before_breach and not self.within:
+            raise ValueError("before_breach needs `within`")
+        if self.after_created and not self.calendar:
+            raise ValueError("after_created needs a `calendar`")
+        return self
+
+
+class EscalationActions(Strict):
+    add_tags: list[str] = Field(default_factory=list)
+    assign_group: str | None = None
+    set_priority: Priority | None = None
+    note: str | None = Field(None, description="extra text for the internal note")
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> EscalationActions:
+        if not (self.add_tags or self.assign_group or self.set_priority):
+            raise ValueError(
+                "an escalation needs add_tags, assign_group or set_priority, so the bot can see it already ran"
+            )
+        return self
+
+
+class Escalation(Strict):
+    id: RuleId
+    when: Condition = Field(default_factory=Condition)
+    on: Trigger | None = None
+    unless_tags: list[str] = Field(default_factory=list)
+    do: EscalationActions
+
+
+class AutoClose(Strict):
+    """Close a ticket after business time with no customer reply since the agent's last public comment."""
+
+    id: RuleId
+    when: Condition
+    after: Duration
+    calendar: str
+    set_status: Literal["solved", "closed"] = "solved"
+    reply: str = Field(min_length=1, description="public comment posted with the close")
+    add_tags: list[str] = Field(default_factory=list)
+
+
+class SlaField(Strict):
+    due: str | None = None
+    state: str | None = None
+
+
+class HelpdeskMapping(Strict):
+    """Account-specific ids: engine names -> the helpdesk's ids."""
+
+    fields: dict[str, str | int] = Field(default_factory=dict)
+    groups: dict[str, int | str] = Field(default_factory=dict)
+    statuses: dict[int, Status] = Field(default_factory=dict, description="Freshdesk custom status ids")
+
+
+class Helpdesks(Strict):
+    zendesk: HelpdeskMapping | None = None
+    freshdesk: HelpdeskMapping | None = None
+
+
+class RuleFile(Strict):
+    """One rule file. Several files in a directory are merged in name order."""
+
+    version: Literal[1] = 1
+    calendars: dict[str, CalendarModel] = Field(default_factory=dict)
+    levels: dict[str, list[Priority]] = Field(
+        default_factory=dict, description="names for groups of priorities, e.g. S1: [urgent, high]"
+    )
+    status_aliases: dict[str, Status] = Field(
+        default_factory=dict, description="helpdesk status names -> engine statuses"
+    )
+    reclassify: list[Reclassify] = Field(default_factory=list)
+    policies: list[Policy] = Field(default_factory=list)
+    escalations: list[Escalation] = Field(default_factory=list)
+    auto_close: list[AutoClose] = Field(default_factory=list)
+    sla_fields: dict[TargetName, SlaField] = Field(
+        default_factory=dict, description="custom fields that receive each target's due time and state"
+    )
+    helpdesk: Helpdesks | None = None
+
+    @field_validator("levels")
+    @classmethod
+    def _level_names(cls, levels: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name in levels:
+            if name in PRIORITIES or name in ("all", "none"):
+                raise ValueError(f"level name {name!r} clashes with a priority name")
+        return levels
+
+    @field_validator("status_aliases")
+    @classmethod
+    def _aliases(cls, aliases: dict[str, str]) -> dict[str, str]:
+        for name in aliases:
+            if name in STATUSES:
+                raise ValueError(f"{name!r} is already an engine status")
+        return aliases
