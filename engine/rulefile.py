@@ -185,7 +185,10 @@ def _compile_policy(src: _Source, index: int, policy: Policy, calendars, levels)
         for cell_loc, level, priorities, spec in cells:
             if spec is None:
                 continue
-            calendar_loc = (*cell_loc, "calendar") if spec.calendar else cell_loc
+            if spec.calendar:
+                calendar_loc = (*cell_loc, "calendar")
+            else:
+                calendar_loc = ("policies", index, "calendar") if policy.calendar else cell_loc
             calendar = _calendar(src, calendar_loc, spec.calendar or policy.calendar, calendars)
             target = Target(
                 name=target_name,

@@ -140,32 +140,45 @@ class Holidays(Strict):
         return self
 
 
+def parse_hours(value: Any) -> Any:
+    """'24/7', or {days: [ranges]} with every range parsed; overlaps are errors."""
+    if value == "24/7":
+        return value
+    if not isinstance(value, dict) or not value:
+        raise ValueError("expected '24/7' or a mapping of days to open ranges, e.g. mon-fri: ['09:00-17:00']")
+    hours: dict[str, list[tuple[int, int]]] = {}
+    week: list[tuple[int, int, str]] = []
+    for days, ranges in value.items():
+        if not isinstance(days, str):
+            raise ValueError(f"expected days like 'mon-fri', got {days!r}")
+        if isinstance(ranges, str):
+            ranges = [ranges]
+        if not isinstance(ranges, list) or not ranges:
+            raise ValueError(f"{days}: expected a list of ranges like ['09:00-17:00']")
+        try:
+            parsed = [parse_range(r) for r in ranges]
+            weekdays = parse_days(days)
+        except ValueError as err:
+            raise ValueError(f"{days}: {err}") from None
+        hours[days] = parsed
+        for day in weekdays:
+            for start, end in parsed:
+                week.append((day * 86_400 + start, day * 86_400 + end, f"{days} {_fmt(start, end)}"))
+    # A Sunday night shift wraps into Monday: compare it on the following week too.
+    week += [(a + 7 * 86_400, b + 7 * 86_400, label) for a, b, label in week]
+    week.sort()
+    for (_, a_end, a_label), (b_start, _, b_label) in zip(week, week[1:], strict=False):
+        if b_start < a_end:
+            raise ValueError(f"open intervals overlap: {a_label!r} and {b_label!r}")
+    return hours
+
+
 class CalendarModel(Strict):
     timezone: str = Field(description="IANA zone (Europe/Berlin) or fixed offset (+02:00)")
-    hours: Literal["24/7"] | dict[str, list[TimeRange]] = Field(
-        description="'24/7', or days ('mon-fri', 'sat', 'daily') -> open ranges ('09:00-12:00')"
+    hours: Annotated[Literal["24/7"] | dict[str, list[tuple[int, int]]], BeforeValidator(parse_hours)] = Field(
+        description="'24/7', or days ('mon-fri', 'sat', 'daily') -> open ranges ('09:00-12:00', '22:00-06:00')"
     )
     holidays: Holidays | None = None
-
-    @field_validator("hours")
-    @classmethod
-    def _no_overlap(cls, hours: Any) -> Any:
-        if hours == "24/7":
-            return hours
-        week: list[tuple[int, int, str]] = []
-        for days, ranges in hours.items():
-            for day in parse_days(days):
-                for start, end in ranges:
-                    week.append((day * 86_400 + start, day * 86_400 + end, f"{days} {_fmt(start, end)}"))
-        # A Sunday night shift wraps into Monday: compare it on the following week too.
-        week += [(a + 7 * 86_400, b + 7 * 86_400, label) for a, b, label in week]
-        week.sort()
-        for (_, a_end, a_label), (b_start, _, b_label) in zip(week, week[1:], strict=False):
-            if b_start < a_end:
-                raise ValueError(f"open intervals overlap: {a_label!r} and {b_label!r}")
-        if not week:
-            raise ValueError("a calendar needs at least one open interval (or '24/7')")
-        return hours
 
 
 def _fmt(start: int, end: int) -> str:
