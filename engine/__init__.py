@@ -7,6 +7,15 @@ from engine.ruleset import RuleSet
 from engine.ticket import Event, Ticket, TicketError
 
 __all__ = [
-    "Action", "Decision", "Event", "RuleFileError", "RuleSet", "TargetResult", "Ticket",
-    "TicketError", "evaluate", "load_rules", "load_texts",
+    "Action",
+    "Decision",
+    "Event",
+    "RuleFileError",
+    "RuleSet",
+    "TargetResult",
+    "Ticket",
+    "TicketError",
+    "evaluate",
+    "load_rules",
+    "load_texts",
 ]

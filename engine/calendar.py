@@ -177,9 +177,7 @@ class Calendar:
                 raw.append((base, base + DAY))
             else:
                 weekday = day.weekday()
-                raw.extend(
-                    (base + w.start, base + w.end) for w in self._weekly if w.weekday == weekday
-                )
+                raw.extend((base + w.start, base + w.end) for w in self._weekly if w.weekday == weekday)
             day += one
         closed = [
             (wall_seconds(d), wall_seconds(d) + DAY)
@@ -308,4 +306,3 @@ class Calendar:
 def merge_pauses(pauses: Iterable[Interval]) -> list[Interval]:
     """Sorted, disjoint pause intervals."""
     return _merge(pauses)
-

@@ -34,7 +34,9 @@ def _parse_now(text: str | None) -> int:
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise InputError(f"--now: expected an ISO-8601 instant like 2026-11-23T09:30:00Z, got {text!r}") from None
+        raise InputError(
+            f"--now: expected an ISO-8601 instant like 2026-11-23T09:30:00Z, got {text!r}"
+        ) from None
     if value.tzinfo is None:
         raise InputError(f"--now: {text!r} needs an offset or Z")
     return to_epoch(value)
@@ -44,7 +46,11 @@ def _ticket_error(name: str, text: str, data: Any, err: TicketError, line: int |
     if line is None:
         line = 1
         try:
-            loc = tuple(int(p) if p.isdigit() else p for p in err.field.replace("[", ".").replace("]", "").split(".") if p)
+            loc = tuple(
+                int(p) if p.isdigit() else p
+                for p in err.field.replace("[", ".").replace("]", "").split(".")
+                if p
+            )
             line = yamlsafe.locate(yamlsafe.load(text).root, loc)[0] or 1
         except (yamlsafe.YamlError, ValueError):
             pass
@@ -83,7 +89,9 @@ def _evaluate(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
         raise InputError(f"{args.ticket}: cannot read ticket: {err.strerror}") from None
     except UnicodeDecodeError:
         raise InputError(f"{args.ticket}: not UTF-8 text") from None
-    stdout.write(json.dumps(_decide(args.ticket, text, None, rules, now), indent=2, ensure_ascii=False) + "\n")
+    stdout.write(
+        json.dumps(_decide(args.ticket, text, None, rules, now), indent=2, ensure_ascii=False) + "\n"
+    )
     return 0
 
 
@@ -106,8 +114,12 @@ def schema() -> dict[str, Any]:
     return out
 
 
-def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: TextIO | None = None,
-         stderr: TextIO | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     parser = _Parser(prog="python -m engine", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)

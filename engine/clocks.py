@@ -20,7 +20,13 @@ class History:
     """
 
     __slots__ = (
-        "status", "spans", "first_agent", "last_agent", "last_public_author", "created", "now",
+        "status",
+        "spans",
+        "first_agent",
+        "last_agent",
+        "last_public_author",
+        "created",
+        "now",
         "first_done",
     )
 
@@ -81,14 +87,16 @@ class History:
         return out
 
 
-def _result(target: Target, start: int, achieved: int | None, pauses, paused_since: int | None,
-            now: int) -> TargetResult:
+def _result(
+    target: Target, start: int, achieved: int | None, pauses, paused_since: int | None, now: int
+) -> TargetResult:
     """The clock of `target` started at `start`, stopped during `pauses`."""
     calendar, budget = target.calendar, target.budget
     due = calendar.add(start, budget, pauses)
     if achieved is not None:
-        return TargetResult("met" if achieved <= due else "breached", due, budget, calendar.name,
-                            achieved_at=achieved)
+        return TargetResult(
+            "met" if achieved <= due else "breached", due, budget, calendar.name, achieved_at=achieved
+        )
     if paused_since is not None:
         if due < paused_since:  # the budget ran out before the pause began
             return TargetResult("breached", due, budget, calendar.name)

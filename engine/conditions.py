@@ -39,13 +39,22 @@ class Matcher:
     """A Condition compiled once; `test` returns None or the reasons it matched."""
 
     __slots__ = (
-        "priorities", "statuses", "tags_all", "tags_any", "tags_none", "fields",
-        "text_any", "text_none", "text_regex", "always",
+        "priorities",
+        "statuses",
+        "tags_all",
+        "tags_any",
+        "tags_none",
+        "fields",
+        "text_any",
+        "text_none",
+        "text_regex",
+        "always",
     )
 
     def __init__(self, condition: Condition) -> None:
         self.priorities = (
-            None if condition.priority is None
+            None
+            if condition.priority is None
             else frozenset(None if p == "none" else p for p in condition.priority)
         )
         self.statuses = None if condition.status is None else frozenset(condition.status)
@@ -57,13 +66,17 @@ class Matcher:
         )
         self.text_any = _phrases(condition.text_any)
         self.text_none = _phrases(condition.text_none)
-        self.text_regex = (
-            re.compile(condition.text_regex, re.IGNORECASE) if condition.text_regex else None
-        )
+        self.text_regex = re.compile(condition.text_regex, re.IGNORECASE) if condition.text_regex else None
         self.always = not (
-            self.priorities is not None or self.statuses is not None or self.tags_all
-            or self.tags_any or self.tags_none or self.fields or self.text_any
-            or self.text_none or self.text_regex
+            self.priorities is not None
+            or self.statuses is not None
+            or self.tags_all
+            or self.tags_any
+            or self.tags_none
+            or self.fields
+            or self.text_any
+            or self.text_none
+            or self.text_regex
         )
 
     def test(self, ticket: Ticket, priority: str | None, status: str) -> list[str] | None:

@@ -44,8 +44,15 @@ def _reclassify(ticket: Ticket, rules: RuleSet, status: str):
     return priority, None, None
 
 
-def _priority_note(old: str | None, new: str, rule, reasons: list[str], policy: PolicyRule | None,
-                   targets: dict[str, TargetResult | None], priority: str) -> str:
+def _priority_note(
+    old: str | None,
+    new: str,
+    rule,
+    reasons: list[str],
+    policy: PolicyRule | None,
+    targets: dict[str, TargetResult | None],
+    priority: str,
+) -> str:
     if old is None:
         verb = "set"
     else:
@@ -88,8 +95,9 @@ def _escalation_due(rule: EscalationRule, ticket: Ticket, targets, now: int) -> 
     raise ValueError(f"unknown escalation kind {rule.kind!r}")
 
 
-def _escalate(rule: EscalationRule, ticket: Ticket, state: _State, targets, policy, now: int,
-              actions: list[Action]) -> int | None:
+def _escalate(
+    rule: EscalationRule, ticket: Ticket, state: _State, targets, policy, now: int, actions: list[Action]
+) -> int | None:
     if not rule.unless_tags.isdisjoint(state.tags):
         return None
     if rule.when.test(ticket, state.priority, state.status) is None:
@@ -142,8 +150,9 @@ def _before_breach(rule: EscalationRule, policy, targets, priority, now: int):
     return False, moment, ""
 
 
-def _auto_close(ticket: Ticket, rules: RuleSet, state: _State, history: clocks.History, now: int,
-                actions: list[Action]) -> int | None:
+def _auto_close(
+    ticket: Ticket, rules: RuleSet, state: _State, history: clocks.History, now: int, actions: list[Action]
+) -> int | None:
     for rule in rules.auto_close:
         if rule.when.test(ticket, state.priority, state.status) is None:
             continue
@@ -161,10 +170,16 @@ def _auto_close(ticket: Ticket, rules: RuleSet, state: _State, history: clocks.H
             actions.append(Action("add_tags", rule.id, values=new_tags))
         actions.append(Action("reply", rule.id, body=rule.reply))
         waited = explain.budget_words(rule.after, rule.calendar)
-        actions.append(Action("note", rule.id, body=(
-            f"Status set to {rule.set_status} by rule `{rule.id}`: no customer reply for {waited}"
-            f" since the agent's last public comment ({iso_utc(history.last_agent)})."
-        )))
+        actions.append(
+            Action(
+                "note",
+                rule.id,
+                body=(
+                    f"Status set to {rule.set_status} by rule `{rule.id}`: no customer reply for {waited}"
+                    f" since the agent's last public comment ({iso_utc(history.last_agent)})."
+                ),
+            )
+        )
         state.status = rule.set_status
         return None
     return None
@@ -213,8 +228,13 @@ def evaluate(ticket: Ticket, rules: RuleSet, now: int) -> Decision:
 
     if prule is not None:
         actions.append(Action("set_priority", prule.id, value=priority))
-        actions.append(Action("note", prule.id, body=_priority_note(
-            ticket.priority, priority, prule, reasons, policy, targets, priority)))
+        actions.append(
+            Action(
+                "note",
+                prule.id,
+                body=_priority_note(ticket.priority, priority, prule, reasons, policy, targets, priority),
+            )
+        )
 
     checks: list[int] = []
     for result in targets.values():

@@ -80,9 +80,13 @@ def parse_file(name: str, text: str) -> _Source:
     except yamlsafe.YamlError as err:
         raise RuleFileError(name, err.line, "", err.message) from None
     if doc.data is None:
-        raise RuleFileError(name, 0, "", "the rule file is empty (expected a mapping starting with `version: 1`)")
+        raise RuleFileError(
+            name, 0, "", "the rule file is empty (expected a mapping starting with `version: 1`)"
+        )
     if not isinstance(doc.data, dict):
-        raise RuleFileError(name, 1, "", f"expected a mapping of rule sections, got a {type(doc.data).__name__}")
+        raise RuleFileError(
+            name, 1, "", f"expected a mapping of rule sections, got a {type(doc.data).__name__}"
+        )
     try:
         model = RuleFile.model_validate(doc.data)
     except ValidationError as err:
@@ -129,7 +133,9 @@ def _compile_calendar(src: _Source, name: str, spec: CalendarModel) -> Calendar:
                 holidays_lib.country_holidays(country, subdiv=subdivision)
             except NotImplementedError as err:
                 field = "subdivision" if subdivision else "country"
-                raise src.error((*loc, "holidays", field), f"not known to the holidays package: {err}") from None
+                raise src.error(
+                    (*loc, "holidays", field), f"not known to the holidays package: {err}"
+                ) from None
         extra = frozenset(spec.holidays.dates)
 
         def lookup(year: int, country=country, subdivision=subdivision, extra=extra) -> Iterable[date]:
@@ -151,7 +157,9 @@ def _compile_calendar(src: _Source, name: str, spec: CalendarModel) -> Calendar:
         raise src.error(loc, str(err)) from None
 
 
-def _priorities_for(src: _Source, loc: tuple[Any, ...], key: str, levels: dict[str, list[str]]) -> list[str | None]:
+def _priorities_for(
+    src: _Source, loc: tuple[Any, ...], key: str, levels: dict[str, list[str]]
+) -> list[str | None]:
     if key in PRIORITIES:
         return [key]
     if key == "none":
@@ -162,7 +170,9 @@ def _priorities_for(src: _Source, loc: tuple[Any, ...], key: str, levels: dict[s
     raise src.error(loc, f"unknown priority or level {key!r}; expected one of: {known}")
 
 
-def _calendar(src: _Source, loc: tuple[Any, ...], name: str | None, calendars: dict[str, Calendar]) -> Calendar:
+def _calendar(
+    src: _Source, loc: tuple[Any, ...], name: str | None, calendars: dict[str, Calendar]
+) -> Calendar:
     if name is None:
         raise src.error(loc, "no calendar: name one on the target or on the policy")
     if name not in calendars:
@@ -194,7 +204,9 @@ def _compile_policy(src: _Source, index: int, policy: Policy, calendars, levels)
                 name=target_name,
                 budget=spec.within,
                 calendar=calendar,
-                pause_on=frozenset(spec.pause_on) if spec.pause_on is not None else DEFAULT_PAUSES[target_name],
+                pause_on=frozenset(spec.pause_on)
+                if spec.pause_on is not None
+                else DEFAULT_PAUSES[target_name],
                 warn_after=spec.warn_after,
                 until_tags=frozenset(spec.until_tags),
                 level=level,
@@ -215,7 +227,9 @@ def _check_ids(sources: list[_Source]) -> None:
         for section in ("reclassify", "policies", "escalations", "auto_close"):
             for index, rule in enumerate(getattr(src.model, section)):
                 if rule.id in seen:
-                    raise src.error((section, index, "id"), f"duplicate rule id {rule.id!r} (also in {seen[rule.id]})")
+                    raise src.error(
+                        (section, index, "id"), f"duplicate rule id {rule.id!r} (also in {seen[rule.id]})"
+                    )
                 seen[rule.id] = f"{src.name} {section}"
 
 
@@ -235,28 +249,51 @@ def compile_sources(sources: list[_Source], version: str) -> RuleSet:
     _check_ids(sources)
     for src in sources:
         model, cals = src.model, rules.calendars
-        rules.reclassify += [ReclassifyRule(r.id, Matcher(r.when), r.set, r.explain) for r in model.reclassify]
+        rules.reclassify += [
+            ReclassifyRule(r.id, Matcher(r.when), r.set, r.explain) for r in model.reclassify
+        ]
         rules.policies += [_compile_policy(src, i, p, cals, levels) for i, p in enumerate(model.policies)]
         for i, esc in enumerate(model.escalations):
             on = esc.on
-            kind = "immediate" if on is None else next(
-                k for k in ("breach", "warning", "before_breach", "after_created") if getattr(on, k)
+            kind = (
+                "immediate"
+                if on is None
+                else next(
+                    k for k in ("breach", "warning", "before_breach", "after_created") if getattr(on, k)
+                )
             )
-            calendar = _calendar(src, ("escalations", i, "on", "calendar"), on.calendar, cals) if kind == "after_created" else None
-            rules.escalations.append(EscalationRule(
-                id=esc.id, when=Matcher(esc.when), kind=kind,
-                target=None if on is None else (on.breach or on.warning or on.before_breach),
-                within=None if on is None else (on.within or on.after_created),
-                calendar=calendar, unless_tags=frozenset(esc.unless_tags),
-                add_tags=tuple(esc.do.add_tags), assign_group=esc.do.assign_group,
-                set_priority=esc.do.set_priority, note=esc.do.note,
-            ))
+            calendar = (
+                _calendar(src, ("escalations", i, "on", "calendar"), on.calendar, cals)
+                if kind == "after_created"
+                else None
+            )
+            rules.escalations.append(
+                EscalationRule(
+                    id=esc.id,
+                    when=Matcher(esc.when),
+                    kind=kind,
+                    target=None if on is None else (on.breach or on.warning or on.before_breach),
+                    within=None if on is None else (on.within or on.after_created),
+                    calendar=calendar,
+                    unless_tags=frozenset(esc.unless_tags),
+                    add_tags=tuple(esc.do.add_tags),
+                    assign_group=esc.do.assign_group,
+                    set_priority=esc.do.set_priority,
+                    note=esc.do.note,
+                )
+            )
         for i, rule in enumerate(model.auto_close):
-            rules.auto_close.append(AutoCloseRule(
-                id=rule.id, when=Matcher(rule.when), after=rule.after,
-                calendar=_calendar(src, ("auto_close", i, "calendar"), rule.calendar, cals),
-                set_status=rule.set_status, reply=rule.reply, add_tags=tuple(rule.add_tags),
-            ))
+            rules.auto_close.append(
+                AutoCloseRule(
+                    id=rule.id,
+                    when=Matcher(rule.when),
+                    after=rule.after,
+                    calendar=_calendar(src, ("auto_close", i, "calendar"), rule.calendar, cals),
+                    set_status=rule.set_status,
+                    reply=rule.reply,
+                    add_tags=tuple(rule.add_tags),
+                )
+            )
         for target, names in model.sla_fields.items():
             rules.sla_fields[target] = {k: v for k, v in names.model_dump().items() if v}
         if model.helpdesk is not None:

@@ -61,9 +61,7 @@ class Strict(BaseModel):
             allowed = set(cls.model_fields)
             for key in data:
                 if key not in allowed:
-                    raise ValueError(
-                        f"unknown key {key!r}; expected one of: {', '.join(sorted(allowed))}"
-                    )
+                    raise ValueError(f"unknown key {key!r}; expected one of: {', '.join(sorted(allowed))}")
         return data
 
 
@@ -128,7 +126,9 @@ class Closure(Strict):
 
 
 class Holidays(Strict):
-    country: str | None = Field(None, description="ISO country code for the `holidays` package, e.g. US, DE, SK")
+    country: str | None = Field(
+        None, description="ISO country code for the `holidays` package, e.g. US, DE, SK"
+    )
     subdivision: str | None = Field(None, description="state/region code, e.g. BY")
     dates: list[date] = Field(default_factory=list, description="extra whole days closed")
     closures: list[Closure] = Field(default_factory=list, description="partial-day closures")
@@ -175,8 +175,11 @@ def parse_hours(value: Any) -> Any:
 
 class CalendarModel(Strict):
     timezone: str = Field(description="IANA zone (Europe/Berlin) or fixed offset (+02:00)")
-    hours: Annotated[Literal["24/7"] | dict[str, list[tuple[int, int]]], BeforeValidator(parse_hours)] = Field(
-        description="'24/7', or days ('mon-fri', 'sat', 'daily') -> open ranges ('09:00-12:00', '22:00-06:00')"
+    hours: Annotated[Literal["24/7"] | dict[str, list[tuple[int, int]]], BeforeValidator(parse_hours)] = (
+        Field(
+            description="'24/7', or days ('mon-fri', 'sat', 'daily') -> open ranges"
+            " ('09:00-12:00', '22:00-06:00')"
+        )
     )
     holidays: Holidays | None = None
 
@@ -201,8 +204,8 @@ class Condition(Strict):
     tags_all: list[str] = Field(default_factory=list)
     tags_any: list[str] = Field(default_factory=list)
     tags_none: list[str] = Field(default_factory=list)
-    fields: dict[str, Annotated[list[str | int | float | bool | None], BeforeValidator(_one_or_many)]] = Field(
-        default_factory=dict, description="custom field name -> value or list of accepted values"
+    fields: dict[str, Annotated[list[str | int | float | bool | None], BeforeValidator(_one_or_many)]] = (
+        Field(default_factory=dict, description="custom field name -> value or list of accepted values")
     )
     text_any: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
         default_factory=list, description="phrases, case-insensitive; one must occur"
@@ -247,7 +250,9 @@ def _target_shorthand(value: Any) -> Any:
 
 TargetValue = Annotated[TargetSpec, BeforeValidator(_target_shorthand)]
 # Per priority (or level name): a target, or none/null for "no target".
-TargetCell = Annotated[TargetSpec | None, BeforeValidator(lambda v: None if v == "none" else _target_shorthand(v))]
+TargetCell = Annotated[
+    TargetSpec | None, BeforeValidator(lambda v: None if v == "none" else _target_shorthand(v))
+]
 
 
 class TargetMatrix(Strict):
@@ -307,7 +312,8 @@ class EscalationActions(Strict):
     def _changes_something(self) -> EscalationActions:
         if not (self.add_tags or self.assign_group or self.set_priority):
             raise ValueError(
-                "an escalation needs add_tags, assign_group or set_priority, so the bot can see it already ran"
+                "an escalation needs add_tags, assign_group or set_priority,"
+                " so the bot can see it already ran"
             )
         return self
 

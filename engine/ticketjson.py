@@ -30,8 +30,11 @@ class EventIn(BaseModel):
     @field_validator("author", "status", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) and value.strip().lower() in (
-            *STATUSES, "customer", "agent") else value
+        return (
+            value.strip().lower()
+            if isinstance(value, str) and value.strip().lower() in (*STATUSES, "customer", "agent")
+            else value
+        )
 
 
 class TicketIn(BaseModel):
@@ -58,7 +61,9 @@ class TicketIn(BaseModel):
             if value in ("", "none"):
                 return None
             if value not in PRIORITIES:
-                raise ValueError(f"unknown priority {value!r}; expected one of {', '.join(PRIORITIES)} or null")
+                raise ValueError(
+                    f"unknown priority {value!r}; expected one of {', '.join(PRIORITIES)} or null"
+                )
         return value
 
 

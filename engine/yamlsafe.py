@@ -33,7 +33,9 @@ class _Loader(yaml.SafeLoader):
 
 
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int")]
+    first: [
+        (tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int")
+    ]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
@@ -86,7 +88,9 @@ def _check(root: yaml.Node) -> None:
             for item in node.value:
                 total += walk(item)
         if total > MAX_NODES:
-            raise YamlError(_line(node), f"document too large (over {MAX_NODES} values after expanding aliases)")
+            raise YamlError(
+                _line(node), f"document too large (over {MAX_NODES} values after expanding aliases)"
+            )
         sizes[key] = total
         return total
 

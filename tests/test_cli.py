@@ -13,8 +13,13 @@ from engine.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 CLOUDTALK = str(ROOT / "rules" / "examples" / "cloudtalk.yaml")
 TICKET = {
-    "id": "1001", "subject": "Calls failing on production", "description": "…", "status": "open",
-    "priority": "urgent", "tags": ["vip"], "fields": {"plan": "professional"},
+    "id": "1001",
+    "subject": "Calls failing on production",
+    "description": "…",
+    "status": "open",
+    "priority": "urgent",
+    "tags": ["vip"],
+    "fields": {"plan": "professional"},
     "created_at": "2026-11-20T14:30:00Z",
     "events": [
         {"at": "2026-11-20T15:00:00Z", "type": "comment", "author": "customer", "public": True},
@@ -35,8 +40,9 @@ def write(tmp_path, data, name="ticket.json"):
 
 
 def test_evaluate_file(tmp_path):
-    code, out, err = run("evaluate", "--rules", CLOUDTALK, "--ticket", write(tmp_path, TICKET),
-                         "--now", "2026-11-21T00:00:00Z")
+    code, out, err = run(
+        "evaluate", "--rules", CLOUDTALK, "--ticket", write(tmp_path, TICKET), "--now", "2026-11-21T00:00:00Z"
+    )
     assert (code, err) == (0, "")
     result = json.loads(out)
     assert result["ticket"] == "1001"
@@ -52,16 +58,24 @@ def test_rules_directory(tmp_path):
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "cloudtalk.yaml").write_text(Path(CLOUDTALK).read_text())
-    code, out, _ = run("evaluate", "--rules", str(rules), "--ticket", write(tmp_path, TICKET),
-                       "--now", "2026-11-21T00:00:00Z")
+    code, out, _ = run(
+        "evaluate",
+        "--rules",
+        str(rules),
+        "--ticket",
+        write(tmp_path, TICKET),
+        "--now",
+        "2026-11-21T00:00:00Z",
+    )
     assert code == 0 and json.loads(out)["policy"] == "professional"
 
 
 def test_json_lines_in_order():
     tickets = [dict(TICKET, id=str(n), priority=p) for n, p in enumerate(["urgent", "high", None, "low"])]
     stdin = "\n".join(json.dumps(t) for t in tickets) + "\n\n"
-    code, out, _ = run("evaluate", "--rules", CLOUDTALK, "--ticket", "-", "--now", "2026-11-21T00:00:00Z",
-                       stdin=stdin)
+    code, out, _ = run(
+        "evaluate", "--rules", CLOUDTALK, "--ticket", "-", "--now", "2026-11-21T00:00:00Z", stdin=stdin
+    )
     lines = out.splitlines()
     assert code == 0 and len(lines) == 4
     results = [json.loads(line) for line in lines]
@@ -81,28 +95,42 @@ def test_default_now_is_the_current_time(tmp_path):
     [
         ("{not json", "ticket.json:1: invalid JSON"),
         ('{"id": "1", "status": "open"}', "ticket.json:1: created_at: required field is missing"),
-        (json.dumps(dict(TICKET, created_at="2026-11-20T14:30:00"), indent=2),
-         "ticket.json:13: created_at: timestamp needs an offset or Z"),
-        (json.dumps(dict(TICKET, priority="critical"), indent=2), "ticket.json:6: priority: unknown priority"),
-        (json.dumps(dict(TICKET, status="waiting"), indent=2), "ticket.json:5: status: unknown status 'waiting'"),
-        (json.dumps(dict(TICKET, events=[{"at": "2026-11-20T15:00:00Z", "type": "comment"}]), indent=2),
-         "ticket.json:15: events[0].author: a comment needs an author"),
-        (json.dumps(dict(TICKET, events=[{"at": "2026-11-20T15:00:00Z", "type": "call"}]), indent=2),
-         "ticket.json:17: events[0].type: Input should be 'comment' or 'status'"),
+        (
+            json.dumps(dict(TICKET, created_at="2026-11-20T14:30:00"), indent=2),
+            "ticket.json:13: created_at: timestamp needs an offset or Z",
+        ),
+        (
+            json.dumps(dict(TICKET, priority="critical"), indent=2),
+            "ticket.json:6: priority: unknown priority",
+        ),
+        (
+            json.dumps(dict(TICKET, status="waiting"), indent=2),
+            "ticket.json:5: status: unknown status 'waiting'",
+        ),
+        (
+            json.dumps(dict(TICKET, events=[{"at": "2026-11-20T15:00:00Z", "type": "comment"}]), indent=2),
+            "ticket.json:15: events[0].author: a comment needs an author",
+        ),
+        (
+            json.dumps(dict(TICKET, events=[{"at": "2026-11-20T15:00:00Z", "type": "call"}]), indent=2),
+            "ticket.json:17: events[0].type: Input should be 'comment' or 'status'",
+        ),
         ("[1, 2]", "ticket.json:1: expected a JSON object"),
     ],
 )
 def test_invalid_ticket(tmp_path, ticket, expected):
-    code, out, err = run("evaluate", "--rules", CLOUDTALK, "--ticket", write(tmp_path, ticket),
-                         "--now", "2026-11-21T00:00:00Z")
+    code, out, err = run(
+        "evaluate", "--rules", CLOUDTALK, "--ticket", write(tmp_path, ticket), "--now", "2026-11-21T00:00:00Z"
+    )
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and expected in err
 
 
 def test_invalid_line_in_batch_names_it():
     stdin = json.dumps(TICKET) + "\n" + json.dumps(dict(TICKET, created_at="yesterday")) + "\n"
-    code, out, err = run("evaluate", "--rules", CLOUDTALK, "--ticket", "-", "--now", "2026-11-21T00:00:00Z",
-                         stdin=stdin)
+    code, out, err = run(
+        "evaluate", "--rules", CLOUDTALK, "--ticket", "-", "--now", "2026-11-21T00:00:00Z", stdin=stdin
+    )
     assert code == 2 and len(out.splitlines()) == 1
     assert err.startswith("error: -:2: created_at:")
 
@@ -112,9 +140,22 @@ def test_invalid_line_in_batch_names_it():
     [
         (["evaluate", "--rules", "nowhere.yaml", "--ticket", "-"], "nowhere.yaml: no such file"),
         (["evaluate", "--rules", CLOUDTALK, "--ticket", "-", "--now", "soon"], "--now: expected an ISO-8601"),
-        (["evaluate", "--rules", CLOUDTALK, "--ticket", "-", "--now", "2026-11-21T00:00:00"], "needs an offset"),
-        (["evaluate", "--rules", CLOUDTALK, "--ticket", "/no/such/ticket.json", "--now", "2026-11-21T00:00:00Z"],
-         "cannot read ticket"),
+        (
+            ["evaluate", "--rules", CLOUDTALK, "--ticket", "-", "--now", "2026-11-21T00:00:00"],
+            "needs an offset",
+        ),
+        (
+            [
+                "evaluate",
+                "--rules",
+                CLOUDTALK,
+                "--ticket",
+                "/no/such/ticket.json",
+                "--now",
+                "2026-11-21T00:00:00Z",
+            ],
+            "cannot read ticket",
+        ),
         (["evaluate", "--ticket", "-"], "the following arguments are required: --rules"),
         (["frobnicate"], "invalid choice"),
     ],
@@ -132,14 +173,42 @@ def test_check():
 
 def test_real_process_never_prints_a_traceback(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "engine", "evaluate", "--rules", str(ROOT / "tests/fixtures/rules/evil.yaml"),
-         "--ticket", write(tmp_path, TICKET)],
-        capture_output=True, text=True, cwd=ROOT, check=False,
+        [
+            sys.executable,
+            "-m",
+            "engine",
+            "evaluate",
+            "--rules",
+            str(ROOT / "tests/fixtures/rules/evil.yaml"),
+            "--ticket",
+            write(tmp_path, TICKET),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
     ok = subprocess.run(
-        [sys.executable, "-m", "engine", "evaluate", "--rules", CLOUDTALK, "--ticket", "-",
-         "--now", "2026-11-21T00:00:00Z"],
-        input=json.dumps(TICKET) + "\n", capture_output=True, text=True, cwd=ROOT, check=False,
+        [
+            sys.executable,
+            "-m",
+            "engine",
+            "evaluate",
+            "--rules",
+            CLOUDTALK,
+            "--ticket",
+            "-",
+            "--now",
+            "2026-11-21T00:00:00Z",
+        ],
+        input=json.dumps(TICKET) + "\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
     )
-    assert ok.returncode == 0 and json.loads(ok.stdout)["targets"]["first_response"]["due"] == "2026-11-23T09:30:00Z"
+    assert (
+        ok.returncode == 0
+        and json.loads(ok.stdout)["targets"]["first_response"]["due"] == "2026-11-23T09:30:00Z"
+    )

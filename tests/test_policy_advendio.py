@@ -8,8 +8,14 @@ MON = "2026-11-23T08:00:00Z"  # Mon 09:00 CET
 
 
 def run(now, priority="urgent", plan="premium", created=MON, fields=None, **ticket):
-    return decide("advendio", now, priority=priority, created_at=created,
-                  fields={"plan": plan, **(fields or {})}, **ticket)
+    return decide(
+        "advendio",
+        now,
+        priority=priority,
+        created_at=created,
+        fields={"plan": plan, **(fields or {})},
+        **ticket,
+    )
 
 
 @pytest.mark.parametrize(
@@ -53,8 +59,12 @@ def test_low_inquiry_untouched():
 
 @pytest.mark.parametrize(
     "subject",
-    ["Data corrupted after import", "Possible data loss in bookings", "Reports empty for all users",
-     "Ad server sync unavailable"],
+    [
+        "Data corrupted after import",
+        "Possible data loss in bookings",
+        "Reports empty for all users",
+        "Ad server sync unavailable",
+    ],
 )
 def test_data_integrity_bug_becomes_level_1(subject):
     decision = run(MON, priority="normal", subject=subject, fields={"case_reason": "bug"})
@@ -71,7 +81,9 @@ def test_breach_escalates_to_csm_once():
     breached = run("2026-11-23T10:00:01Z")
     assert target(breached, "first_response") == ("2026-11-23T10:00:00Z", "breached")
     assert [(a.type, a.rule) for a in breached.actions] == [
-        ("add_tags", "escalate-to-csm"), ("note", "escalate-to-csm")]
+        ("add_tags", "escalate-to-csm"),
+        ("note", "escalate-to-csm"),
+    ]
     assert breached.actions[0].values == ("escalated_csm",)
     assert "Customer Success Manager" in breached.actions[1].body
     again = run("2026-11-23T11:00:00Z", tags=["escalated_csm"])

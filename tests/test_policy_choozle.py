@@ -17,19 +17,45 @@ def run(now, priority="urgent", created=TUE, **ticket):
         ("worked example 3", "urgent", TUE, "2026-11-03T19:00:00Z", "2026-11-04T17:00:00Z"),
         ("high is S1 too", "high", TUE, "2026-11-03T19:00:00Z", "2026-11-04T17:00:00Z"),
         # Friday 16:00 MST: 8 h left that day; Veterans Day (Wed 11 Nov) is skipped.
-        ("S2 over a weekend and a holiday", "normal", "2026-11-06T23:00:00Z",
-         "2026-11-07T01:00:00Z", "2026-11-12T23:00:00Z"),
+        (
+            "S2 over a weekend and a holiday",
+            "normal",
+            "2026-11-06T23:00:00Z",
+            "2026-11-07T01:00:00Z",
+            "2026-11-12T23:00:00Z",
+        ),
         # Wed 25 Nov 23:00 MST: 1 h left, Thanksgiving closed, Friday resumes;
         # resolution: 1 + 24 (Fri) + 24 x 3 (Mon-Wed) + 23 (Thu) = 120 h.
-        ("S3 around Thanksgiving", "low", "2026-11-26T06:00:00Z", "2026-11-27T09:00:00Z", "2026-12-04T06:00:00Z"),
+        (
+            "S3 around Thanksgiving",
+            "low",
+            "2026-11-26T06:00:00Z",
+            "2026-11-27T09:00:00Z",
+            "2026-12-04T06:00:00Z",
+        ),
         # Fri 30 Oct 14:00 MDT, 10 h that day; Monday is MST after the fall-back weekend.
-        ("DST fall between Friday and Monday", "urgent", "2026-10-30T20:00:00Z",
-         "2026-10-30T22:00:00Z", "2026-11-02T21:00:00Z"),
+        (
+            "DST fall between Friday and Monday",
+            "urgent",
+            "2026-10-30T20:00:00Z",
+            "2026-10-30T22:00:00Z",
+            "2026-11-02T21:00:00Z",
+        ),
         # Fri 6 Mar 14:00 MST; Monday is MDT after the spring-forward weekend.
-        ("DST spring between Friday and Monday", "urgent", "2026-03-06T21:00:00Z",
-         "2026-03-06T23:00:00Z", "2026-03-09T20:00:00Z"),
-        ("created on Saturday starts Monday 00:00", "urgent", "2026-11-07T18:00:00Z",
-         "2026-11-09T09:00:00Z", "2026-11-10T07:00:00Z"),
+        (
+            "DST spring between Friday and Monday",
+            "urgent",
+            "2026-03-06T21:00:00Z",
+            "2026-03-06T23:00:00Z",
+            "2026-03-09T20:00:00Z",
+        ),
+        (
+            "created on Saturday starts Monday 00:00",
+            "urgent",
+            "2026-11-07T18:00:00Z",
+            "2026-11-09T09:00:00Z",
+            "2026-11-10T07:00:00Z",
+        ),
     ],
 )
 def test_due_times(case, priority, created, first_response, resolution):
@@ -45,8 +71,10 @@ def test_warn_thresholds():
     assert resolution["warn_at"] == "2026-11-09T23:00:00Z" and resolution["warning"] is True
     before = run("2026-11-09T22:59:59Z", priority="normal", created="2026-11-06T23:00:00Z")
     assert before.to_dict()["targets"]["resolution"]["warning"] is False
-    assert before.next_check == run("2026-11-09T22:59:59Z", priority="normal",
-                                    created="2026-11-06T23:00:00Z").next_check
+    assert (
+        before.next_check
+        == run("2026-11-09T22:59:59Z", priority="normal", created="2026-11-06T23:00:00Z").next_check
+    )
     s1 = run(TUE).to_dict()["targets"]["resolution"]
     assert "warn_at" not in s1
 
@@ -62,7 +90,9 @@ def test_resolution_pauses_while_waiting(pause):
 
 
 def test_first_response_does_not_pause():
-    decision = run("2026-11-03T18:30:00Z", events=[status("2026-11-03T18:00:00Z", "pending")], status="pending")
+    decision = run(
+        "2026-11-03T18:30:00Z", events=[status("2026-11-03T18:00:00Z", "pending")], status="pending"
+    )
     assert target(decision, "first_response") == ("2026-11-03T19:00:00Z", "running")
 
 
@@ -78,14 +108,19 @@ def test_breached_and_late():
     breached = run("2026-11-05T00:00:00Z")
     assert target(breached, "first_response") == ("2026-11-03T19:00:00Z", "breached")
     assert target(breached, "resolution") == ("2026-11-04T17:00:00Z", "breached")
-    late = run("2026-11-06T00:00:00Z", events=[comment("2026-11-03T19:30:00Z"),
-                                               status("2026-11-05T00:00:00Z", "solved")], status="solved")
+    late = run(
+        "2026-11-06T00:00:00Z",
+        events=[comment("2026-11-03T19:30:00Z"), status("2026-11-05T00:00:00Z", "solved")],
+        status="solved",
+    )
     assert target(late, "resolution") == ("2026-11-04T17:00:00Z", "breached")
     assert target(late, "first_response") == ("2026-11-03T19:00:00Z", "breached")
 
 
 def test_breach_before_pause_stays_breached():
-    decision = run("2026-11-06T00:00:00Z", events=[status("2026-11-05T00:00:00Z", "pending")], status="pending")
+    decision = run(
+        "2026-11-06T00:00:00Z", events=[status("2026-11-05T00:00:00Z", "pending")], status="pending"
+    )
     assert target(decision, "resolution") == ("2026-11-04T17:00:00Z", "breached")
 
 
@@ -102,8 +137,14 @@ AGENT_WED = "2026-11-04T18:00:00Z"  # Wed 11:00 MST
 
 def proposed(now, extra=(), **kw):
     events = [comment(AGENT_WED), status(AGENT_WED, "pending"), *extra]
-    return run(now, created="2026-11-02T17:00:00Z", events=events, status=kw.pop("status", "pending"),
-               tags=kw.pop("tags", ["resolution_proposed"]), **kw)
+    return run(
+        now,
+        created="2026-11-02T17:00:00Z",
+        events=events,
+        status=kw.pop("status", "pending"),
+        tags=kw.pop("tags", ["resolution_proposed"]),
+        **kw,
+    )
 
 
 def test_auto_close_waits_three_business_days():
@@ -123,16 +164,23 @@ def test_auto_close_waits_three_business_days():
 def test_auto_close_holiday_moves_it():
     events = [comment("2026-11-25T18:00:00Z"), status("2026-11-25T18:00:00Z", "pending")]
     # Wed 13 h, Thanksgiving closed, Fri 24 h, Mon 24 h, Tue 11 h -> Tue 1 Dec 11:00 MST.
-    decision = run("2026-11-30T23:00:00Z", created="2026-11-23T17:00:00Z", events=events, status="pending",
-                   tags=["resolution_proposed"])
+    decision = run(
+        "2026-11-30T23:00:00Z",
+        created="2026-11-23T17:00:00Z",
+        events=events,
+        status="pending",
+        tags=["resolution_proposed"],
+    )
     assert decision.actions == [] and decision.next_check == at_("2026-12-01T18:00:00Z")
 
 
 @pytest.mark.parametrize(
     ("case", "kw"),
     [
-        ("a later customer comment cancels it",
-         {"extra": [comment("2026-11-05T18:00:00Z", author="customer")]}),
+        (
+            "a later customer comment cancels it",
+            {"extra": [comment("2026-11-05T18:00:00Z", author="customer")]},
+        ),
         ("no resolution_proposed tag", {"tags": []}),
         ("not pending", {"status": "open"}),
         ("already solved", {"status": "solved"}),
@@ -144,4 +192,5 @@ def test_auto_close_does_not_fire(case, kw):
 
 def at_(text):
     from tests.engine_helpers import at
+
     return at(text)

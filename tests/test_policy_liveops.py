@@ -13,8 +13,12 @@ def run(now, priority="high", **ticket):
 
 @pytest.mark.parametrize(
     ("priority", "due"),
-    [("urgent", "2026-11-21T11:00:00Z"), ("high", "2026-11-21T14:00:00Z"),
-     ("normal", "2026-11-21T18:00:00Z"), ("low", "2026-11-21T18:00:00Z")],
+    [
+        ("urgent", "2026-11-21T11:00:00Z"),
+        ("high", "2026-11-21T14:00:00Z"),
+        ("normal", "2026-11-21T18:00:00Z"),
+        ("low", "2026-11-21T18:00:00Z"),
+    ],
 )
 def test_acknowledgement(priority, due):
     assert target(run(CREATED, priority=priority, group="Level 2"), "first_response") == (due, "running")
@@ -23,7 +27,9 @@ def test_acknowledgement(priority, due):
 def test_worked_example_4_elevates_p2_after_8_hours():
     decision = run("2026-11-21T18:01:00Z")
     assert [(a.type, a.value, a.rule) for a in decision.actions] == [
-        ("assign_group", "Level 2", "p2-elevate-to-level-2"), ("note", None, "p2-elevate-to-level-2")]
+        ("assign_group", "Level 2", "p2-elevate-to-level-2"),
+        ("note", None, "p2-elevate-to-level-2"),
+    ]
 
 
 def test_p2_waits_until_8_hours():
@@ -54,11 +60,18 @@ def test_p3_never_elevated(priority):
 
 @pytest.mark.parametrize(
     ("priority", "due"),
-    [("urgent", "2026-11-21T15:00:00Z"), ("high", "2026-11-23T11:00:00Z"), ("normal", "2026-11-26T11:00:00Z")],
+    [
+        ("urgent", "2026-11-21T15:00:00Z"),
+        ("high", "2026-11-23T11:00:00Z"),
+        ("normal", "2026-11-26T11:00:00Z"),
+    ],
 )
 def test_next_update_from_latest_agent_comment(priority, due):
-    events = [comment("2026-11-21T10:30:00Z"), comment("2026-11-21T10:45:00Z", author="customer"),
-              comment("2026-11-21T11:00:00Z")]
+    events = [
+        comment("2026-11-21T10:30:00Z"),
+        comment("2026-11-21T10:45:00Z", author="customer"),
+        comment("2026-11-21T11:00:00Z"),
+    ]
     decision = run("2026-11-21T12:00:00Z", priority=priority, group="Level 2", events=events)
     assert target(decision, "next_update") == (due, "running")
     assert target(decision, "first_response")[1] == "met"
@@ -66,12 +79,29 @@ def test_next_update_from_latest_agent_comment(priority, due):
 
 def test_next_update_breached_and_stops():
     events = [comment("2026-11-21T10:30:00Z")]
-    assert target(run("2026-11-21T15:00:00Z", priority="urgent", group="Level 2", events=events),
-                  "next_update") == ("2026-11-21T14:30:00Z", "breached")
-    assert target(run("2026-11-21T15:00:00Z", priority="urgent", group="Level 2", events=events,
-                      tags=["eta_provided"]), "next_update") is None
-    assert target(run("2026-11-21T15:00:00Z", priority="urgent", group="Level 2", events=events,
-                      status="solved"), "next_update") is None
+    assert target(
+        run("2026-11-21T15:00:00Z", priority="urgent", group="Level 2", events=events), "next_update"
+    ) == ("2026-11-21T14:30:00Z", "breached")
+    assert (
+        target(
+            run(
+                "2026-11-21T15:00:00Z",
+                priority="urgent",
+                group="Level 2",
+                events=events,
+                tags=["eta_provided"],
+            ),
+            "next_update",
+        )
+        is None
+    )
+    assert (
+        target(
+            run("2026-11-21T15:00:00Z", priority="urgent", group="Level 2", events=events, status="solved"),
+            "next_update",
+        )
+        is None
+    )
     # No agent comment yet: first_response covers it.
     assert target(run("2026-11-21T10:10:00Z", priority="urgent", group="Level 2"), "next_update") is None
 

@@ -26,15 +26,25 @@ def test_plans(plan, due):
 
 def test_fixed_offset_ignores_dst():
     # Fri 27 Mar 15:00 +02:00, 12 h: 2 h Friday, 8 h Monday, 2 h Tuesday; no DST shift.
-    decision = decide("owox", "2026-03-27T13:00:00Z", priority="normal", created_at="2026-03-27T13:00:00Z",
-                      fields={"plan": "cost_data"})
+    decision = decide(
+        "owox",
+        "2026-03-27T13:00:00Z",
+        priority="normal",
+        created_at="2026-03-27T13:00:00Z",
+        fields={"plan": "cost_data"},
+    )
     assert target(decision, "first_response") == ("2026-03-31T09:00:00Z", "running")
 
 
 def test_no_holiday_list():
     # 1 January is a working day for this calendar (the seed names no holidays).
-    decision = decide("owox", "2026-01-01T07:00:00Z", priority="normal", created_at="2026-01-01T07:00:00Z",
-                      fields={"plan": "enterprise"})
+    decision = decide(
+        "owox",
+        "2026-01-01T07:00:00Z",
+        priority="normal",
+        created_at="2026-01-01T07:00:00Z",
+        fields={"plan": "enterprise"},
+    )
     assert target(decision, "first_response") == ("2026-01-01T09:00:00Z", "running")
 
 
@@ -53,19 +63,32 @@ def test_no_holiday_list():
     ],
 )
 def test_priority_rules(priority, subject, expected, rule):
-    decision = decide("owox", MON, priority=priority, subject=subject, created_at=MON,
-                      fields={"plan": "enterprise"})
+    decision = decide(
+        "owox", MON, priority=priority, subject=subject, created_at=MON, fields={"plan": "enterprise"}
+    )
     assert (decision.priority, decision.priority_rule) == (expected, rule)
     assert bool(decision.actions) == (rule is not None)
 
 
 @pytest.mark.parametrize(
     ("name", "engine_status"),
-    [("Новый", "new"), ("Открыт", "open"), ("Ждет вашего ответа", "pending"), ("На удержании", "on_hold"),
-     ("Закрыт", "closed")],
+    [
+        ("Новый", "new"),
+        ("Открыт", "open"),
+        ("Ждет вашего ответа", "pending"),
+        ("На удержании", "on_hold"),
+        ("Закрыт", "closed"),
+    ],
 )
 def test_russian_statuses(name, engine_status):
-    decision = decide("owox", "2026-11-23T10:00:00Z", priority="normal", created_at=MON, status=name,
-                      fields={"plan": "enterprise"}, events=[status("2026-11-23T07:00:00Z", name)])
+    decision = decide(
+        "owox",
+        "2026-11-23T10:00:00Z",
+        priority="normal",
+        created_at=MON,
+        status=name,
+        fields={"plan": "enterprise"},
+        events=[status("2026-11-23T07:00:00Z", name)],
+    )
     state = target(decision, "first_response")[1]
     assert state == ("met" if engine_status == "closed" else "breached")

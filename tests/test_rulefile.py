@@ -19,10 +19,19 @@ FIXTURES = Path(__file__).parent / "fixtures" / "rules"
         ("not_a_mapping", 1, "", "expected a mapping of rule sections"),
         ("duplicate_key", 4, "", "duplicate key 'office' (first at line 3)"),
         ("unknown_key", 4, "policies[0].calender", "unknown key 'calender'; expected one of: calendar, id,"),
-        ("unknown_calendar", 6, "policies[0].calendar", "unknown calendar 'offfice'; defined calendars: office"),
+        (
+            "unknown_calendar",
+            6,
+            "policies[0].calendar",
+            "unknown calendar 'offfice'; defined calendars: office",
+        ),
         ("unknown_timezone", 4, "calendars.office.timezone", "unknown time zone 'Europe/Atlantis'"),
-        ("overlap", 5, "calendars.office.hours",
-         "open intervals overlap: 'mon-fri 09:00-12:00' and 'wed 11:00-13:00'"),
+        (
+            "overlap",
+            5,
+            "calendars.office.hours",
+            "open intervals overlap: 'mon-fri 09:00-12:00' and 'wed 11:00-13:00'",
+        ),
         ("no_calendar", 8, "policies[0].targets.first_response.urgent", "no calendar"),
         ("bad_duration", 9, "policies[0].targets.first_response.urgent", "expected a positive duration"),
         ("bad_time", 5, "calendars.office.hours", "mon-fri: expected a time like '09:00', got '9am'"),
@@ -72,9 +81,12 @@ def test_examples_directory_loads_each_file():
 
 
 def test_directory_merges_files_in_name_order(tmp_path):
-    (tmp_path / "10-calendars.yaml").write_text("version: 1\ncalendars:\n  always: {timezone: UTC, hours: 24/7}\n")
+    (tmp_path / "10-calendars.yaml").write_text(
+        "version: 1\ncalendars:\n  always: {timezone: UTC, hours: 24/7}\n"
+    )
     (tmp_path / "20-policies.yaml").write_text(
-        "version: 1\npolicies:\n  - {id: p, calendar: always, targets: {first_response: 1h}}\n")
+        "version: 1\npolicies:\n  - {id: p, calendar: always, targets: {first_response: 1h}}\n"
+    )
     (tmp_path / "notes.txt").write_text("ignored")
     rules = load_rules(tmp_path)
     assert [Path(f).name for f in rules.files] == ["10-calendars.yaml", "20-policies.yaml"]
@@ -100,18 +112,28 @@ def test_version_tracks_content():
         ("version: 2\n", "Input should be 1"),
         ("version: 1\nlevels: {urgent: [high]}\n", "clashes with a priority name"),
         ("version: 1\nstatus_aliases: {open: pending}\n", "already an engine status"),
-        ("version: 1\ncalendars: {c: {timezone: UTC, hours: {fri-sun: ['22:00-06:00'], mon: ['05:00-07:00']}}}\n",
-         "overlap"),
+        (
+            "version: 1\ncalendars: {c: {timezone: UTC,"
+            " hours: {fri-sun: ['22:00-06:00'], mon: ['05:00-07:00']}}}\n",
+            "overlap",
+        ),
         ("version: 1\ncalendars: {c: {timezone: '+25:00', hours: 24/7}}\n", "out of range"),
         ("version: 1\ncalendars: {c: {timezone: UTC, hours: {mon: ['09:00-09:00']}}}\n", "empty time range"),
         ("version: 1\nescalations: [{id: e, do: {note: hi}}]\n", "an escalation needs add_tags"),
-        ("version: 1\nescalations: [{id: e, on: {breach: first_response, warning: resolution}, do: {add_tags: [x]}}]\n",
-         "exactly one of"),
-        ("version: 1\nescalations: [{id: e, on: {after_created: 8h}, do: {add_tags: [x]}}]\n",
-         "after_created needs a `calendar`"),
-        ("version: 1\ncalendars: {c: {timezone: UTC, hours: 24/7}}\n"
-         "policies: [{id: p, calendar: c, targets: {resolution: {within: 2h, warn_after: 3h}}}]\n",
-         "warn_after must be shorter"),
+        (
+            "version: 1\nescalations: [{id: e, on: {breach: first_response, warning: resolution},"
+            " do: {add_tags: [x]}}]\n",
+            "exactly one of",
+        ),
+        (
+            "version: 1\nescalations: [{id: e, on: {after_created: 8h}, do: {add_tags: [x]}}]\n",
+            "after_created needs a `calendar`",
+        ),
+        (
+            "version: 1\ncalendars: {c: {timezone: UTC, hours: 24/7}}\n"
+            "policies: [{id: p, calendar: c, targets: {resolution: {within: 2h, warn_after: 3h}}}]\n",
+            "warn_after must be shorter",
+        ),
         ("version: 1\npolicies: [{id: 'bad id', targets: {}}]\n", "String should match pattern"),
         ("version: 1\nreclassify: [{id: r, when: {priority: critical}, set: low}]\n", "Input should be"),
     ],
@@ -125,10 +147,17 @@ def test_validation_messages(yaml_text, message):
 
 def test_yaml_12_booleans_keep_words():
     """`on` is a key, and country `NO` is Norway, not false."""
-    rules = load_texts([("n.yaml", "version: 1\ncalendars:\n  oslo:\n    timezone: Europe/Oslo\n"
-                         "    hours: {mon-fri: ['08:00-16:00']}\n    holidays: {country: NO}\n"
-                         "escalations:\n  - id: e\n    on: {after_created: 2h, calendar: oslo}\n"
-                         "    do: {add_tags: [late]}\n")])
+    rules = load_texts(
+        [
+            (
+                "n.yaml",
+                "version: 1\ncalendars:\n  oslo:\n    timezone: Europe/Oslo\n"
+                "    hours: {mon-fri: ['08:00-16:00']}\n    holidays: {country: NO}\n"
+                "escalations:\n  - id: e\n    on: {after_created: 2h, calendar: oslo}\n"
+                "    do: {add_tags: [late]}\n",
+            )
+        ]
+    )
     assert rules.escalations[0].kind == "after_created"
 
 
