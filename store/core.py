@@ -1,0 +1,346 @@
+"""`Store`: the bot's one door to its database (inbox, work queue, snapshots, actions, cursors)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from store import migrate as migrations
+from store import queue
+from store.engine import create_store_engine, read_transaction, write_transaction
+from store.models import (
+    PENDING,
+    bot_actions,
+    inbox_events,
+    sync_cursors,
+    ticket_snapshots,
+    ticket_work,
+)
+from store.queue import Claim
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATABASE_URL = "sqlite:///deskpilot.db"
+
+
+def _aware(value: datetime | None, name: str) -> None:
+    """Reject naive instants at the door, naming the argument to fix."""
+    if value is None:
+        return
+    if not isinstance(value, datetime):
+        raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name}={value.isoformat()} is naive: pass an aware datetime (UTC)")
+
+
+def due_tickets_query(now: datetime, limit: int) -> sa.Select:
+    """Range scan on ix_ticket_snapshots_next_check, anti-joined to ticket_work by its key."""
+    s, w = ticket_snapshots, ticket_work
+    queued = sa.exists().where(w.c.source == s.c.source, w.c.ticket_id == s.c.ticket_id)
+    return (
+        sa.select(s.c.source, s.c.ticket_id)
+        .where(s.c.next_check <= now, ~queued)
+        .order_by(s.c.next_check)
+        .limit(limit)
+    )
+
+
+class Store:
+    """Durable state for webhooks, the worker and the scheduler; safe to share between threads.
+
+    Args:
+        url: a SQLAlchemy URL, "sqlite:///path.db" or "postgresql+psycopg://..."
+            (postgres:// and postgresql:// are taken to mean psycopg 3);
+            None means DEFAULT_DATABASE_URL.
+    """
+
+    def __init__(self, url: str | None = None) -> None:
+        self.engine: sa.Engine = create_store_engine(url or DEFAULT_DATABASE_URL)
+
+    def __repr__(self) -> str:
+        return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    def migrate(self) -> None:
+        """Upgrade the schema to the newest migration; idempotent, safe at every start."""
+        migrations.upgrade(self.engine)
+
+    # -- inbox and work queue (the logic lives in store/queue.py) --------------------
+
+    def enqueue(
+        self,
+        *,
+        source: str,
+        dedupe_key: str,
+        ticket_id: str,
+        event_type: str,
+        payload: dict,
+        received_at: datetime,
+    ) -> bool:
+        """Store a webhook event and queue its ticket, in one transaction.
+
+        Returns:
+            True if stored; False if (source, dedupe_key) was seen before (nothing changes).
+        """
+        _aware(received_at, "received_at")
+        with write_transaction(self.engine) as conn:
+            return queue.enqueue(
+                conn,
+                source=source,
+                dedupe_key=dedupe_key,
+                ticket_id=str(ticket_id),
+                event_type=event_type,
+                payload=payload,
+                received_at=received_at,
+            )
+
+    def request_sync(
+        self, source: str, ticket_ids: Iterable[str], now: datetime, reason: str
+    ) -> int:
+        """Queue tickets for a re-check without an event (sweeps, reconciliation).
+
+        Tickets already queued are flagged to run once more after any claim in
+        progress; dead-lettered tickets stay parked until a new event arrives.
+
+        Returns:
+            How many tickets were not queued before and now are.
+        """
+        _aware(now, "now")
+        with write_transaction(self.engine) as conn:
+            return queue.request_sync(conn, source, ticket_ids, now, reason)
+
+    def claim(
+        self, worker_id: str, now: datetime, limit: int = 10, lease_seconds: int = 300
+    ) -> list[Claim]:
+        """Lease up to `limit` available tickets, oldest first, one Claim per ticket.
+
+        A lease that ran out without complete/retry/dead_letter is claimable
+        again, and counts as a failed attempt.
+        """
+        _aware(now, "now")
+        with write_transaction(self.engine) as conn:
+            return queue.claim(conn, worker_id, now, limit, lease_seconds)
+
+    def complete(self, claim: Claim, now: datetime) -> None:
+        """Mark the claim's events done and release the ticket (no-op if the lease was lost)."""
+        _aware(now, "now")
+        with write_transaction(self.engine) as conn:
+            queue.complete(conn, claim, now)
+
+    def retry(self, claim: Claim, now: datetime, error: str, delay_seconds: float) -> None:
+        """Count a failed attempt and make the ticket available again after `delay_seconds`."""
+        _aware(now, "now")
+        with write_transaction(self.engine) as conn:
+            queue.retry(conn, claim, now, error, delay_seconds)
+
+    def dead_letter(self, claim: Claim, now: datetime, error: str) -> None:
+        """Park the ticket and its events with `error`, until a new event for it arrives."""
+        _aware(now, "now")
+        with write_transaction(self.engine) as conn:
+            queue.dead_letter(conn, claim, now, error)
+
+    def dead_letters(self, limit: int = 50) -> list[dict]:
+        """Parked tickets, newest first: source, ticket_id, error, at, attempts, queued_at, reason."""
+        w = ticket_work
+        with read_transaction(self.engine) as conn:
+            rows = conn.execute(
+                sa.select(
+                    w.c.source,
+                    w.c.ticket_id,
+                    w.c.last_error,
+                    w.c.dead_at,
+                    w.c.attempts,
+                    w.c.queued_at,
+                    w.c.reason,
+                )
+                .where(w.c.dead == sa.true())
+                .order_by(w.c.dead_at.desc(), w.c.source, w.c.ticket_id)
+                .limit(limit)
+            ).all()
+        return [
+            {
+                "source": row.source,
+                "ticket_id": row.ticket_id,
+                "error": row.last_error,
+                "at": row.dead_at,
+                "attempts": row.attempts,
+                "queued_at": row.queued_at,
+                "reason": row.reason,
+            }
+            for row in rows
+        ]
+
+    # -- snapshots, due tickets, audit trail, cursors ---------------------------------
+
+    def save_snapshot(
+        self,
+        source: str,
+        ticket_id: str,
+        *,
+        ticket: dict,
+        decision: dict,
+        next_check: datetime | None,
+        rules_version: str,
+        now: datetime,
+    ) -> None:
+        """Replace the ticket's last evaluated state and when it next needs a look."""
+        _aware(next_check, "next_check")
+        _aware(now, "now")
+        values = {
+            "ticket": ticket,
+            "decision": decision,
+            "next_check": next_check,
+            "rules_version": rules_version,
+            "updated_at": now,
+        }
+        with write_transaction(self.engine) as conn:
+            stmt = queue.dialect_insert(conn)(ticket_snapshots).values(
+                source=source, ticket_id=str(ticket_id), **values
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[ticket_snapshots.c.source, ticket_snapshots.c.ticket_id],
+                    set_=values,
+                )
+            )
+
+    def get_snapshot(self, source: str, ticket_id: str) -> dict | None:
+        """{"ticket", "decision", "next_check", "rules_version", "updated_at"}, or None."""
+        s = ticket_snapshots
+        with read_transaction(self.engine) as conn:
+            row = conn.execute(
+                sa.select(s.c.ticket, s.c.decision, s.c.next_check, s.c.rules_version,
+                          s.c.updated_at)
+                .where(s.c.source == source, s.c.ticket_id == str(ticket_id))
+            ).first()
+        return None if row is None else dict(row._mapping)
+
+    def due_tickets(self, now: datetime, limit: int = 1000) -> list[tuple[str, str]]:
+        """(source, ticket_id) whose next_check <= now, most overdue first.
+
+        Tickets already in the work queue (queued, leased or dead-lettered) are
+        left out: they will be evaluated anyway, or are parked, and would
+        otherwise crowd the limit on every sweep.
+        """
+        _aware(now, "now")
+        with read_transaction(self.engine) as conn:
+            rows = conn.execute(due_tickets_query(now, limit)).all()
+        return [(row.source, row.ticket_id) for row in rows]
+
+    def record_actions(
+        self,
+        source: str,
+        ticket_id: str,
+        *,
+        rules_version: str,
+        actions: list[dict],
+        now: datetime,
+    ) -> None:
+        """Append what the bot changed: each {"rule", "type", "before", "after"}."""
+        _aware(now, "now")
+        rows = []
+        for index, action in enumerate(actions):
+            missing = [key for key in ("rule", "type") if not action.get(key)]
+            if missing:
+                raise ValueError(f"actions[{index}] has no {' or '.join(missing)}")
+            rows.append(
+                {
+                    "source": source,
+                    "ticket_id": str(ticket_id),
+                    "rule": action["rule"],
+                    "rules_version": rules_version,
+                    "type": action["type"],
+                    "before": action.get("before"),
+                    "after": action.get("after"),
+                    "created_at": now,
+                }
+            )
+        if not rows:
+            return
+        with write_transaction(self.engine) as conn:
+            conn.execute(sa.insert(bot_actions), rows)
+
+    def actions_for(self, source: str, ticket_id: str) -> list[dict]:
+        """The ticket's recorded actions, oldest first, each with rules_version and created_at."""
+        a = bot_actions
+        with read_transaction(self.engine) as conn:
+            rows = conn.execute(
+                sa.select(a.c.rule, a.c.type, a.c.before, a.c.after, a.c.rules_version,
+                          a.c.created_at)
+                .where(a.c.source == source, a.c.ticket_id == str(ticket_id))
+                .order_by(a.c.id)
+            ).all()
+        return [dict(row._mapping) for row in rows]
+
+    def get_cursor(self, source: str, name: str) -> str | None:
+        c = sync_cursors
+        with read_transaction(self.engine) as conn:
+            return conn.execute(
+                sa.select(c.c.value).where(c.c.source == source, c.c.name == name)
+            ).scalar_one_or_none()
+
+    def set_cursor(self, source: str, name: str, value: str, now: datetime) -> None:
+        _aware(now, "now")
+        c = sync_cursors
+        with write_transaction(self.engine) as conn:
+            stmt = queue.dialect_insert(conn)(c).values(
+                source=source, name=name, value=value, updated_at=now
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[c.c.source, c.c.name],
+                    set_={"value": value, "updated_at": now},
+                )
+            )
+
+    # -- monitoring -------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """JSON-ready status for /health; never raises.
+
+        Returns:
+            {"database": "ok" | "error: <ExceptionClass>", "backlog": tickets queued,
+            "inbox_pending": events not yet processed, "dead_letters": parked tickets,
+            "last_dead_letter": {"ticket_id", "error", "at" (ISO 8601)} or None};
+            the counts are None when the database is unreachable.
+        """
+        w, i = ticket_work, inbox_events
+        try:
+            with read_transaction(self.engine) as conn:
+                backlog = conn.execute(
+                    sa.select(sa.func.count()).select_from(w).where(w.c.dead == sa.false())
+                ).scalar_one()
+                dead = conn.execute(
+                    sa.select(sa.func.count()).select_from(w).where(w.c.dead == sa.true())
+                ).scalar_one()
+                pending = conn.execute(
+                    sa.select(sa.func.count()).select_from(i).where(i.c.status == PENDING)
+                ).scalar_one()
+                last = conn.execute(
+                    sa.select(w.c.ticket_id, w.c.last_error, w.c.dead_at)
+                    .where(w.c.dead == sa.true())
+                    .order_by(w.c.dead_at.desc())
+                    .limit(1)
+                ).first()
+        except Exception as err:  # health must answer even when the database does not
+            log.warning("Database health check failed: %s", type(err).__name__)
+            return {
+                "database": f"error: {type(err).__name__}",
+                "backlog": None,
+                "inbox_pending": None,
+                "dead_letters": None,
+                "last_dead_letter": None,
+            }
+        return {
+            "database": "ok",
+            "backlog": backlog,
+            "inbox_pending": pending,
+            "dead_letters": dead,
+            "last_dead_letter": None
+            if last is None
+            else {"ticket_id": last.ticket_id, "error": last.last_error,
+                  "at": last.dead_at.isoformat()},
+        }

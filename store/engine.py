@@ -1,0 +1,142 @@
+"""Engine construction per dialect (SQLite pragmas, PostgreSQL pooling) and write transactions."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import StaticPool
+
+# Milliseconds a SQLite writer waits for the lock before "database is locked".
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+POSTGRES_CONNECT_TIMEOUT_S = 10
+
+_BEGIN_OPTION = "deskpilot_sqlite_begin"
+
+
+def public_url(url: str | URL) -> str:
+    """The URL with any password masked, safe for logs and error messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+def normalize_url(url: str) -> URL:
+    """Parse `url`, mapping bare postgres:// and postgresql:// onto the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        # SQLAlchemy maps a bare postgresql:// to psycopg2, which is not installed;
+        # postgres:// is the Heroku-style spelling SQLAlchemy rejects outright.
+        if url.startswith(prefix):
+            url = "postgresql+psycopg://" + url[len(prefix) :]
+    try:
+        return make_url(url)
+    except ArgumentError as err:
+        raise ValueError(
+            f"database URL {public_url(url)!r} is not a valid SQLAlchemy URL: use "
+            "sqlite:///path/to/file.db or postgresql+psycopg://user:pass@host/db"
+        ) from err
+
+
+def create_store_engine(url: str) -> Engine:
+    """An Engine for `url`, configured for the store's concurrency model."""
+    parsed = normalize_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(parsed)
+    if backend == "postgresql":
+        if parsed.get_driver_name() != "psycopg":
+            raise ValueError(
+                f"database URL {public_url(parsed)!r}: use the psycopg 3 driver "
+                "(postgresql+psycopg://...), the one in requirements.txt"
+            )
+        return sa.create_engine(
+            parsed,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S},
+            json_serializer=_postgres_json,
+        )
+    raise ValueError(
+        f"database URL {public_url(parsed)!r}: only sqlite:/// and postgresql+psycopg:// "
+        "are supported"
+    )
+
+
+# An escaped NUL preceded by an even number of backslashes (an odd number would make
+# it the literal text "\\u0000" rather than the character).
+_ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _postgres_json(value: object) -> str:
+    # jsonb rejects the NUL character ("\u0000 is disallowed",
+    # https://www.postgresql.org/docs/current/datatype-json.html); a vendor payload
+    # carrying one must still be stored, so it becomes U+FFFD, the replacement character.
+    return _ESCAPED_NUL.sub(r"\1\\ufffd", json.dumps(value))
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    database = url.database or ""
+    in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    kwargs: dict[str, Any] = {}
+    if in_memory:
+        # One shared connection, or every pooled connection would see its own empty
+        # database. Fine for single-threaded tests; use a file for anything else.
+        kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+    else:
+        folder = Path(database).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise ValueError(
+                f"database URL {public_url(url)!r}: folder {folder} does not exist; "
+                "create it or point the URL at an existing folder"
+            )
+    engine = sa.create_engine(url, **kwargs)
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Python's sqlite3 (legacy transaction control, Python < 3.16) would issue its own
+    # deferred BEGIN lazily; turn that off and emit BEGIN ourselves, as SQLAlchemy's
+    # SQLite docs describe ("Enabling Non-Legacy SQLite Transactional Modes").
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        # WAL lets readers run alongside the single writer (https://www.sqlite.org/wal.html).
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    # A deferred transaction that reads and then writes can fail with SQLITE_BUSY
+    # without waiting for busy_timeout when another writer got in first
+    # (https://www.sqlite.org/lang_transaction.html); writers take the lock up front.
+    mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A committed-on-success transaction that may write (BEGIN IMMEDIATE on SQLite)."""
+    with engine.connect() as conn:
+        conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction for reads (a plain deferred BEGIN on SQLite, so it never waits on writers)."""
+    with engine.connect() as conn, conn.begin():
+        yield conn

@@ -1,0 +1,348 @@
+"""The durable work queue: inbox events coalesced into one leased unit of work per ticket."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from store.models import DEAD, DONE, PENDING, inbox_events, ticket_work
+
+log = logging.getLogger(__name__)
+
+# Keeps one multi-row statement well under SQLite's 32766 bound-parameter limit
+# (https://www.sqlite.org/limits.html#max_variable_number).
+_CHUNK = 500
+# Errors are stored for operators, not as a log archive.
+MAX_ERROR_CHARS = 4000
+
+work = ticket_work
+inbox = inbox_events
+
+
+@dataclass
+class Claim:
+    """One ticket's worth of work, claimed by one worker until `complete`/`retry`/`dead_letter`."""
+
+    source: str
+    ticket_id: str
+    event_ids: list[int]
+    payloads: list[dict]
+    attempts: int
+    token: str
+
+
+def dialect_insert(conn: Connection) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT on both PostgreSQL and SQLite."""
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+def _clip(error: str) -> str:
+    # PostgreSQL text cannot hold NUL (https://www.postgresql.org/docs/current/datatype-character.html).
+    error = error.replace("\x00", "\ufffd")
+    return error if len(error) <= MAX_ERROR_CHARS else error[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def _work_upsert(conn: Connection, rows: list[dict], *, revive: bool) -> Any:
+    """INSERT ticket_work rows; on conflict bump `generation` (the race detector).
+
+    revive=True (a new event): a dead ticket starts fresh and the work becomes
+    available at the event's time (or stays at its earlier place in the queue).
+    revive=False (request_sync): dead tickets are left alone and a retry delay
+    is kept, so sweeps neither resurrect poison work nor defeat back-off.
+    """
+    stmt = dialect_insert(conn)(work).values(rows)
+    new = stmt.excluded
+    dead = work.c.dead
+    if revive:
+        changes: dict[str, Any] = {
+            "generation": work.c.generation + 1,
+            "reason": new.reason,
+            "available_at": sa.case(
+                (dead, new.available_at),
+                (new.available_at < work.c.available_at, new.available_at),
+                else_=work.c.available_at,
+            ),
+            "queued_at": sa.case((dead, new.queued_at), else_=work.c.queued_at),
+            "attempts": sa.case((dead, 0), else_=work.c.attempts),
+            "last_error": sa.case((dead, sa.null()), else_=work.c.last_error),
+            "dead": sa.false(),
+            "dead_at": sa.null(),
+        }
+        where = None
+    else:
+        changes = {"generation": work.c.generation + 1, "reason": new.reason}
+        where = dead == sa.false()
+    return stmt.on_conflict_do_update(
+        index_elements=[work.c.source, work.c.ticket_id], set_=changes, where=where
+    ).returning(work.c.ticket_id, work.c.generation)
+
+
+def enqueue(
+    conn: Connection,
+    *,
+    source: str,
+    dedupe_key: str,
+    ticket_id: str,
+    event_type: str,
+    payload: dict,
+    received_at: datetime,
+) -> bool:
+    stored = conn.execute(
+        dialect_insert(conn)(inbox)
+        .values(
+            source=source,
+            dedupe_key=dedupe_key,
+            ticket_id=ticket_id,
+            event_type=event_type,
+            payload=payload,
+            received_at=received_at,
+            status=PENDING,
+        )
+        .on_conflict_do_nothing(index_elements=[inbox.c.source, inbox.c.dedupe_key])
+        .returning(inbox.c.id)
+    ).first()
+    if stored is None:
+        return False
+    row = {
+        "source": source,
+        "ticket_id": ticket_id,
+        "queued_at": received_at,
+        "available_at": received_at,
+        "attempts": 0,
+        "generation": 1,
+        "reason": f"event:{event_type}"[:128],
+        "dead": False,
+    }
+    conn.execute(_work_upsert(conn, [row], revive=True))
+    return True
+
+
+def request_sync(
+    conn: Connection, source: str, ticket_ids: Iterable[str], now: datetime, reason: str
+) -> int:
+    # Sorted and de-duplicated: concurrent callers lock rows in the same order
+    # (no deadlock), and PostgreSQL refuses to upsert one key twice per statement.
+    ids = sorted({str(ticket_id) for ticket_id in ticket_ids})
+    newly_queued = 0
+    for start in range(0, len(ids), _CHUNK):
+        rows = [
+            {
+                "source": source,
+                "ticket_id": ticket_id,
+                "queued_at": now,
+                "available_at": now,
+                "attempts": 0,
+                "generation": 1,
+                "reason": reason[:128],
+                "dead": False,
+            }
+            for ticket_id in ids[start : start + _CHUNK]
+        ]
+        result = conn.execute(_work_upsert(conn, rows, revive=False))
+        # Rows only ever leave generation 1 by being bumped, so 1 means "just inserted".
+        newly_queued += sum(1 for _ticket, generation in result if generation == 1)
+    return newly_queued
+
+
+def claim(
+    conn: Connection, worker_id: str, now: datetime, limit: int, lease_seconds: int
+) -> list[Claim]:
+    if limit <= 0:
+        return []
+    lease_until = now + timedelta(seconds=lease_seconds)
+    # PostgreSQL: SKIP LOCKED lets concurrent workers take disjoint tickets without
+    # waiting (https://www.postgresql.org/docs/current/sql-select.html#SQL-FOR-UPDATE-SHARE).
+    # SQLite ignores FOR UPDATE; the caller's BEGIN IMMEDIATE makes it the only writer.
+    candidates = conn.execute(
+        sa.select(
+            work.c.source,
+            work.c.ticket_id,
+            work.c.generation,
+            work.c.attempts,
+            work.c.lease_token,
+            work.c.leased_by,
+        )
+        .where(
+            work.c.dead == sa.false(),
+            work.c.available_at <= now,
+            sa.or_(work.c.lease_until.is_(None), work.c.lease_until < now),
+        )
+        .order_by(work.c.available_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not candidates:
+        return []
+
+    claims: dict[tuple[str, str], Claim] = {}
+    for row in candidates:
+        attempts = row.attempts
+        changes: dict[str, Any] = {}
+        if row.lease_token is not None:
+            # The previous holder neither completed nor retried before its lease ran
+            # out (killed, hung): count it as a failed attempt, so a ticket that
+            # crashes every worker still reaches the dead-letter limit.
+            attempts += 1
+            changes["last_error"] = f"lease held by {row.leased_by} expired"
+            log.warning(
+                "Reclaiming %s ticket %s: lease held by %s expired",
+                row.source,
+                row.ticket_id,
+                row.leased_by,
+            )
+        token = uuid.uuid4().hex
+        conn.execute(
+            sa.update(work)
+            .where(work.c.source == row.source, work.c.ticket_id == row.ticket_id)
+            .values(
+                lease_token=token,
+                leased_by=worker_id[:255],
+                lease_until=lease_until,
+                lease_generation=row.generation,
+                attempts=attempts,
+                **changes,
+            )
+        )
+        claims[(row.source, row.ticket_id)] = Claim(
+            source=row.source,
+            ticket_id=row.ticket_id,
+            event_ids=[],
+            payloads=[],
+            attempts=attempts,
+            token=token,
+        )
+
+    events = conn.execute(
+        sa.select(inbox.c.id, inbox.c.source, inbox.c.ticket_id, inbox.c.payload)
+        .where(
+            inbox.c.status == PENDING,
+            sa.tuple_(inbox.c.source, inbox.c.ticket_id).in_(list(claims)),
+        )
+        .order_by(inbox.c.received_at, inbox.c.id)
+    )
+    for event in events:
+        held = claims[(event.source, event.ticket_id)]
+        held.event_ids.append(event.id)
+        held.payloads.append(event.payload)
+    return list(claims.values())
+
+
+def _held(conn: Connection, held: Claim, action: str) -> Any:
+    """The locked work row if `held` still owns its lease, else None (with a warning)."""
+    row = conn.execute(
+        sa.select(work.c.generation, work.c.lease_generation, work.c.attempts)
+        .where(
+            work.c.source == held.source,
+            work.c.ticket_id == held.ticket_id,
+            work.c.lease_token == held.token,
+        )
+        .with_for_update()
+    ).first()
+    if row is None:
+        # Its lease expired and another worker claimed the ticket (or it already
+        # finished): that worker's outcome stands, this one is dropped.
+        log.warning(
+            "Ignoring %s for %s ticket %s: the lease is no longer held by this claim",
+            action,
+            held.source,
+            held.ticket_id,
+        )
+    return row
+
+
+def _settle_events(
+    conn: Connection, held: Claim, status: str, now: datetime, error: str | None
+) -> None:
+    if not held.event_ids:
+        return
+    conn.execute(
+        sa.update(inbox)
+        .where(
+            inbox.c.id.in_(held.event_ids),
+            inbox.c.source == held.source,
+            inbox.c.ticket_id == held.ticket_id,
+            inbox.c.status == PENDING,
+        )
+        .values(status=status, processed_at=now, error=error)
+    )
+
+
+_RELEASE = {"lease_token": None, "leased_by": None, "lease_until": None, "lease_generation": None}
+
+
+def _this_ticket(held: Claim) -> Any:
+    return sa.and_(work.c.source == held.source, work.c.ticket_id == held.ticket_id)
+
+
+def complete(conn: Connection, held: Claim, now: datetime) -> None:
+    row = _held(conn, held, "complete")
+    if row is None:
+        return
+    _settle_events(conn, held, DONE, now, None)
+    if row.generation == row.lease_generation:
+        conn.execute(sa.delete(work).where(_this_ticket(held)))
+        return
+    # Something was queued for this ticket while it was being processed: keep the
+    # row (already available) so the newer events or sync request get their turn.
+    conn.execute(
+        sa.update(work)
+        .where(_this_ticket(held))
+        .values(attempts=0, last_error=None, **_RELEASE)
+    )
+
+
+def retry(conn: Connection, held: Claim, now: datetime, error: str, delay_seconds: float) -> None:
+    row = _held(conn, held, "retry")
+    if row is None:
+        return
+    conn.execute(
+        sa.update(work)
+        .where(_this_ticket(held))
+        .values(
+            attempts=row.attempts + 1,
+            available_at=now + timedelta(seconds=max(0.0, delay_seconds)),
+            last_error=_clip(error),
+            **_RELEASE,
+        )
+    )
+
+
+def dead_letter(conn: Connection, held: Claim, now: datetime, error: str) -> None:
+    row = _held(conn, held, "dead_letter")
+    if row is None:
+        return
+    error = _clip(error)
+    _settle_events(conn, held, DEAD, now, error)
+    if row.generation != row.lease_generation:
+        # New work arrived while this attempt failed; parking the ticket would strand
+        # it, so (as for an enqueue after the fact) it starts fresh instead.
+        log.warning(
+            "Dead-lettered %s ticket %s, but newer work is queued; it starts afresh",
+            held.source,
+            held.ticket_id,
+        )
+        conn.execute(
+            sa.update(work)
+            .where(_this_ticket(held))
+            .values(attempts=0, available_at=now, last_error=error, **_RELEASE)
+        )
+        return
+    conn.execute(
+        sa.update(work)
+        .where(_this_ticket(held))
+        .values(
+            dead=True,
+            dead_at=now,
+            attempts=row.attempts + 1,
+            last_error=error,
+            **_RELEASE,
+        )
+    )
