@@ -1,0 +1,592 @@
+"""A local in-memory Zendesk: the Ticketing API subset the connector uses, plus event webhooks."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import itertools
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from flask import Flask, Response, current_app, jsonify, request
+
+from connectors.signature import sign
+from sandbox import WebhookSender, serve_in_thread
+
+__all__ = ["ZendeskSandbox", "create_sandbox", "serve_in_thread"]
+
+# The same values config.py falls back to when no Zendesk credentials are set.
+SANDBOX_EMAIL = "agent@sandbox.invalid"
+SANDBOX_TOKEN = "sandbox-token"  # noqa: S105 - a public sandbox credential
+ACCOUNT_ID = 9100
+AGENT_ID = 1001  # the API user
+CUSTOMER_ID = 2001  # the default requester
+STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
+PRIORITIES = ("low", "normal", "high", "urgent")
+MAX_BULK_IDS = 100
+MAX_AUDIT_PAGE = 100
+EXPORT_PAGE = 1000
+# https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#protecting-against-ticket-update-collisions
+CONFLICT_BODY = {
+    "error": "UpdateConflict",
+    "description": "Safe Update prevented the update due to outdated ticket data. "
+                   "Please fetch the latest ticket data and try again.",
+}
+
+
+class ApiError(Exception):
+    """An error answer in Zendesk's shape: {"error", "description", "details"?}."""
+
+    def __init__(self, status: int, error: str, description: str, details: Any = None) -> None:
+        super().__init__(description)
+        self.status, self.body = status, {"error": error, "description": description}
+        if details is not None:
+            self.body["details"] = details
+
+
+def _invalid(field: str, description: str) -> ApiError:
+    return ApiError(422, "RecordInvalid", "Record validation errors",
+                    {field: [{"description": description, "error": "InvalidValue"}]})
+
+
+def _iso(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _epoch_of(value: Any) -> int | None:
+    try:
+        return int(datetime.fromisoformat(str(value)).timestamp())
+    except ValueError:
+        return None
+
+
+class SandboxState:
+    """Tickets, audits, users and jobs in memory, guarded by `lock`."""
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.tickets: dict[int, dict[str, Any]] = {}
+            self.updated: dict[int, int] = {}  # ticket id -> updated_at epoch (export order)
+            self.audits: dict[int, list[dict[str, Any]]] = {}
+            self.users: dict[int, dict[str, Any]] = {
+                AGENT_ID: _user(AGENT_ID, "Sandbox Agent", SANDBOX_EMAIL, "admin"),
+                CUSTOMER_ID: _user(CUSTOMER_ID, "Casey Customer", "casey@example.org", "end-user"),
+            }
+            self.jobs: dict[str, dict[str, Any]] = {}
+            self.requests: list[dict[str, Any]] = []
+            self.failures: list[tuple[int, float | None]] = []
+            self._ids: Iterator[int] = itertools.count(1)
+            self._other_ids: Iterator[int] = itertools.count(10_001)
+
+    def now(self) -> int:
+        return int(self.clock().timestamp())
+
+    def ticket(self, tid: int) -> dict[str, Any]:
+        if tid not in self.tickets:
+            raise ApiError(404, "RecordNotFound", "Not found")
+        return self.tickets[tid]
+
+    def requester(self, data: Mapping[str, Any]) -> int:
+        if data.get("requester_id") is not None:
+            return int(data["requester_id"])
+        person = data.get("requester")
+        if not isinstance(person, dict) or not person.get("email"):
+            return CUSTOMER_ID
+        for user in self.users.values():
+            if user["email"] == person["email"]:
+                return user["id"]
+        uid = next(self._other_ids)
+        self.users[uid] = _user(uid, person.get("name") or person["email"], person["email"], "end-user")
+        return uid
+
+    def create(self, data: Mapping[str, Any], base_url: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """POST tickets.json: the new ticket and its Create audit."""
+        comment = data.get("comment") or {}
+        if not comment.get("body"):
+            raise _invalid("description", "Description: cannot be blank")
+        status, priority = data.get("status") or "new", data.get("priority")
+        _check(status, priority)
+        tid, at = next(self._ids), self.now()
+        requester = self.requester(data)
+        author = int(comment.get("author_id") or AGENT_ID)  # Zendesk: the API user by default
+        ticket = {
+            "url": f"{base_url}api/v2/tickets/{tid}.json", "id": tid, "external_id": None,
+            "via": {"channel": "api"}, "created_at": _iso(at), "updated_at": _iso(at),
+            "type": data.get("type"), "subject": data.get("subject") or "",
+            "raw_subject": data.get("subject") or "", "description": comment["body"],
+            "priority": priority, "status": status, "recipient": None, "requester_id": requester,
+            "submitter_id": author, "assignee_id": data.get("assignee_id"), "organization_id": None,
+            "group_id": data.get("group_id"), "collaborator_ids": [], "follower_ids": [],
+            "email_cc_ids": [], "problem_id": None, "has_incidents": False, "is_public": True,
+            "due_at": None, "tags": list(dict.fromkeys(data.get("tags") or [])),
+            "custom_fields": [{"id": int(f["id"]), "value": f.get("value")}
+                              for f in data.get("custom_fields") or []],
+            "satisfaction_rating": None, "sharing_agreement_ids": [], "followup_ids": [],
+            "ticket_form_id": None, "brand_id": None, "allow_channelback": False,
+            "allow_attachments": True, "from_messaging_channel": False,
+        }
+        events = [self._comment(author, comment["body"], bool(comment.get("public", True)))]
+        for name in ("subject", "status", "priority", "group_id", "tags", "requester_id"):
+            if ticket[name] not in (None, "", []):
+                events.append({"id": next(self._other_ids), "type": "Create", "field_name": name,
+                               "value": ticket[name]})
+        events += [{"id": next(self._other_ids), "type": "Create", "field_name": str(f["id"]),
+                    "value": f["value"]} for f in ticket["custom_fields"]]
+        self.tickets[tid], self.updated[tid], self.audits[tid] = ticket, at, []
+        return ticket, self._audit(tid, at, author, events, "api")
+
+    def update(self, tid: int, data: Mapping[str, Any], *, author: int = AGENT_ID, safe: bool = True,
+               channel: str = "api") -> tuple[dict[str, Any], dict[str, Any] | None, list[tuple]]:
+        """PUT tickets/{id}.json: (ticket, audit or None if nothing changed, changes)."""
+        ticket = self.ticket(tid)
+        if safe and str(data.get("safe_update")).lower() == "true":
+            if _epoch_of(data.get("updated_stamp")) != self.updated[tid]:
+                raise ApiError(409, **CONFLICT_BODY)
+        if ticket["status"] == "closed":
+            raise _invalid("status", "Status: closed prevents ticket update")
+        _check(data.get("status") or ticket["status"], data.get("priority", ticket["priority"]))
+        wanted: dict[str, Any] = {k: data[k] for k in ("status", "priority", "group_id", "subject",
+                                                       "assignee_id") if k in data}
+        tags = list(data["tags"]) if "tags" in data else list(ticket["tags"])
+        tags += [t for t in data.get("additional_tags") or [] if t not in tags]
+        wanted["tags"] = [t for t in tags if t not in set(data.get("remove_tags") or [])]
+        changes = [(k, ticket[k], v) for k, v in wanted.items() if ticket[k] != v]
+        fields = {f["id"]: f for f in ticket["custom_fields"]}
+        for item in data.get("custom_fields") or []:
+            old = fields.get(int(item["id"]), {}).get("value")
+            if old != item.get("value"):
+                changes.append((str(int(item["id"])), old, item.get("value")))
+        comment = data.get("comment") or {}
+        if not changes and not comment.get("body"):
+            return ticket, None, []
+        at = max(self.now(), self.updated[tid] + 1)  # stamps must move even with a frozen clock
+        events = []
+        for name, old, new in changes:
+            if name.isdigit():
+                fields.setdefault(int(name), {"id": int(name), "value": None})["value"] = new
+            else:
+                ticket[name] = new
+            events.append({"id": next(self._other_ids), "type": "Change", "field_name": name,
+                           "value": new, "previous_value": old})
+        ticket["custom_fields"] = list(fields.values())
+        if comment.get("body"):
+            who = int(comment.get("author_id") or author)
+            events.insert(0, self._comment(who, comment["body"], bool(comment.get("public", True))))
+            changes.append(("comment", None, events[0]))
+        ticket["updated_at"], self.updated[tid] = _iso(at), at
+        return ticket, self._audit(tid, at, author, events, channel), changes
+
+    def _comment(self, author: int, body: str, public: bool) -> dict[str, Any]:
+        return {"id": next(self._other_ids), "type": "Comment", "author_id": author, "body": body,
+                "html_body": f"<div class=\"zd-comment\"><p>{body}</p></div>", "plain_body": body,
+                "public": public, "attachments": []}
+
+    def _audit(self, tid: int, at: int, author: int, events: list[dict[str, Any]],
+               channel: str) -> dict[str, Any]:
+        audit = {"id": next(self._other_ids), "ticket_id": tid, "created_at": _iso(at),
+                 "author_id": author, "metadata": {"system": {}, "custom": {}},
+                 "via": {"channel": channel, "source": {"from": {}, "to": {}, "rel": None}},
+                 "events": events}
+        for event in events:
+            if event["type"] == "Comment":
+                event["audit_id"] = audit["id"]
+        self.audits[tid].append(audit)
+        return audit
+
+
+def _user(uid: int, name: str, email: str, role: str) -> dict[str, Any]:
+    return {"id": uid, "name": name, "email": email, "role": role, "active": True,
+            "time_zone": "UTC", "locale": "en-US"}
+
+
+def _check(status: Any, priority: Any) -> None:
+    if status not in STATUSES:
+        raise _invalid("status", f"Status: {status!r} is not one of {', '.join(STATUSES)}")
+    if priority is not None and priority not in PRIORITIES:
+        raise _invalid("priority", f"Priority: {priority!r} is not one of {', '.join(PRIORITIES)}")
+
+
+class ZendeskSandbox(Flask):
+    """The sandbox app: `state` holds the data, `wait_idle()` drains pending webhooks."""
+
+    state: SandboxState
+    webhooks: WebhookSender | None
+    credentials: tuple[str, str]
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        return self.webhooks.wait_idle(timeout) if self.webhooks else True
+
+    flush = wait_idle
+
+
+def create_sandbox(
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+    clock: Callable[[], datetime] | None = None,
+    *,
+    email: str = SANDBOX_EMAIL,
+    api_token: str = SANDBOX_TOKEN,
+) -> ZendeskSandbox:
+    """A fresh sandbox; with `webhook_url`, every ticket change POSTs a signed event webhook.
+
+    Args:
+        clock: returns the current aware datetime (default: the real clock); it
+            also dates the webhook signature timestamps.
+        email, api_token: the only accepted basic auth ("{email}/token", token).
+    """
+    if webhook_url and not webhook_secret:
+        raise ValueError("create_sandbox: webhook_url needs webhook_secret (ZENDESK_WEBHOOK_SECRET)")
+    app = ZendeskSandbox(__name__)
+    app.state = SandboxState(clock or (lambda: datetime.now(UTC)))
+    app.credentials = (f"{email}/token", api_token)
+    app.webhooks = None
+    if webhook_url and webhook_secret:
+        app.webhooks = WebhookSender(webhook_url, _signer(webhook_secret, app.state))
+    app.before_request(_guard)
+    app.after_request(_log)
+    app.register_error_handler(ApiError, lambda err: (jsonify(err.body), err.status))
+    routes = [
+        ("/api/v2/tickets.json", _create_ticket, "POST"),
+        ("/api/v2/tickets/<int:tid>.json", _show_ticket, "GET"),
+        ("/api/v2/tickets/<int:tid>.json", _update_ticket, "PUT"),
+        ("/api/v2/tickets/<int:tid>/audits.json", _list_audits, "GET"),
+        ("/api/v2/tickets/<int:tid>/comments.json", _list_comments, "GET"),
+        ("/api/v2/tickets/update_many.json", _update_many, "PUT"),
+        ("/api/v2/job_statuses/<job_id>.json", _show_job, "GET"),
+        ("/api/v2/incremental/tickets/cursor.json", _export, "GET"),
+        ("/api/v2/users/<int:uid>.json", _show_user, "GET"),
+        ("/_sandbox/tickets/<int:tid>/comments", _admin_comment, "POST"),
+        ("/_sandbox/reset", _admin_reset, "POST"),
+        ("/_sandbox/requests", _admin_requests, "GET"),
+        ("/_sandbox/failures", _admin_failures, "POST"),
+    ]
+    for rule, view, method in routes:
+        app.add_url_rule(rule, endpoint=f"{view.__name__}", view_func=view, methods=[method])
+    return app
+
+
+def _signer(secret: str, state: SandboxState) -> Callable[[bytes], dict[str, str]]:
+    """Headers of a Zendesk webhook delivery, signed at send time.
+
+    https://developer.zendesk.com/documentation/webhooks/verifying/
+    """
+    invocations = itertools.count(1)
+
+    def headers_for(body: bytes) -> dict[str, str]:
+        timestamp = state.clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {
+            "Content-Type": "application/json; charset=utf-8",
+            "User-Agent": "Zendesk Webhook",
+            "X-Zendesk-Account-Id": str(ACCOUNT_ID),
+            "X-Zendesk-Webhook-Id": "01SANDBOXWEBHOOK000000000",
+            "X-Zendesk-Webhook-Invocation-Id": str(next(invocations)),
+            "X-Zendesk-Webhook-Signature": sign(secret, timestamp, body),
+            "X-Zendesk-Webhook-Signature-Timestamp": timestamp,
+        }
+
+    return headers_for
+
+
+# -- plumbing ----------------------------------------------------------------------
+
+def _app() -> ZendeskSandbox:
+    return current_app  # type: ignore[return-value]
+
+
+def _guard() -> Any:
+    if not request.path.startswith("/api/v2/"):
+        return None
+    app = _app()
+    auth = request.authorization
+    user, token = app.credentials
+    if auth is None or auth.type != "basic" or not (
+        hmac.compare_digest(str(auth.username), user) and hmac.compare_digest(str(auth.password), token)
+    ):
+        return jsonify({"error": "Couldn't authenticate you"}), 401
+    with app.state.lock:
+        if app.state.failures:
+            status, retry_after = app.state.failures.pop(0)
+            response = jsonify({"error": "SandboxInjectedFailure", "description": f"HTTP {status}"})
+            response.status_code = status
+            if retry_after is not None:
+                response.headers["Retry-After"] = f"{retry_after:g}"
+            return response
+    return None
+
+
+def _log(response: Response) -> Response:
+    if request.path.startswith("/api/v2/"):
+        with _app().state.lock:
+            _app().state.requests.append({
+                "method": request.method, "path": request.path, "query": request.args.to_dict(),
+                "body": request.get_json(silent=True), "status": response.status_code,
+            })
+    return response
+
+
+def _payload(key: str) -> dict[str, Any]:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict) or not isinstance(data.get(key), dict):
+        raise ApiError(400, "InvalidJSON", f"The request body must be a JSON object with a {key!r} object")
+    return data[key]
+
+
+def _notify(ticket: dict[str, Any], actor: int, changes: list[tuple], created: bool = False) -> None:
+    """Queue one event-subscription webhook per change, as Zendesk sends them.
+
+    https://developer.zendesk.com/api-reference/webhooks/event-types/ticket-events/
+    """
+    app = _app()
+    if app.webhooks is None:
+        return
+    kinds = [("created", {})] if created else []
+    for name, old, new in changes:
+        if name == "status":
+            kinds.append(("status_changed", {"current": new.upper(), "previous": old.upper()}))
+        elif name == "priority":
+            kinds.append(("priority_changed", {"current": _upper(new), "previous": _upper(old)}))
+        elif name == "group_id":
+            kinds.append(("group_assignment_changed", {"current": _str(new), "previous": _str(old)}))
+        elif name == "tags":
+            kinds.append(("tags_changed", {"tags_added": [t for t in new if t not in old],
+                                           "tags_removed": [t for t in old if t not in new]}))
+        elif name == "subject":
+            kinds.append(("subject_changed", {"current": new, "previous": old}))
+        elif name.isdigit():
+            kinds.append(("custom_field_changed", {"current": {"value": new}, "previous": {"value": old},
+                                                   "custom_field": {"id": name}}))
+        elif name == "comment":
+            author = app.state.users.get(new["author_id"], {})
+            kinds.append(("comment_added", {"comment": {
+                "id": str(new["id"]), "body": new["body"], "is_public": new["public"],
+                "author": {"id": str(new["author_id"]), "name": author.get("name"),
+                           "is_staff": author.get("role") in ("agent", "admin")}}}))
+    detail = {
+        "actor_id": str(actor), "assignee_id": _str(ticket["assignee_id"]), "brand_id": None,
+        "created_at": ticket["created_at"], "custom_status": None, "description": ticket["description"],
+        "external_id": ticket["external_id"], "form_id": None, "group_id": _str(ticket["group_id"]),
+        "id": str(ticket["id"]), "is_public": True, "organization_id": None,
+        "priority": _upper(ticket["priority"]), "requester_id": str(ticket["requester_id"]),
+        "status": ticket["status"].upper(), "subject": ticket["subject"],
+        "submitter_id": str(ticket["submitter_id"]), "tags": list(ticket["tags"]),
+        "type": _upper(ticket["type"]), "updated_at": ticket["updated_at"],
+        "via": {"channel": "web_service"},
+    }
+    sequence = uuid.uuid4().hex.upper()  # events of one update share a sequence id
+    for position, (kind, event) in enumerate(kinds, start=1):
+        event = dict(event, meta={"sequence": {"id": sequence, "position": position, "total": len(kinds)}})
+        payload = {"account_id": ACCOUNT_ID, "detail": detail, "event": event, "id": str(uuid.uuid4()),
+                   "subject": f"zen:ticket:{ticket['id']}", "time": ticket["updated_at"],
+                   "type": f"zen:event-type:ticket.{kind}", "zendesk_event_version": "2022-11-06"}
+        app.webhooks.send(json.dumps(payload).encode())
+
+
+def _upper(value: Any) -> str | None:
+    return None if value is None else str(value).upper()
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _cursor(position: tuple[int, int]) -> str:
+    # Shaped like Zendesk's opaque cursors (base64, may end in "=").
+    return base64.b64encode(f"{position[0]}.0||{position[1]}|".encode()).decode()
+
+
+def _position(cursor: str) -> tuple[int, int]:
+    try:
+        stamp, _, tid = base64.b64decode(cursor, validate=True).decode().rstrip("|").partition("||")
+        return int(float(stamp)), int(tid)
+    except (ValueError, binascii.Error) as err:
+        raise ApiError(400, "InvalidPaginationParameter", f"invalid cursor {cursor!r}") from err
+
+
+# -- API views -----------------------------------------------------------------------
+
+def _create_ticket() -> Any:
+    state = _app().state
+    with state.lock:
+        ticket, audit = state.create(_payload("ticket"), request.host_url)
+        _notify(ticket, audit["author_id"], [], created=True)
+        return jsonify({"ticket": ticket, "audit": audit}), 201
+
+
+def _show_ticket(tid: int) -> Any:
+    state = _app().state
+    with state.lock:
+        return jsonify({"ticket": state.ticket(tid)})
+
+
+def _update_ticket(tid: int) -> Any:
+    state = _app().state
+    with state.lock:
+        ticket, audit, changes = state.update(tid, _payload("ticket"))
+        _notify(ticket, AGENT_ID, changes)
+        return jsonify({"ticket": ticket, "audit": audit})
+
+
+def _list_audits(tid: int) -> Any:
+    """Cursor pagination with page[size] (max 100), else all audits; include=users sideloads."""
+    state = _app().state
+    with state.lock:
+        state.ticket(tid)
+        audits = list(state.audits[tid])
+        start = 0
+        if request.args.get("page[after]"):
+            start = _position(request.args["page[after]"])[1]
+        size = request.args.get("page[size]", type=int)
+        page = audits[start:start + min(size, MAX_AUDIT_PAGE)] if size else audits[start:]
+        body: dict[str, Any] = {"audits": page}
+        if "users" in (request.args.get("include") or "").split(","):
+            ids = {state.tickets[tid]["requester_id"]} | {a["author_id"] for a in page} | {
+                e["author_id"] for a in page for e in a["events"] if e["type"] == "Comment"}
+            body["users"] = [state.users[uid] for uid in sorted(ids) if uid in state.users]
+        if size:
+            end = start + len(page)
+            more = end < len(audits)
+            after = _cursor((0, end))
+            body["meta"] = {"has_more": more, "after_cursor": after, "before_cursor": _cursor((0, start))}
+            body["links"] = {"prev": None, "next": (
+                f"{request.base_url}?page%5Bafter%5D={quote(after, safe='')}&page%5Bsize%5D={size}"
+                if more else None)}
+        else:
+            body.update(next_page=None, previous_page=None, count=len(audits))
+        return jsonify(body)
+
+
+def _list_comments(tid: int) -> Any:
+    state = _app().state
+    with state.lock:
+        state.ticket(tid)
+        comments = [dict(e, created_at=a["created_at"], via=a["via"]) for a in state.audits[tid]
+                    for e in a["events"] if e["type"] == "Comment"]
+        return jsonify({"comments": comments, "next_page": None, "previous_page": None,
+                        "count": len(comments)})
+
+
+def _update_many() -> Any:
+    """Applies at once and records a completed job; answers "queued" like Zendesk."""
+    try:
+        ids = [int(part) for part in request.args.get("ids", "").split(",") if part]
+    except ValueError as err:
+        raise ApiError(400, "InvalidValue", "ids must be comma-separated ticket ids") from err
+    if not ids:
+        raise ApiError(400, "InvalidValue", "ids is required")
+    if len(ids) > MAX_BULK_IDS:
+        raise ApiError(400, "TooManyValues", f"Too many values: at most {MAX_BULK_IDS} ids")
+    data = _payload("ticket")
+    state = _app().state
+    with state.lock:
+        results = []
+        for tid in ids:
+            try:
+                ticket, _, changes = state.update(tid, data, safe=False)
+                _notify(ticket, AGENT_ID, changes)
+                results.append({"action": "update", "id": tid, "status": "Updated", "success": True})
+            except ApiError as err:
+                results.append({"action": "update", "id": tid, "success": False,
+                                "error": err.body["error"], "details": err.body["description"]})
+        job_id = uuid.uuid4().hex
+        job = {"id": job_id, "job_type": "bulk_update", "url": f"{request.host_url}api/v2/job_statuses/"
+               f"{job_id}.json", "total": len(ids), "progress": len(ids), "status": "completed",
+               "message": f"Completed at {_iso(state.now())}", "results": results}
+        state.jobs[job_id] = job
+        return jsonify({"job_status": dict(job, status="queued", progress=None, message=None,
+                                           results=None)})
+
+
+def _show_job(job_id: str) -> Any:
+    state = _app().state
+    with state.lock:
+        if job_id not in state.jobs:
+            raise ApiError(404, "RecordNotFound", "Not found")
+        return jsonify({"job_status": state.jobs[job_id]})
+
+
+def _export() -> Any:
+    """Cursor-based incremental export ordered by (updated_at, id); per_page defaults to 1000."""
+    state = _app().state
+    if request.args.get("cursor"):
+        position = _position(request.args["cursor"])
+    elif request.args.get("start_time", "").isdigit():
+        position = (int(request.args["start_time"]), 0)
+    else:
+        raise ApiError(400, "InvalidPaginationParameter", "start_time or cursor is required")
+    per_page = max(1, min(request.args.get("per_page", EXPORT_PAGE, type=int), EXPORT_PAGE))
+    with state.lock:
+        # (start_time, 0) sorts before every ticket updated at start_time or later.
+        keys = sorted(key for key in ((stamp, tid) for tid, stamp in state.updated.items())
+                      if key > position)
+        page = keys[:per_page]
+        after = _cursor(page[-1] if page else position)
+        return jsonify({
+            "tickets": [state.tickets[tid] for _, tid in page], "after_cursor": after,
+            "after_url": f"{request.base_url}?cursor={quote(after, safe='')}",
+            "before_cursor": None, "before_url": None, "end_of_stream": len(keys) <= per_page,
+        })
+
+
+def _show_user(uid: int) -> Any:
+    state = _app().state
+    with state.lock:
+        if uid not in state.users:
+            raise ApiError(404, "RecordNotFound", "Not found")
+        return jsonify({"user": state.users[uid]})
+
+
+# -- admin views (tests and demos) ------------------------------------------------------
+
+def _admin_comment(tid: int) -> Any:
+    """Add a comment as the ticket's requester ("customer") or the sandbox agent ("agent").
+
+    Body: {"author": "customer"|"agent", "body": str, "public": bool = true, "status": optional}.
+    """
+    data = request.get_json(silent=True) or {}
+    if data.get("author") not in ("customer", "agent") or not data.get("body"):
+        raise ApiError(400, "InvalidValue", 'need {"author": "customer"|"agent", "body": "..."}')
+    state = _app().state
+    with state.lock:
+        customer = data["author"] == "customer"
+        author = state.ticket(tid)["requester_id"] if customer else AGENT_ID
+        update: dict[str, Any] = {"comment": {"body": data["body"], "public": data.get("public", True)}}
+        if data.get("status"):
+            update["status"] = data["status"]
+        ticket, audit, changes = state.update(tid, update, author=author, safe=False,
+                                              channel="email" if customer else "web")
+        _notify(ticket, author, changes)
+        return jsonify({"ticket": ticket, "audit": audit}), 201
+
+
+def _admin_reset() -> Any:
+    _app().state.reset()
+    return Response(status=204)
+
+
+def _admin_requests() -> Any:
+    state = _app().state
+    with state.lock:
+        return jsonify(list(state.requests))
+
+
+def _admin_failures() -> Any:
+    """Make the next `count` API calls answer `status` (and Retry-After when given)."""
+    data = request.get_json(silent=True) or {}
+    status, count = data.get("status"), data.get("count", 1)
+    if not isinstance(status, int) or not 400 <= status <= 599 or not isinstance(count, int):
+        raise ApiError(400, "InvalidValue", "status must be an HTTP error code and count an integer")
+    state = _app().state
+    with state.lock:
+        state.failures.extend([(status, data.get("retry_after"))] * count)
+    return Response(status=204)
