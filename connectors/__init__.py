@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from connectors.base import Helpdesk
+from connectors.freshdesk import FreshdeskConnector
 from connectors.zendesk import ZendeskConnector
 
 # Each factory takes environment-style settings (os.environ or the app config)
@@ -12,4 +13,5 @@ from connectors.zendesk import ZendeskConnector
 # tests/test_zendesk_connector.py fails when a module defining a connector is missing here.
 CONNECTORS: dict[str, Callable[[Mapping[str, str]], Helpdesk]] = {
     "zendesk": ZendeskConnector.from_settings,
+    "freshdesk": FreshdeskConnector.from_settings,
 }

@@ -1,0 +1,569 @@
+"""Freshdesk API v2 connector: reads tickets for the engine and writes its decisions back."""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+from connectors.base import (
+    ConflictError,
+    ConnectorError,
+    NotFoundError,
+    RateLimitedError,
+    RemoteTicket,
+    TicketChanges,
+    TransientError,
+)
+from engine.ticket import STATUSES, Event, Ticket, to_epoch
+
+log = logging.getLogger(__name__)
+
+# Priority and status ids: https://developers.freshdesk.com/api/#tickets
+# Freshdesk's "Medium" is the engine's "normal"; its "Resolved" is "solved".
+PRIORITY_NAMES = {1: "low", 2: "normal", 3: "high", 4: "urgent"}
+PRIORITY_IDS = {name: pid for pid, name in PRIORITY_NAMES.items()}
+STATUS_NAMES = {2: "open", 3: "pending", 4: "solved", 5: "closed"}
+STATUS_IDS = {name: sid for sid, name in STATUS_NAMES.items()}
+FIRST_CUSTOM_STATUS = 6  # admins' own statuses are numbered from 6 up
+OUTBOUND_EMAIL_SOURCE = 10  # ticket `source` of an agent-initiated outbound email
+PER_PAGE = 100  # the largest page the API serves (https://developers.freshdesk.com/api/#pagination)
+MAX_LIST_PAGES = 300  # GET /tickets serves pages 1..300 only; past that, narrow updated_since
+RATE_WINDOW_SECONDS = 60.0  # limits are per minute (https://developers.freshdesk.com/api/#ratelimit)
+_TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
+
+
+class FreshdeskConnector:
+    """One Freshdesk account, spoken to with the `requests` library.
+
+    Args:
+        domain: the account's host, e.g. ``acme.freshdesk.com``.
+        api_key: an agent's API key (sent as the basic-auth user, password ``X``).
+        api_url: a different origin to call instead, e.g. the sandbox's
+            ``http://127.0.0.1:9200``; ``/api/v2`` is appended.
+        field_names: engine field name -> Freshdesk custom field (``cf_plan``).
+        group_ids: engine group name -> Freshdesk group id.
+        status_map: custom status id (6 and up) -> engine status, e.g. ``{6: "on_hold"}``.
+        timeout: seconds for each HTTP call (connect and read).
+        max_attempts: tries per call for 429, 5xx, timeouts and dropped connections.
+        backoff_base: first backoff in seconds; it doubles on each retry.
+        sleep: injectable for tests.
+        rate_limit_floor: when X-RateLimit-Remaining falls to this, space calls out.
+
+    `rate_limit_remaining` holds the last X-RateLimit-Remaining seen (None before any).
+    """
+
+    name = "freshdesk"
+
+    def __init__(
+        self,
+        domain: str,
+        api_key: str,
+        *,
+        api_url: str | None = None,
+        field_names: Mapping[str, str] | None = None,
+        group_ids: Mapping[str, int] | None = None,
+        status_map: Mapping[int, str] | None = None,
+        timeout: float = 10,
+        max_attempts: int = 4,
+        backoff_base: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+        rate_limit_floor: int = 10,
+    ) -> None:
+        if not api_key:
+            raise ConnectorError("Freshdesk API key is empty: set FRESHDESK_API_KEY")
+        if not api_url and (not domain or "/" in domain):
+            raise ConnectorError(
+                f"Freshdesk domain {domain!r} must be a host name like acme.freshdesk.com "
+                "(FRESHDESK_DOMAIN); put a full URL in api_url instead"
+            )
+        if max_attempts < 1:
+            raise ConnectorError("max_attempts must be at least 1")
+        self.base_url = f"{(api_url or f'https://{domain}').rstrip('/')}/api/v2"
+        self.field_names = dict(field_names or {})
+        self._field_engine_names = {cf: name for name, cf in self.field_names.items()}
+        self.group_ids = {name: int(gid) for name, gid in (group_ids or {}).items()}
+        self._group_names = {gid: name for name, gid in self.group_ids.items()}
+        self.status_map = _checked_status_map(status_map or {})
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.sleep = sleep
+        self.rate_limit_floor = rate_limit_floor
+        self.rate_limit_remaining: int | None = None
+        self.session = requests.Session()
+        self.session.auth = (api_key, "X")
+        self.session.headers.update({"Accept": "application/json", "User-Agent": "deskpilot"})
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, str]) -> FreshdeskConnector:
+        """Build from environment-style settings (os.environ or the app config).
+
+        Reads FRESHDESK_DOMAIN, FRESHDESK_API_KEY and the optional
+        FRESHDESK_API_URL, FRESHDESK_FIELD_NAMES ({"plan": "cf_plan"}),
+        FRESHDESK_GROUP_IDS ({"Level 2": 5}) and FRESHDESK_STATUS_MAP
+        ({"6": "on_hold"}), each a JSON object.
+        """
+        domain = settings.get("FRESHDESK_DOMAIN", "").strip()
+        api_url = settings.get("FRESHDESK_API_URL", "").strip() or None
+        if not domain and not api_url:
+            raise ConnectorError("set FRESHDESK_DOMAIN to the account's host, e.g. acme.freshdesk.com")
+        return cls(
+            domain,
+            settings.get("FRESHDESK_API_KEY", "").strip(),
+            api_url=api_url,
+            field_names=_env_map(settings, "FRESHDESK_FIELD_NAMES", str),
+            group_ids=_env_map(settings, "FRESHDESK_GROUP_IDS", int),
+            status_map=_env_map(settings, "FRESHDESK_STATUS_MAP", str),
+        )
+
+    def close(self) -> None:
+        self.session.close()
+
+    # -- reading ---------------------------------------------------------------
+
+    def fetch_ticket(self, ticket_id: str) -> RemoteTicket:
+        """The ticket with its stats, and every conversation (all pages)."""
+        number = _ticket_number(ticket_id)
+        data = self._json("GET", f"/tickets/{number}", params={"include": "stats"})
+        if not isinstance(data, dict):
+            raise ConnectorError(f"Freshdesk GET /tickets/{number} did not return a ticket object")
+        conversations = self._conversations(number)
+        ticket = self._to_ticket(data, conversations)
+        return RemoteTicket(ticket=ticket, stamp=data.get("updated_at"), raw=data)
+
+    def _conversations(self, number: int) -> list[dict[str, Any]]:
+        return [item for batch in self._pages(f"/tickets/{number}/conversations", {})
+                for item in batch]
+
+    def _pages(self, path: str, params: Mapping[str, Any], last_page: int | None = None
+               ) -> Iterator[list[dict[str, Any]]]:
+        """Each page of a list, 100 items at a time, while `Link: <…>; rel="next"` says more.
+
+        Only the page number is taken from the link, so the API key never
+        goes to a host named in a response header.
+        """
+        page = 1
+        while True:
+            query = {**params, "per_page": PER_PAGE, "page": page}
+            response = self._request("GET", path, params=query)
+            batch = _decode(response, f"GET {path}")
+            if not isinstance(batch, list):
+                raise ConnectorError(f"Freshdesk GET {path} did not return a list")
+            yield batch
+            next_link = response.links.get("next", {}).get("url")
+            if not next_link or page == last_page:
+                return
+            next_page = _page_of(next_link, default=page + 1)
+            if next_page <= page:
+                raise ConnectorError(f"Freshdesk's next-page link for {path} goes backwards")
+            page = next_page
+
+    def _to_ticket(self, data: dict[str, Any], conversations: list[dict[str, Any]]) -> Ticket:
+        tid = data.get("id")
+        created = _instant(data.get("created_at"), f"ticket {tid} created_at")
+        status = self._engine_status(data.get("status"), tid)
+        priority = data.get("priority")
+        if priority is not None and priority not in PRIORITY_NAMES:
+            raise ConnectorError(f"Freshdesk ticket {tid} has unknown priority {priority!r}")
+        # Mapped custom fields appear under their engine name, the rest under Freshdesk's own.
+        fields = {
+            self._field_engine_names.get(key, key): value
+            for key, value in (data.get("custom_fields") or {}).items()
+        }
+        # The description is the requester's first message, except on an
+        # outbound email, which an agent writes (source 10 in the docs' table).
+        opener = "agent" if data.get("source") == OUTBOUND_EMAIL_SOURCE else "customer"
+        events = [Event(at=created, type="comment", author=opener, public=True)]
+        for item in conversations:
+            events.append(Event(
+                at=_instant(item.get("created_at"), f"ticket {tid} conversation {item.get('id')}"),
+                type="comment",
+                author="customer" if item.get("incoming") else "agent",
+                public=not item.get("private", False),
+            ))
+        events.extend(_status_events(data.get("stats") or {}, status, tid))
+        events.sort(key=lambda event: (event.at, event.type != "comment"))
+        return Ticket(
+            id=str(tid),
+            status=status,
+            created_at=created,
+            priority=PRIORITY_NAMES.get(priority) if priority is not None else None,
+            subject=data.get("subject") or "",
+            description=data.get("description_text") or "",
+            tags=frozenset(data.get("tags") or ()),
+            fields=fields,
+            events=tuple(events),
+            group=self._group_names.get(data.get("group_id")),
+        )
+
+    def _engine_status(self, status: Any, tid: Any) -> str:
+        if status in STATUS_NAMES:
+            return STATUS_NAMES[status]
+        if status in self.status_map:
+            return self.status_map[status]
+        raise ConnectorError(
+            f"Freshdesk ticket {tid} has status {status!r}, which is not mapped: add it to "
+            f"the connector's status_map (FRESHDESK_STATUS_MAP), e.g. {{\"{status}\": \"on_hold\"}}"
+        )
+
+    def changed_since(self, updated_since: datetime) -> list[str]:
+        """Ids of tickets updated at or after `updated_since`, oldest update first.
+
+        The list endpoint stops at page 300, so a longer scan restarts from the
+        last `updated_at` it saw (ids seen twice are reported once). A ticket
+        updated while the scan runs moves to the end of the order and can push
+        one unseen ticket back onto a page already read; webhooks cover that.
+        """
+        to_epoch(updated_since)  # refuses a naive datetime
+        since = updated_since.astimezone(UTC).strftime(_TIMESTAMP)
+        seen: dict[str, None] = {}
+        while True:
+            params = {"updated_since": since, "order_by": "updated_at", "order_type": "asc"}
+            pages, last_batch, last_updated = 0, [], None
+            for last_batch in self._pages("/tickets", params, MAX_LIST_PAGES):
+                pages += 1
+                for item in last_batch:
+                    seen[str(item["id"])] = None
+                    last_updated = item.get("updated_at") or last_updated
+            if pages < MAX_LIST_PAGES or len(last_batch) < PER_PAGE:
+                return list(seen)
+            # Page 300 was full: start a new window at the last instant seen.
+            if last_updated is None or _instant(last_updated, "updated_at") <= _instant(
+                    since, "updated_since"):
+                raise ConnectorError(
+                    f"more than {MAX_LIST_PAGES * PER_PAGE} Freshdesk tickets share "
+                    f"updated_at {since}; the list API cannot page past them"
+                )
+            since = last_updated
+
+    # -- writing ---------------------------------------------------------------
+
+    def apply(self, remote: RemoteTicket, changes: TicketChanges) -> None:
+        """One PUT for the ticket's properties, then the note, then the public reply.
+
+        Freshdesk has no conditional update (no If-Match, no updated_stamp), so
+        a concurrent edit is not detected here; ConflictError comes only from a
+        409. Tags are replaced wholesale by a PUT, so the union of the tags as
+        read and the added ones is sent.
+        """
+        number = _ticket_number(remote.ticket.id)
+        update = self._properties(changes.priority, changes.status, changes.group, changes.fields)
+        tags = remote.raw.get("tags")
+        current = [str(tag) for tag in (tags if isinstance(tags, list) else sorted(remote.ticket.tags))]
+        new_tags = [tag for tag in dict.fromkeys(changes.add_tags) if tag not in current]
+        if new_tags:
+            update["tags"] = current + new_tags
+        if update:
+            data = self._json("PUT", f"/tickets/{number}", body=update)
+            if isinstance(data, dict):  # the ticket as updated: later writes start from it
+                remote.raw = {**remote.raw, **data}
+                remote.stamp = data.get("updated_at", remote.stamp)
+        # Notes and replies are not idempotent: a retried POST whose first try
+        # reached Freshdesk would post the text twice, so they are not retried
+        # after a read timeout, a dropped connection or a 5xx.
+        if changes.note:
+            note = {"body": _as_html(changes.note), "private": True}
+            self._request("POST", f"/tickets/{number}/notes", body=note, idempotent=False)
+        if changes.reply:
+            reply = {"body": _as_html(changes.reply)}
+            self._request("POST", f"/tickets/{number}/reply", body=reply, idempotent=False)
+
+    def bulk_update(
+        self,
+        ticket_ids: Iterable[str],
+        *,
+        status: str | None = None,
+        priority: str | None = None,
+        group: str | None = None,
+        fields: Mapping[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> str | None:
+        """Queue one update for many tickets; returns Freshdesk's job id (None on a dry run).
+
+        https://developers.freshdesk.com/api/#bulk_update_tickets
+        """
+        ids = [_ticket_number(tid) for tid in ticket_ids]
+        if not ids:
+            raise ConnectorError("bulk_update needs at least one ticket id")
+        properties = self._properties(priority, status, group, fields or {})
+        if not properties:
+            raise ConnectorError("bulk_update needs status, priority, group or fields to set")
+        body = {"bulk_action": {"ids": ids, "properties": properties}}
+        if dry_run:
+            log.info("dry run: would POST /tickets/bulk_update %s", json.dumps(body))
+            return None
+        data = self._json("POST", "/tickets/bulk_update", body=body)
+        job_id = data.get("job_id") if isinstance(data, dict) else None
+        if not job_id:
+            raise ConnectorError("Freshdesk bulk_update answered without a job_id")
+        return str(job_id)
+
+    def job_status(self, job_id: str) -> dict[str, Any]:
+        """The bulk job's state as Freshdesk reports it (`status`, `progress`, …)."""
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", job_id or ""):
+            raise ConnectorError(f"not a Freshdesk job id: {job_id!r}")
+        data = self._json("GET", f"/jobs/{job_id}")
+        if not isinstance(data, dict):
+            raise ConnectorError(f"Freshdesk GET /jobs/{job_id} did not return an object")
+        return data
+
+    def _properties(
+        self, priority: str | None, status: str | None, group: str | None, fields: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if priority:
+            if priority not in PRIORITY_IDS:
+                raise ConnectorError(f"unknown priority {priority!r}: use one of {sorted(PRIORITY_IDS)}")
+            out["priority"] = PRIORITY_IDS[priority]
+        if status:
+            out["status"] = self._status_id(status)
+        if group:
+            if group not in self.group_ids:
+                raise ConnectorError(
+                    f"group {group!r} has no Freshdesk group id: add it to group_ids "
+                    "(FRESHDESK_GROUP_IDS)"
+                )
+            out["group_id"] = self.group_ids[group]
+        if fields:
+            unknown = sorted(name for name in fields if name not in self.field_names)
+            if unknown:
+                raise ConnectorError(
+                    f"field(s) {', '.join(unknown)} have no Freshdesk custom field: add them to "
+                    "field_names (FRESHDESK_FIELD_NAMES), e.g. {\"plan\": \"cf_plan\"}"
+                )
+            out["custom_fields"] = {self.field_names[name]: value for name, value in fields.items()}
+        return out
+
+    def _status_id(self, status: str) -> int:
+        if status in STATUS_IDS:
+            return STATUS_IDS[status]
+        custom = sorted(sid for sid, name in self.status_map.items() if name == status)
+        if custom:
+            return custom[0]
+        raise ConnectorError(
+            f"status {status!r} has no Freshdesk status: map a custom status id to it in "
+            f"status_map (FRESHDESK_STATUS_MAP), e.g. {{\"6\": \"{status}\"}}"
+        )
+
+    # -- HTTP ------------------------------------------------------------------
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return _decode(self._request(method, path, **kwargs), f"{method} {path}")
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        idempotent: bool = True,
+    ) -> requests.Response:
+        what = f"Freshdesk {method} {path}"
+        attempt = 0
+        while True:
+            attempt += 1
+            last = attempt >= self.max_attempts
+            self._pace()
+            try:
+                response = self.session.request(
+                    method, self.base_url + path, params=params, json=body, timeout=self.timeout
+                )
+            except requests.ConnectTimeout as err:  # nothing was sent: always safe to retry
+                if last:
+                    raise TransientError(f"{what}: connect timed out ({attempt} tries)") from err
+            except (requests.Timeout, requests.ConnectionError) as err:
+                if last or not idempotent:
+                    raise TransientError(f"{what}: {type(err).__name__} ({attempt} tries)") from err
+            except requests.RequestException as err:
+                raise ConnectorError(f"{what} failed: {type(err).__name__}: {err}") from err
+            else:
+                self._note_rate_limit(response)
+                code = response.status_code
+                log.debug("%s -> %s (try %s)", what, code, attempt)
+                if code < 400:
+                    return response
+                if code == 429:
+                    wait = _retry_after(response, self._backoff(attempt))
+                    if last:
+                        raise RateLimitedError(
+                            f"{what}: rate limited {attempt} times; retry after {wait:g}s", wait)
+                    log.warning("%s: rate limited, waiting %gs", what, wait)
+                    self.sleep(wait)
+                    self.rate_limit_remaining = None  # the window has turned over
+                    continue
+                if code < 500:
+                    raise _client_error(what, response)
+                if last or not idempotent:
+                    raise TransientError(f"{what} returned {code} ({attempt} tries): "
+                                         f"{_describe(response)}")
+            self.sleep(self._backoff(attempt))
+
+    def _backoff(self, attempt: int) -> float:
+        return self.backoff_base * 2 ** (attempt - 1)
+
+    def _note_rate_limit(self, response: requests.Response) -> None:
+        value = response.headers.get("X-RateLimit-Remaining")
+        try:
+            self.rate_limit_remaining = int(value) if value is not None else None
+        except ValueError:
+            self.rate_limit_remaining = None
+
+    def _pace(self) -> None:
+        # Spread what is left of the per-minute budget over the rest of the
+        # minute instead of running into a 429.
+        remaining = self.rate_limit_remaining
+        if remaining is not None and remaining <= self.rate_limit_floor:
+            pause = RATE_WINDOW_SECONDS / (max(remaining, 0) + 1)
+            log.info("Freshdesk rate limit low (%s left): pausing %.1fs", remaining, pause)
+            self.sleep(pause)
+
+
+def _status_events(stats: Mapping[str, Any], status: str, tid: Any) -> list[Event]:
+    """The status changes that Freshdesk's ticket stats still show.
+
+    Freshdesk's API keeps no status history (the activity log is not in API
+    v2), only the last instant of a few transitions (`include=stats`:
+    https://developers.freshdesk.com/api/#view_a_ticket). So the timeline is
+    rebuilt from: resolved_at, closed_at, reopened_at (after one of them),
+    pending_since (while pending), and the current status at
+    status_updated_at. Earlier pauses that were left are lost, so pause time
+    before the latest transition counts as open time.
+    """
+    at = {
+        key: _instant(value, f"ticket {tid} stats.{key}")
+        for key, value in stats.items()
+        if key in ("status_updated_at", "resolved_at", "closed_at", "reopened_at", "pending_since")
+        and value
+    }
+    current_at = at.get("status_updated_at")
+    candidates = [(at[key], name) for key, name in (("resolved_at", "solved"), ("closed_at", "closed"))
+                  if key in at]
+    reopened = at.get("reopened_at")
+    if reopened is not None and any(instant < reopened for instant, _ in candidates):
+        candidates.append((reopened, "open"))
+    if status == "pending" and "pending_since" in at:
+        candidates.append((at["pending_since"], "pending"))
+    if current_at is not None:
+        candidates = [c for c in candidates if c[0] < current_at]
+    order = {"open": 0, "pending": 1, "solved": 2, "closed": 3}
+    candidates.sort(key=lambda c: (c[0], order.get(c[1], 1)))
+    if current_at is not None:
+        candidates.append((current_at, status))
+    events: list[Event] = []
+    for instant, name in candidates:
+        if not events or events[-1].status != name:
+            events.append(Event(at=instant, type="status", status=name))
+    return events
+
+
+def _checked_status_map(status_map: Mapping[Any, str]) -> dict[int, str]:
+    checked: dict[int, str] = {}
+    for key, name in status_map.items():
+        try:
+            sid = int(key)
+        except (TypeError, ValueError) as err:
+            raise ConnectorError(f"status_map key {key!r} is not a Freshdesk status id") from err
+        if sid < FIRST_CUSTOM_STATUS:
+            raise ConnectorError(
+                f"status_map maps {sid}, a built-in Freshdesk status; only custom statuses "
+                f"({FIRST_CUSTOM_STATUS} and up) can be mapped"
+            )
+        if name not in STATUSES:
+            raise ConnectorError(f"status_map maps {sid} to {name!r}; use one of {list(STATUSES)}")
+        checked[sid] = name
+    return checked
+
+
+def _ticket_number(ticket_id: Any) -> int:
+    text = str(ticket_id).strip()
+    if not text.isdigit():
+        raise ConnectorError(f"not a Freshdesk ticket id: {ticket_id!r}")
+    return int(text)
+
+
+def _instant(value: Any, what: str) -> int:
+    try:
+        return to_epoch(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+    except ValueError as err:
+        raise ConnectorError(f"Freshdesk {what} {value!r} is not an ISO-8601 instant") from err
+
+
+def _page_of(url: str, default: int) -> int:
+    values = parse_qs(urlsplit(url).query).get("page")
+    try:
+        return int(values[0]) if values else default
+    except ValueError:
+        return default
+
+
+def _as_html(text: str) -> str:
+    # Note and reply bodies are HTML (https://developers.freshdesk.com/api/#add_note_to_a_ticket):
+    # escape the engine's plain text and keep its line breaks.
+    return html.escape(text).replace("\r\n", "\n").replace("\n", "<br>")
+
+
+def _decode(response: requests.Response, what: str) -> Any:
+    try:
+        return response.json()
+    except ValueError as err:
+        raise ConnectorError(f"Freshdesk {what} returned a body that is not JSON") from err
+
+
+def _retry_after(response: requests.Response, default: float) -> float:
+    try:
+        return max(float(response.headers["Retry-After"]), 0.0)
+    except (KeyError, ValueError):
+        return default
+
+
+def _describe(response: requests.Response) -> str:
+    """Freshdesk's own words: `description` and each `errors[]` field/message/code."""
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:200] or response.reason or "no details"
+    if not isinstance(data, dict):
+        return str(data)[:200]
+    parts = [str(data.get("description") or data.get("message") or data.get("code") or "")]
+    for error in data.get("errors") or []:
+        if isinstance(error, dict):
+            parts.append(f"{error.get('field') or '-'}: {error.get('message')} [{error.get('code')}]")
+    return "; ".join(part for part in parts if part) or "no details"
+
+
+def _client_error(what: str, response: requests.Response) -> ConnectorError:
+    code = response.status_code
+    if code == 404:
+        return NotFoundError(f"{what}: not found (deleted, merged or never existed)")
+    if code == 409:
+        return ConflictError(f"{what}: conflict: {_describe(response)}")
+    if code == 401:
+        return ConnectorError(
+            f"{what}: the API key was refused: check FRESHDESK_API_KEY and FRESHDESK_DOMAIN"
+        )
+    if code == 403:
+        return ConnectorError(f"{what}: the API key's agent may not do this: {_describe(response)}")
+    return ConnectorError(f"{what} returned {code}: {_describe(response)}")
+
+
+def _env_map(settings: Mapping[str, str], name: str, kind: type) -> dict[str, Any]:
+    text = settings.get(name, "").strip()
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+        return {str(key): kind(value) for key, value in data.items()}
+    except (ValueError, TypeError) as err:
+        raise ConnectorError(f"{name} must be a JSON object of {kind.__name__} values: {err}") from err
