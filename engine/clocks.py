@@ -24,6 +24,7 @@ class History:
         "spans",
         "first_agent",
         "last_agent",
+        "last_human_agent",
         "last_public_author",
         "created",
         "now",
@@ -34,7 +35,7 @@ class History:
         self.created = ticket.created_at
         self.now = now
         spans: list[tuple[int, str]] = [(ticket.created_at, "open")]
-        first_agent = last_agent = None
+        first_agent = last_agent = last_human_agent = None
         last_public_author = None
         last_event_at = ticket.created_at
         truncated = False
@@ -49,6 +50,8 @@ class History:
                     last_public_author = event.author
                     if event.author == "agent" and at >= ticket.created_at:
                         last_agent = at
+                        if not event.bot:
+                            last_human_agent = at
                         if first_agent is None:
                             first_agent = at
             elif event.type == "status":
@@ -63,6 +66,7 @@ class History:
         self.spans = spans
         self.first_agent = first_agent
         self.last_agent = last_agent
+        self.last_human_agent = last_human_agent
         self.last_public_author = last_public_author
         self.first_done = next((start for start, s in spans if s in DONE_STATUSES), None)
 

@@ -153,14 +153,39 @@ def _before_breach(rule: EscalationRule, policy, targets, priority, now: int):
 def _auto_close(
     ticket: Ticket, rules: RuleSet, state: _State, history: clocks.History, now: int, actions: list[Action]
 ) -> int | None:
+    """Close after `after` business time since the agent's last public comment.
+
+    The bot's own reminder does not restart the wait (it is marked `bot`);
+    a customer comment after the agent's cancels it.
+    """
     for rule in rules.auto_close:
         if rule.when.test(ticket, state.priority, state.status) is None:
             continue
         # "Any later customer comment cancels it": the latest public comment must be the agent's.
         if history.last_public_author != "agent" or history.last_agent is None:
             continue
-        moment = rule.calendar.add(history.last_agent, rule.after)
+        since = history.last_human_agent or history.last_agent
+        moment = rule.calendar.add(since, rule.after)
         if now < moment:
+            if rule.remind_before is None:
+                return moment
+            remind_at = rule.calendar.add(since, rule.after - rule.remind_before)
+            reminded = history.last_agent > since
+            if reminded:
+                return moment
+            if now < remind_at:
+                return remind_at
+            actions.append(Action("reply", rule.id, body=rule.reminder))
+            actions.append(
+                Action(
+                    "note",
+                    rule.id,
+                    body=(
+                        f"Reminder sent by rule `{rule.id}`: the ticket will be set to {rule.set_status} if the"
+                        f" customer does not reply within {explain.budget_words(rule.remind_before, rule.calendar)}."
+                    ),
+                )
+            )
             return moment
         if state.status == rule.set_status:
             return None
@@ -169,6 +194,8 @@ def _auto_close(
         if new_tags:
             actions.append(Action("add_tags", rule.id, values=new_tags))
         actions.append(Action("reply", rule.id, body=rule.reply))
+        # The same words for every ticket the rule closes, so sweeps can close
+        # many tickets in one bulk update.
         waited = explain.budget_words(rule.after, rule.calendar)
         actions.append(
             Action(
@@ -176,7 +203,7 @@ def _auto_close(
                 rule.id,
                 body=(
                     f"Status set to {rule.set_status} by rule `{rule.id}`: no customer reply for {waited}"
-                    f" since the agent's last public comment ({iso_utc(history.last_agent)})."
+                    " since the agent's last public comment."
                 ),
             )
         )

@@ -292,6 +292,8 @@ def compile_sources(sources: list[_Source], version: str) -> RuleSet:
                     set_status=rule.set_status,
                     reply=rule.reply,
                     add_tags=tuple(rule.add_tags),
+                    remind_before=rule.remind_before,
+                    reminder=rule.reminder,
                 )
             )
         for target, names in model.sla_fields.items():

@@ -336,6 +336,18 @@ class AutoClose(Strict):
     set_status: Literal["solved", "closed"] = "solved"
     reply: str = Field(min_length=1, description="public comment posted with the close")
     add_tags: list[str] = Field(default_factory=list)
+    remind_before: Duration | None = Field(
+        None, description="post `reminder` this much business time before closing"
+    )
+    reminder: str | None = Field(None, min_length=1, description="public reminder comment")
+
+    @model_validator(mode="after")
+    def _reminder(self) -> AutoClose:
+        if (self.remind_before is None) != (self.reminder is None):
+            raise ValueError("remind_before and reminder go together")
+        if self.remind_before is not None and self.remind_before >= self.after:
+            raise ValueError("remind_before must be shorter than `after`")
+        return self
 
 
 class SlaField(Strict):

@@ -69,6 +69,8 @@ class AutoCloseRule:
     set_status: str
     reply: str
     add_tags: tuple[str, ...]
+    remind_before: int | None = None
+    reminder: str | None = None
 
 
 @dataclass(slots=True)

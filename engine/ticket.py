@@ -29,8 +29,9 @@ class TicketError(ValueError):
 class Event:
     """One entry of the ticket's timeline. `at` is UTC epoch seconds.
 
-    A `comment` has an `author` (`customer` or `agent`) and `public`; a
-    `status` event has the `status` the ticket entered at that instant.
+    A `comment` has an `author` (`customer` or `agent`) and `public`; `bot`
+    marks an agent comment Deskpilot itself posted (an auto-close reminder).
+    A `status` event has the `status` the ticket entered at that instant.
     """
 
     at: int
@@ -38,6 +39,7 @@ class Event:
     author: str | None = None
     public: bool = True
     status: str | None = None
+    bot: bool = False
 
 
 @dataclass(slots=True)

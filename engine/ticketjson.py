@@ -24,6 +24,7 @@ class EventIn(BaseModel):
     author: Literal["customer", "agent"] | None = None
     public: bool = True
     status: str | None = None
+    bot: bool = False
 
     _at = field_validator("at")(_aware)
 
@@ -102,7 +103,7 @@ def parse_ticket(data: Any, aliases: dict[str, str] | None = None) -> Ticket:
             if not event.status:
                 raise TicketError(f"events[{index}].status", "a status event needs the status")
             status = _status(event.status, aliases, f"events[{index}].status")
-        events.append(Event(to_epoch(event.at), event.type, event.author, event.public, status))
+        events.append(Event(to_epoch(event.at), event.type, event.author, event.public, status, event.bot))
     events.sort(key=lambda e: e.at)  # contract: in time order; tolerate small disorder
     return Ticket(
         id=str(raw.id),

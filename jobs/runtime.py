@@ -116,3 +116,20 @@ def build_connector(settings: Settings, rules: RuleSet | None = None, **options)
         status_map=dict(mapping.statuses) if mapping else {},
         **options,
     )
+
+
+class ConnectorCache:
+    """Builds the connector for a rule set once per rules version (ids come from the rules)."""
+
+    def __init__(self, settings: Settings, **options) -> None:
+        self.settings, self.options = settings, options
+        self._version: str | None = None
+        self._connector: Helpdesk | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, rules: RuleSet) -> Helpdesk:
+        with self._lock:
+            if self._connector is None or rules.version != self._version:
+                self._connector = build_connector(self.settings, rules, **self.options)
+                self._version = rules.version
+            return self._connector

@@ -22,6 +22,7 @@ from connectors.base import (
 )
 from engine.decision import Decision
 from engine.evaluate import evaluate
+from engine.rulefile import RuleFileError
 from engine.ruleset import RuleSet
 from engine.ticket import to_epoch
 from store import Claim, Store
@@ -100,7 +101,7 @@ class Worker:
     def __init__(
         self,
         store: Store,
-        helpdesk: Helpdesk,
+        helpdesk: Helpdesk | Callable[[RuleSet], Helpdesk],
         rules: Callable[[], RuleSet],
         *,
         clock: Callable[[], datetime] = utc_now,
@@ -110,7 +111,9 @@ class Worker:
         backoff_base: float = 30.0,
     ) -> None:
         self.store = store
-        self.helpdesk = helpdesk
+        # A connector, or a factory that builds one for the rules in use (their
+        # `helpdesk:` section holds the account's field and group ids).
+        self._helpdesk = helpdesk
         self.rules = rules
         self.clock = clock
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
@@ -119,9 +122,17 @@ class Worker:
         self.backoff_base = backoff_base
 
     def run_once(self, limit: int = 10) -> list[Outcome]:
-        """Claim up to `limit` tickets and process each; returns what happened."""
+        """Claim up to `limit` tickets and process each; returns what happened.
+
+        Without loaded rules nothing is claimed: the queue waits, nothing is lost.
+        """
+        try:
+            rules = self.rules()
+        except RuleFileError as err:
+            log.warning("no rules loaded, not processing: %s", err)
+            return []
         claims = self.store.claim(self.worker_id, self.clock(), limit=limit, lease_seconds=self.lease_seconds)
-        return [self.process(claim) for claim in claims]
+        return [self.process(claim, rules) for claim in claims]
 
     def run_forever(self, stop: threading.Event, idle_seconds: float = 0.5, limit: int = 10) -> None:
         log.info("worker %s started", self.worker_id)
@@ -132,13 +143,13 @@ class Worker:
                 log.exception("worker loop error; retrying")
                 busy = False
             if not busy:
-                stop.wait(idle_seconds)
+                stop.wait(idle_seconds if self._rules_ok() else 5 * idle_seconds)
         log.info("worker %s stopped", self.worker_id)
 
-    def process(self, claim: Claim) -> Outcome:
+    def process(self, claim: Claim, rules: RuleSet | None = None) -> Outcome:
         outcome = Outcome(claim.ticket_id)
         try:
-            self._decide_and_write(claim, outcome)
+            self._decide_and_write(claim, outcome, rules or self.rules())
         except NotFoundError as err:
             log.warning(
                 "%s ticket %s: not found (%s); dropping its events", claim.source, claim.ticket_id, err
@@ -187,10 +198,22 @@ class Worker:
         )
         self.store.retry(claim, now, error, delay)
 
-    def _decide_and_write(self, claim: Claim, outcome: Outcome) -> None:
-        rules = self.rules()
+    def _rules_ok(self) -> bool:
+        try:
+            self.rules()
+        except RuleFileError:
+            return False
+        return True
+
+    def helpdesk(self, rules: RuleSet) -> Helpdesk:
+        if hasattr(self._helpdesk, "fetch_ticket"):
+            return self._helpdesk  # type: ignore[return-value]
+        return self._helpdesk(rules)  # type: ignore[operator]
+
+    def _decide_and_write(self, claim: Claim, outcome: Outcome, rules: RuleSet) -> None:
+        helpdesk = self.helpdesk(rules)
         for attempt in range(1, CONFLICT_RETRIES + 1):
-            remote = self.helpdesk.fetch_ticket(claim.ticket_id)
+            remote = helpdesk.fetch_ticket(claim.ticket_id)
             now = self.clock()
             decision = evaluate(remote.ticket, rules, to_epoch(now))
             outcome.decision = decision
@@ -205,7 +228,7 @@ class Worker:
                 )
                 break
             try:
-                self.helpdesk.apply(remote, changes)
+                helpdesk.apply(remote, changes)
             except ConflictError:
                 if attempt == CONFLICT_RETRIES:
                     raise
@@ -263,3 +286,37 @@ def _ticket_json(remote: RemoteTicket) -> dict[str, Any]:
         "stamp": remote.stamp,
         "events": [[e.at, e.type, e.author, e.public, e.status] for e in ticket.events],
     }
+
+
+def main() -> int:
+    """`python -m jobs.worker`: the Procfile's worker process."""
+    import signal
+    import sys
+
+    from config import ConfigError, load_settings
+    from jobs.runtime import ConnectorCache, RulesHolder, build_store
+
+    try:
+        settings = load_settings()
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    holder = RulesHolder(settings.rules_path)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    worker = Worker(build_store(settings), ConnectorCache(settings), lambda: holder.rules,
+                    max_attempts=settings.worker_max_attempts)
+
+    def reload_rules() -> None:
+        while not stop.wait(5):
+            holder.reload(force=False)
+
+    threading.Thread(target=reload_rules, name="rules-reload", daemon=True).start()
+    worker.run_forever(stop)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

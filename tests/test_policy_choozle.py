@@ -194,3 +194,55 @@ def at_(text):
     from tests.engine_helpers import at
 
     return at(text)
+
+
+REMINDER_RULES = """
+version: 1
+calendars:
+  business-week:
+    timezone: America/Denver
+    hours: {mon-fri: ["00:00-24:00"]}
+    holidays: {country: US}
+auto_close:
+  - id: close
+    when: {status: pending, tags_all: [resolution_proposed]}
+    after: 72h
+    calendar: business-week
+    reply: Closing now.
+    remind_before: 24h
+    reminder: We will close this ticket tomorrow unless we hear from you.
+"""
+
+
+def test_auto_close_reminder_then_close():
+    from engine.evaluate import evaluate
+    from engine.rulefile import load_texts
+    from engine.ticketjson import parse_ticket
+    from tests.engine_helpers import at
+
+    rules = load_texts([("r.yaml", REMINDER_RULES)])
+    base = {
+        "id": "1",
+        "status": "pending",
+        "tags": ["resolution_proposed"],
+        "created_at": "2026-11-02T17:00:00Z",
+    }
+    events = [comment(AGENT_WED), status(AGENT_WED, "pending")]
+
+    def decide_at(now, evs):
+        return evaluate(parse_ticket(dict(base, events=evs)), rules, at(now))
+
+    # 48 business hours after Wed 11:00 MST: Fri 11:00 MST.
+    waiting = decide_at("2026-11-06T17:59:59Z", events)
+    assert waiting.actions == [] and waiting.next_check == at("2026-11-06T18:00:00Z")
+    remind = decide_at("2026-11-06T18:00:00Z", events)
+    assert [a.type for a in remind.actions] == ["reply", "note"]
+    assert remind.next_check == at("2026-11-09T18:00:00Z")
+    # The bot's reminder does not restart the wait.
+    reminded = [*events, {**comment("2026-11-06T18:00:05Z"), "bot": True}]
+    assert decide_at("2026-11-09T17:00:00Z", reminded).actions == []
+    closing = decide_at("2026-11-09T18:00:00Z", reminded)
+    assert [a.type for a in closing.actions] == ["set_status", "reply", "note"]
+    # A customer reply after the reminder cancels both.
+    replied = [*reminded, comment("2026-11-07T10:00:00Z", author="customer")]
+    assert decide_at("2026-11-12T00:00:00Z", replied).actions == []

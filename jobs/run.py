@@ -1,0 +1,178 @@
+"""`python -m jobs.run`: web, worker and clock in one process (the embedded SQLite default).
+
+With no helpdesk credentials set, it also starts the local sandbox helpdesk,
+points the webhooks at itself, and with `--demo` seeds tickets from the example
+policies so the bot's decisions and writes show in the log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import requests
+
+from config import ConfigError, Settings, load_settings
+from jobs.runtime import ConnectorCache, RulesHolder, build_store
+from jobs.worker import Worker
+
+log = logging.getLogger("deskpilot.run")
+
+# Tickets seeded into the sandbox by --demo: one per CloudTalk situation.
+DEMO_TICKETS = [
+    {"subject": "How do I forward calls to my mobile?", "body": "Need this before Monday.",
+     "priority": "urgent", "plan": "professional"},
+    {"subject": "All outbound calls fail in production", "body": "Every call drops after 2 seconds.",
+     "priority": "urgent", "plan": "advanced"},
+    {"subject": "Call recordings are late", "body": "Recordings appear an hour later than usual.",
+     "priority": None, "plan": "professional"},
+    {"subject": "Invoice address", "body": "Please update our billing address.",
+     "priority": "low", "plan": "basic"},
+]
+
+
+class Service:
+    """The processes of the Procfile, as threads of one process."""
+
+    def __init__(self, settings: Settings, host: str, port: int, workers: int = 1) -> None:
+        self.settings = settings
+        self.host, self.port = host, port
+        self.stop_event = threading.Event()
+        self.rules = RulesHolder(settings.rules_path)
+        self.store = build_store(settings)
+        self._stops: list[Callable[[], None]] = []
+        self._threads: list[threading.Thread] = []
+        self.workers = workers
+        self.sandbox = None
+
+    def start(self) -> None:
+        from sandbox import serve_in_thread
+
+        if self.settings.sandbox:
+            self._start_sandbox(serve_in_thread)
+        from app import create_app
+
+        app = create_app({"SETTINGS": self.settings, "STORE": self.store, "RULES": self.rules,
+                          "RUN_SCHEDULER": False})
+        base, stop = serve_in_thread(app, self.host, self.port)
+        self._stops.append(stop)
+        log.info("webhooks at %s/webhooks/%s, health at %s/healthz", base, self.settings.helpdesk, base)
+        connectors = ConnectorCache(self.settings)
+        for n in range(self.workers):
+            worker = Worker(self.store, connectors, self._rules,
+                            worker_id=f"embedded-{n}", max_attempts=self.settings.worker_max_attempts)
+            thread = threading.Thread(target=worker.run_forever, args=(self.stop_event,),
+                                      name=f"worker-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._start_clock()
+
+    def _rules(self):
+        return self.rules.rules
+
+    def _start_clock(self) -> None:
+        try:
+            from jobs import clock
+        except ModuleNotFoundError as err:
+            if err.name != "jobs.clock":
+                raise
+            return
+        scheduler = clock.build_scheduler(self.settings, self.store, self.rules)
+        scheduler.start()
+        self._stops.append(lambda: scheduler.shutdown(wait=False))
+
+    def _start_sandbox(self, serve_in_thread) -> None:
+        helpdesk = self.settings.helpdesk
+        api_url = self.settings.zendesk_api_url if helpdesk == "zendesk" else self.settings.freshdesk_api_url
+        api = urlsplit(api_url)
+        webhook_url = f"http://{self.host}:{self.port}/webhooks/{helpdesk}"
+        if helpdesk == "zendesk":
+            from sandbox.zendesk import create_sandbox
+        else:
+            from sandbox.freshdesk import create_sandbox
+        self.sandbox = create_sandbox(webhook_url=webhook_url,
+                                      webhook_secret=self.settings.webhook_secret(helpdesk))
+        base, stop = serve_in_thread(self.sandbox, api.hostname or "127.0.0.1", api.port or 0)
+        self._stops.append(stop)
+        log.info("no %s credentials set: using the local sandbox at %s", helpdesk, base)
+
+    def close(self) -> None:
+        self.stop_event.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        for stop in reversed(self._stops):
+            stop()
+
+
+def seed_demo(settings: Settings) -> list[str]:
+    """Create the demo tickets in the sandbox through its Zendesk-compatible API."""
+    if settings.helpdesk != "zendesk":
+        from sandbox.freshdesk import seed_tickets
+
+        return seed_tickets(settings.freshdesk_api_url, settings.freshdesk_api_key, DEMO_TICKETS)
+    from sandbox.zendesk import CUSTOMER_ID
+
+    rules = RulesHolder(settings.rules_path)
+    mapping = rules.rules.helpdesk.get("zendesk") if rules.status.loaded else None
+    plan_field = int(mapping.fields["plan"]) if mapping and "plan" in mapping.fields else None
+    auth = (f"{settings.zendesk_email}/token", settings.zendesk_api_token)
+    ids = []
+    for demo in DEMO_TICKETS:
+        ticket = {"subject": demo["subject"], "priority": demo["priority"], "requester_id": CUSTOMER_ID,
+                  "comment": {"body": demo["body"], "author_id": CUSTOMER_ID}}
+        if plan_field is not None:
+            ticket["custom_fields"] = [{"id": plan_field, "value": demo["plan"]}]
+        response = requests.post(f"{settings.zendesk_api_url}/api/v2/tickets.json", json={"ticket": ticket},
+                                 auth=auth, timeout=10)
+        response.raise_for_status()
+        ids.append(str(response.json()["ticket"]["id"]))
+        log.info("demo: created ticket %s %r (priority %s, plan %s)", ids[-1], demo["subject"],
+                 demo["priority"], demo["plan"])
+    return ids
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.run", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=2, help="worker threads")
+    parser.add_argument("--demo", action="store_true", help="seed sandbox tickets and show the bot working")
+    parser.add_argument("--exit-after", type=float, metavar="SECONDS",
+                        help="stop after this many seconds (default: run until interrupted)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    service = Service(settings, args.host, args.port, workers=args.workers)
+    signal.signal(signal.SIGTERM, lambda *_: service.stop_event.set())
+    service.start()
+    try:
+        if args.demo:
+            if not settings.sandbox:
+                log.warning("--demo seeds tickets only into the local sandbox; credentials are set, skipping")
+            else:
+                seed_demo(settings)
+        deadline = None if args.exit_after is None else time.monotonic() + args.exit_after
+        while not service.stop_event.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            service.stop_event.wait(0.2)
+    except KeyboardInterrupt:
+        log.info("interrupted")
+    finally:
+        service.close()
+        log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
