@@ -1,0 +1,195 @@
+"""Settings: defaults, sandbox detection, .env precedence, messages that name the variable."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from config import (
+    SANDBOX_API_URLS,
+    SANDBOX_WEBHOOK_SECRET,
+    VARIABLES,
+    ConfigError,
+    load_settings,
+)
+
+ENV_EXAMPLE = Path(__file__).parent.parent / ".env.example"
+
+ZENDESK = {
+    "ZENDESK_SUBDOMAIN": "acme",
+    "ZENDESK_EMAIL": "bot@acme.example",
+    "ZENDESK_API_TOKEN": "tok-0123456789abcdef",
+    "ZENDESK_WEBHOOK_SECRET": "whsec-zendesk-987",
+}
+FRESHDESK = {
+    "HELPDESK": "freshdesk",
+    "FRESHDESK_DOMAIN": "acme.freshdesk.com",
+    "FRESHDESK_API_KEY": "fdkey-abcdef0123",
+    "FRESHDESK_WEBHOOK_SECRET": "whsec-freshdesk-654",
+}
+
+
+def load(env: dict[str, str]):
+    return load_settings(env, env_file=None)
+
+
+def test_defaults_are_a_zendesk_sandbox():
+    settings = load({})
+    assert settings.helpdesk == "zendesk"
+    assert settings.sandbox is True
+    assert settings.zendesk_api_url == SANDBOX_API_URLS["zendesk"]
+    assert settings.webhook_secret("zendesk") == SANDBOX_WEBHOOK_SECRET
+    assert settings.database_url == "sqlite:///deskpilot.db"
+    assert settings.rules_path == Path("rules")
+    assert settings.worker_max_attempts == 8
+    assert settings.log_level == "INFO"
+
+
+def test_full_zendesk_credentials():
+    settings = load({**ZENDESK, "ZENDESK_API_URL": "http://127.0.0.1:9100/", "LOG_LEVEL": "debug"})
+    assert settings.sandbox is False
+    assert (settings.zendesk_subdomain, settings.zendesk_email) == ("acme", "bot@acme.example")
+    assert settings.zendesk_api_token == "tok-0123456789abcdef"
+    assert settings.webhook_secret("zendesk") == "whsec-zendesk-987"
+    assert settings.zendesk_api_url == "http://127.0.0.1:9100"
+    assert settings.log_level == "DEBUG"
+
+
+def test_full_freshdesk_credentials_ignore_zendesk_variables():
+    settings = load({**FRESHDESK, "ZENDESK_SUBDOMAIN": "not used"})
+    assert (settings.helpdesk, settings.sandbox) == ("freshdesk", False)
+    assert settings.freshdesk_domain == "acme.freshdesk.com"
+    assert settings.webhook_secret("freshdesk") == "whsec-freshdesk-654"
+    assert settings.freshdesk_api_url is None
+
+
+def test_freshdesk_sandbox_uses_the_local_server():
+    settings = load({"HELPDESK": "Freshdesk"})
+    assert (settings.helpdesk, settings.sandbox) == ("freshdesk", True)
+    assert settings.freshdesk_api_url == SANDBOX_API_URLS["freshdesk"]
+    assert settings.webhook_secret("freshdesk") == SANDBOX_WEBHOOK_SECRET
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"ZENDESK_SUBDOMAIN": "acme"},
+     "ZENDESK_EMAIL, ZENDESK_API_TOKEN, ZENDESK_WEBHOOK_SECRET are not set"),
+    ({**ZENDESK, "ZENDESK_API_TOKEN": ""}, "ZENDESK_API_TOKEN is not set"),
+    ({**ZENDESK, "ZENDESK_WEBHOOK_SECRET": "  "}, "ZENDESK_WEBHOOK_SECRET is not set"),
+    ({**FRESHDESK, "FRESHDESK_API_KEY": ""}, "FRESHDESK_API_KEY is not set"),
+    ({"HELPDESK": "freshdesk", "FRESHDESK_WEBHOOK_SECRET": "s"},
+     "FRESHDESK_DOMAIN, FRESHDESK_API_KEY are not set"),
+])
+def test_partial_credentials_name_what_is_missing(env, message):
+    with pytest.raises(ConfigError) as raised:
+        load(env)
+    assert str(raised.value).startswith(message)
+    assert "sandbox" in str(raised.value)
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"ZENDESK_API_URL": "ftp://x"}, "ZENDESK_API_URL must be an http(s) URL, got 'ftp://x'"),
+    ({"FRESHDESK_API_URL": "127.0.0.1:9200"},
+     "FRESHDESK_API_URL must be an http(s) URL, got '127.0.0.1:9200'"),
+    ({"ZENDESK_API_URL": "http://[::1"}, "ZENDESK_API_URL must be an http(s) URL"),
+    ({"ZENDESK_API_URL": "http://host:99999"}, "ZENDESK_API_URL must be an http(s) URL"),
+    ({"HELPDESK": "jira"}, "HELPDESK must be 'zendesk' or 'freshdesk', got 'jira'"),
+    ({"WORKER_MAX_ATTEMPTS": "0"}, "WORKER_MAX_ATTEMPTS must be a whole number >= 1, got '0'"),
+    ({"WORKER_MAX_ATTEMPTS": "eight"}, "WORKER_MAX_ATTEMPTS must be a whole number >= 1, got 'eight'"),
+    ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'loud'"),
+    ({"DATABASE_URL": "mysql://u@h/db"}, "DATABASE_URL must be sqlite:///PATH or postgresql+psycopg://"),
+    ({"DATABASE_URL": "not a url"}, "DATABASE_URL is not a database URL"),
+    ({**ZENDESK, "ZENDESK_SUBDOMAIN": "acme.zendesk.com"},
+     "ZENDESK_SUBDOMAIN must be the subdomain only (e.g. 'acme' for acme.zendesk.com), "
+     "got 'acme.zendesk.com'"),
+    ({**ZENDESK, "ZENDESK_EMAIL": "bot"}, "ZENDESK_EMAIL must be the API user's email address, got 'bot'"),
+    ({**FRESHDESK, "FRESHDESK_DOMAIN": "https://acme.freshdesk.com"},
+     "FRESHDESK_DOMAIN must be the helpdesk's host name"),
+])
+def test_bad_values_name_the_variable_and_the_expectation(env, message):
+    with pytest.raises(ConfigError) as raised:
+        load(env)
+    assert str(raised.value).startswith(message)
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("DATABASE_URL", "mysql://admin:hunter2secret@db/deskpilot"),
+    ("DATABASE_URL", "postgresql+psycopg://admin:hunter2secret@db:notaport/x"),
+    ("ZENDESK_API_URL", "https://admin:hunter2secret@acme.zendesk.com"),
+    ("ZENDESK_API_URL", "ftp://admin:hunter2secret@acme.zendesk.com"),
+])
+def test_errors_never_echo_a_password(name, value):
+    with pytest.raises(ConfigError) as raised:
+        load({name: value})
+    assert name in str(raised.value)
+    assert "hunter2secret" not in str(raised.value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("sqlite:////var/lib/deskpilot/deskpilot.db", "sqlite:////var/lib/deskpilot/deskpilot.db"),
+    ("postgresql+psycopg://bot:pw@db:5432/deskpilot", "postgresql+psycopg://bot:pw@db:5432/deskpilot"),
+    # Plain postgresql:// would pick psycopg2, which is not installed.
+    ("postgresql://bot:pw@db/deskpilot", "postgresql+psycopg://bot:pw@db/deskpilot"),
+    ("postgres://bot:pw@db/deskpilot", "postgresql+psycopg://bot:pw@db/deskpilot"),
+])
+def test_database_urls(value, expected):
+    assert load({"DATABASE_URL": value}).database_url == expected
+
+
+def test_secrets_stay_out_of_repr_and_logs(caplog):
+    settings = load({**ZENDESK, "DATABASE_URL": "postgresql+psycopg://bot:dbpass-42@db/deskpilot"})
+    logging.getLogger("deskpilot.test").warning("settings: %s / %r", settings, settings)
+    for text in (repr(settings), str(settings), caplog.text):
+        for secret in ("tok-0123456789abcdef", "whsec-zendesk-987", "dbpass-42"):
+            assert secret not in text
+    assert "zendesk_api_token='<set>'" in repr(settings)
+    assert "freshdesk_api_key='<unset>'" in repr(settings)
+    assert "postgresql+psycopg://bot:***@db/deskpilot" in repr(settings)
+
+
+def test_env_file_fills_gaps_but_real_environment_wins(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "HELPDESK=freshdesk\n"
+        "FRESHDESK_DOMAIN=fromfile.freshdesk.com\n"
+        "FRESHDESK_API_KEY=file-key\n"
+        "FRESHDESK_WEBHOOK_SECRET=file-secret\n"
+        "LOG_LEVEL=WARNING\n"
+        "WORKER_MAX_ATTEMPTS=3\n"
+    )
+    settings = load_settings({"FRESHDESK_DOMAIN": "real.freshdesk.com", "LOG_LEVEL": "ERROR"},
+                             env_file=env_file)
+    assert settings.helpdesk == "freshdesk"
+    assert settings.freshdesk_domain == "real.freshdesk.com"
+    assert settings.freshdesk_api_key == "file-key"
+    assert (settings.log_level, settings.worker_max_attempts) == ("ERROR", 3)
+
+
+def test_missing_env_file_is_fine(tmp_path):
+    assert load_settings({}, env_file=tmp_path / "absent.env").sandbox is True
+
+
+def test_env_file_errors_name_the_variable_too(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("RULES_PATH=rules/examples\nZENDESK_API_URL=gopher://old\n")
+    with pytest.raises(ConfigError, match="ZENDESK_API_URL must be an http"):
+        load_settings({}, env_file=env_file)
+
+
+def test_settings_are_frozen():
+    with pytest.raises(AttributeError):
+        load({}).helpdesk = "freshdesk"
+
+
+def test_webhook_secret_rejects_unknown_sources():
+    with pytest.raises(ValueError, match="unknown helpdesk 'jira'"):
+        load({}).webhook_secret("jira")
+
+
+def test_env_example_documents_every_variable_and_loads_as_a_sandbox():
+    names = [line.split("=", 1)[0] for line in ENV_EXAMPLE.read_text().splitlines()
+             if line and not line.startswith("#")]
+    assert sorted(names) == sorted(VARIABLES)
+    settings = load_settings({}, env_file=ENV_EXAMPLE)
+    assert (settings.helpdesk, settings.sandbox, settings.rules_path) == ("zendesk", True, Path("rules"))
