@@ -181,8 +181,9 @@ def _auto_close(
                     "note",
                     rule.id,
                     body=(
-                        f"Reminder sent by rule `{rule.id}`: the ticket will be set to {rule.set_status} if the"
-                        f" customer does not reply within {explain.budget_words(rule.remind_before, rule.calendar)}."
+                        f"Reminder sent by rule `{rule.id}`: the ticket will be set to {rule.set_status}"
+                        " if the customer does not reply within"
+                        f" {explain.budget_words(rule.remind_before, rule.calendar)}."
                     ),
                 )
             )
