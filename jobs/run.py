@@ -8,6 +8,8 @@ policies so the bot's decisions and writes show in the log.
 from __future__ import annotations
 
 import argparse
+import importlib
+import dataclasses
 import logging
 import signal
 import sys
@@ -40,7 +42,15 @@ DEMO_TICKETS = [
 class Service:
     """The processes of the Procfile, as threads of one process."""
 
-    def __init__(self, settings: Settings, host: str, port: int, workers: int = 1) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        host: str,
+        port: int,
+        workers: int = 1,
+        sandbox_port: int | None = None,
+        clock: bool = True,
+    ) -> None:
         self.settings = settings
         self.host, self.port = host, port
         self.stop_event = threading.Event()
@@ -50,35 +60,43 @@ class Service:
         self._threads: list[threading.Thread] = []
         self.workers = workers
         self.sandbox = None
+        self.sandbox_port = sandbox_port
+        self.clock = clock
+        self.base_url = ""
 
     def start(self) -> None:
+        from app import create_app
         from sandbox import serve_in_thread
 
+        app = create_app(
+            {"SETTINGS": self.settings, "STORE": self.store, "RULES": self.rules, "RUN_SCHEDULER": False}
+        )
+        self.base_url, stop = serve_in_thread(app, self.host, self.port)
+        self._stops.append(stop)
+        helpdesk = self.settings.helpdesk
+        log.info("webhooks at %s/webhooks/%s, health at %s/healthz", self.base_url, helpdesk, self.base_url)
         if self.settings.sandbox:
             self._start_sandbox(serve_in_thread)
-        from app import create_app
-
-        app = create_app({"SETTINGS": self.settings, "STORE": self.store, "RULES": self.rules,
-                          "RUN_SCHEDULER": False})
-        base, stop = serve_in_thread(app, self.host, self.port)
-        self._stops.append(stop)
-        log.info("webhooks at %s/webhooks/%s, health at %s/healthz", base, self.settings.helpdesk, base)
         connectors = ConnectorCache(self.settings)
         for n in range(self.workers):
-            worker = Worker(self.store, connectors, self._rules,
-                            worker_id=f"embedded-{n}", max_attempts=self.settings.worker_max_attempts)
-            thread = threading.Thread(target=worker.run_forever, args=(self.stop_event,),
-                                      name=f"worker-{n}", daemon=True)
+            worker = Worker(
+                self.store, connectors, self._rules,
+                worker_id=f"embedded-{n}", max_attempts=self.settings.worker_max_attempts,
+            )
+            thread = threading.Thread(
+                target=worker.run_forever, args=(self.stop_event,), name=f"worker-{n}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
-        self._start_clock()
+        if self.clock:
+            self._start_clock()
 
     def _rules(self):
         return self.rules.rules
 
     def _start_clock(self) -> None:
         try:
-            from jobs import clock
+            clock = importlib.import_module("jobs.clock")
         except ModuleNotFoundError as err:
             if err.name != "jobs.clock":
                 raise
@@ -88,18 +106,25 @@ class Service:
         self._stops.append(lambda: scheduler.shutdown(wait=False))
 
     def _start_sandbox(self, serve_in_thread) -> None:
+        """Serve the sandbox helpdesk and send its webhooks to our own endpoint.
+
+        `sandbox_port=0` (tests) picks a free port; the settings then point at it.
+        """
         helpdesk = self.settings.helpdesk
-        api_url = self.settings.zendesk_api_url if helpdesk == "zendesk" else self.settings.freshdesk_api_url
-        api = urlsplit(api_url)
-        webhook_url = f"http://{self.host}:{self.port}/webhooks/{helpdesk}"
+        key = f"{helpdesk}_api_url"
+        api = urlsplit(getattr(self.settings, key))
+        port = api.port if self.sandbox_port is None else self.sandbox_port
         if helpdesk == "zendesk":
             from sandbox.zendesk import create_sandbox
         else:
             from sandbox.freshdesk import create_sandbox
-        self.sandbox = create_sandbox(webhook_url=webhook_url,
-                                      webhook_secret=self.settings.webhook_secret(helpdesk))
-        base, stop = serve_in_thread(self.sandbox, api.hostname or "127.0.0.1", api.port or 0)
+        self.sandbox = create_sandbox(
+            webhook_url=f"{self.base_url}/webhooks/{helpdesk}",
+            webhook_secret=self.settings.webhook_secret(helpdesk),
+        )
+        base, stop = serve_in_thread(self.sandbox, api.hostname or "127.0.0.1", port or 0)
         self._stops.append(stop)
+        self.settings = dataclasses.replace(self.settings, **{key: base})
         log.info("no %s credentials set: using the local sandbox at %s", helpdesk, base)
 
     def close(self) -> None:
@@ -110,28 +135,47 @@ class Service:
             stop()
 
 
+def _plan_field(settings: Settings) -> str | int | None:
+    holder = RulesHolder(settings.rules_path)
+    mapping = holder.rules.helpdesk.get(settings.helpdesk) if holder.status.loaded else None
+    return mapping.fields.get("plan") if mapping else None
+
+
 def seed_demo(settings: Settings) -> list[str]:
-    """Create the demo tickets in the sandbox through its Zendesk-compatible API."""
-    if settings.helpdesk != "zendesk":
-        from sandbox.freshdesk import seed_tickets
-
-        return seed_tickets(settings.freshdesk_api_url, settings.freshdesk_api_key, DEMO_TICKETS)
-    from sandbox.zendesk import CUSTOMER_ID
-
-    rules = RulesHolder(settings.rules_path)
-    mapping = rules.rules.helpdesk.get("zendesk") if rules.status.loaded else None
-    plan_field = int(mapping.fields["plan"]) if mapping and "plan" in mapping.fields else None
-    auth = (f"{settings.zendesk_email}/token", settings.zendesk_api_token)
+    """Create the demo tickets in the sandbox through its vendor-compatible API."""
+    plan_field = _plan_field(settings)
     ids = []
     for demo in DEMO_TICKETS:
-        ticket = {"subject": demo["subject"], "priority": demo["priority"], "requester_id": CUSTOMER_ID,
-                  "comment": {"body": demo["body"], "author_id": CUSTOMER_ID}}
-        if plan_field is not None:
-            ticket["custom_fields"] = [{"id": plan_field, "value": demo["plan"]}]
-        response = requests.post(f"{settings.zendesk_api_url}/api/v2/tickets.json", json={"ticket": ticket},
-                                 auth=auth, timeout=10)
-        response.raise_for_status()
-        ids.append(str(response.json()["ticket"]["id"]))
+        if settings.helpdesk == "zendesk":
+            from sandbox.zendesk import CUSTOMER_ID
+
+            ticket: dict = {
+                "subject": demo["subject"], "priority": demo["priority"], "requester_id": CUSTOMER_ID,
+                "comment": {"body": demo["body"], "author_id": CUSTOMER_ID},
+            }
+            if plan_field is not None:
+                ticket["custom_fields"] = [{"id": int(plan_field), "value": demo["plan"]}]
+            response = requests.post(
+                f"{settings.zendesk_api_url}/api/v2/tickets.json", json={"ticket": ticket},
+                auth=(f"{settings.zendesk_email}/token", settings.zendesk_api_token), timeout=10,
+            )
+            response.raise_for_status()
+            ids.append(str(response.json()["ticket"]["id"]))
+        else:
+            # Freshdesk numbers priorities 1 (low) to 4 (urgent); it requires one.
+            number = {"low": 1, "normal": 2, "high": 3, "urgent": 4}.get(demo["priority"] or "normal")
+            ticket = {
+                "subject": demo["subject"], "description": demo["body"], "email": "customer@example.com",
+                "priority": number, "status": 2,
+            }
+            if plan_field is not None:
+                ticket["custom_fields"] = {str(plan_field): demo["plan"]}
+            response = requests.post(
+                f"{settings.freshdesk_api_url}/api/v2/tickets", json=ticket,
+                auth=(settings.freshdesk_api_key, "X"), timeout=10,
+            )
+            response.raise_for_status()
+            ids.append(str(response.json()["id"]))
         log.info("demo: created ticket %s %r (priority %s, plan %s)", ids[-1], demo["subject"],
                  demo["priority"], demo["plan"])
     return ids
@@ -152,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    # One line per HTTP request from two embedded servers drowns the decisions.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     service = Service(settings, args.host, args.port, workers=args.workers)
     signal.signal(signal.SIGTERM, lambda *_: service.stop_event.set())
     service.start()
@@ -160,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             if not settings.sandbox:
                 log.warning("--demo seeds tickets only into the local sandbox; credentials are set, skipping")
             else:
-                seed_demo(settings)
+                seed_demo(service.settings)
         deadline = None if args.exit_after is None else time.monotonic() + args.exit_after
         while not service.stop_event.is_set():
             if deadline is not None and time.monotonic() >= deadline:
