@@ -8,8 +8,8 @@ policies so the bot's decisions and writes show in the log.
 from __future__ import annotations
 
 import argparse
-import importlib
 import dataclasses
+import importlib
 import logging
 import signal
 import sys

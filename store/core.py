@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from store import coordination, queue
 from store import migrate as migrations
-from store import queue
+from store.coordination import BudgetGrant
 from store.engine import create_store_engine, read_transaction, write_transaction
 from store.models import (
     PENDING,
@@ -130,11 +132,52 @@ class Store:
         with write_transaction(self.engine) as conn:
             queue.complete(conn, claim, now)
 
-    def retry(self, claim: Claim, now: datetime, error: str, delay_seconds: float) -> None:
-        """Count a failed attempt and make the ticket available again after `delay_seconds`."""
+    def retry(
+        self,
+        claim: Claim,
+        now: datetime,
+        error: str,
+        delay_seconds: float,
+        *,
+        count_attempt: bool = True,
+    ) -> None:
+        """Make the ticket available again after `delay_seconds`.
+
+        A failed attempt counts towards the dead-letter limit; with
+        count_attempt=False (a deferral such as "write budget") it does not.
+        """
         _aware(now, "now")
         with write_transaction(self.engine) as conn:
-            queue.retry(conn, claim, now, error, delay_seconds)
+            queue.retry(conn, claim, now, error, delay_seconds, count_attempt)
+
+    def claim_tickets(
+        self,
+        source: str,
+        ticket_ids: Iterable[str],
+        worker_id: str,
+        now: datetime,
+        *,
+        lease_seconds: int = 300,
+        reason: str = "sweep",
+    ) -> list[Claim]:
+        """Queue and lease the given tickets in one step, skipping any already queued or parked.
+
+        Sweeps use it so that a ticket is never handled by a sweep and a worker
+        (or two sweeps) at once. Returns Claims in the order asked; finish each
+        with complete/retry/dead_letter like any claim.
+        """
+        _aware(now, "now")
+        with write_transaction(self.engine) as conn:
+            return queue.claim_tickets(
+                conn, source, ticket_ids, worker_id, now, lease_seconds, reason
+            )
+
+    def complete_many(self, claims: Iterable[Claim], now: datetime) -> None:
+        """`complete` for many claims in one transaction."""
+        _aware(now, "now")
+        with write_transaction(self.engine) as conn:
+            for held in claims:
+                queue.complete(conn, held, now)
 
     def dead_letter(self, claim: Claim, now: datetime, error: str) -> None:
         """Park the ticket and its events with `error`, until a new event for it arrives."""
@@ -187,25 +230,57 @@ class Store:
         now: datetime,
     ) -> None:
         """Replace the ticket's last evaluated state and when it next needs a look."""
-        _aware(next_check, "next_check")
+        self.save_snapshots(
+            source,
+            [{"ticket_id": ticket_id, "ticket": ticket, "decision": decision,
+              "next_check": next_check, "rules_version": rules_version}],
+            now,
+        )
+
+    def save_snapshots(self, source: str, snapshots: Sequence[dict], now: datetime) -> None:
+        """`save_snapshot` for many tickets in one transaction.
+
+        Each item: {"ticket_id", "ticket", "decision", "next_check", "rules_version"}.
+        """
         _aware(now, "now")
-        values = {
-            "ticket": ticket,
-            "decision": decision,
-            "next_check": next_check,
-            "rules_version": rules_version,
-            "updated_at": now,
-        }
+        rows = []
+        for item in snapshots:
+            _aware(item["next_check"], "next_check")
+            rows.append({
+                "source": source,
+                "ticket_id": str(item["ticket_id"]),
+                "ticket": item["ticket"],
+                "decision": item["decision"],
+                "next_check": item["next_check"],
+                "rules_version": item["rules_version"],
+                "updated_at": now,
+            })
+        if not rows:
+            return
+        s = ticket_snapshots
         with write_transaction(self.engine) as conn:
-            stmt = queue.dialect_insert(conn)(ticket_snapshots).values(
-                source=source, ticket_id=str(ticket_id), **values
-            )
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[ticket_snapshots.c.source, ticket_snapshots.c.ticket_id],
-                    set_=values,
+            for start in range(0, len(rows), 200):
+                stmt = queue.dialect_insert(conn)(s).values(rows[start : start + 200])
+                new = stmt.excluded
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[s.c.source, s.c.ticket_id],
+                        set_={name: getattr(new, name) for name in
+                              ("ticket", "decision", "next_check", "rules_version", "updated_at")},
+                    )
                 )
-            )
+
+    def clear_next_check(self, source: str, ticket_ids: Iterable[str]) -> None:
+        """Stop sweeping these tickets (deleted in the helpdesk) until they are evaluated again."""
+        ids = sorted({str(ticket_id) for ticket_id in ticket_ids})
+        s = ticket_snapshots
+        with write_transaction(self.engine) as conn:
+            for start in range(0, len(ids), 500):
+                conn.execute(
+                    sa.update(s)
+                    .where(s.c.source == source, s.c.ticket_id.in_(ids[start : start + 500]))
+                    .values(next_check=None)
+                )
 
     def get_snapshot(self, source: str, ticket_id: str) -> dict | None:
         """{"ticket", "decision", "next_check", "rules_version", "updated_at"}, or None."""
@@ -240,24 +315,29 @@ class Store:
         now: datetime,
     ) -> None:
         """Append what the bot changed: each {"rule", "type", "before", "after"}."""
+        self.record_actions_many(source, [(ticket_id, actions)], rules_version=rules_version, now=now)
+
+    def record_actions_many(
+        self,
+        source: str,
+        entries: Sequence[tuple[str, list[dict]]],
+        *,
+        rules_version: str,
+        now: datetime,
+    ) -> None:
+        """`record_actions` for many tickets, (ticket_id, actions) each, in one transaction."""
         _aware(now, "now")
         rows = []
-        for index, action in enumerate(actions):
-            missing = [key for key in ("rule", "type") if not action.get(key)]
-            if missing:
-                raise ValueError(f"actions[{index}] has no {' or '.join(missing)}")
-            rows.append(
-                {
-                    "source": source,
-                    "ticket_id": str(ticket_id),
-                    "rule": action["rule"],
-                    "rules_version": rules_version,
-                    "type": action["type"],
-                    "before": action.get("before"),
-                    "after": action.get("after"),
-                    "created_at": now,
-                }
-            )
+        for ticket_id, actions in entries:
+            for index, action in enumerate(actions):
+                missing = [key for key in ("rule", "type") if not action.get(key)]
+                if missing:
+                    raise ValueError(f"ticket {ticket_id} actions[{index}] has no {' or '.join(missing)}")
+                rows.append({
+                    "source": source, "ticket_id": str(ticket_id), "rule": action["rule"],
+                    "rules_version": rules_version, "type": action["type"],
+                    "before": action.get("before"), "after": action.get("after"), "created_at": now,
+                })
         if not rows:
             return
         with write_transaction(self.engine) as conn:
@@ -294,6 +374,43 @@ class Store:
                     index_elements=[c.c.source, c.c.name],
                     set_={"value": value, "updated_at": now},
                 )
+            )
+
+    # -- coordination between processes ------------------------------------------------
+
+    @contextmanager
+    def exclusive(self, name: str, ttl_seconds: float = 600) -> Iterator[bool]:
+        """`with store.exclusive("sweep:zendesk") as held:` - held is True in one process only.
+
+        PostgreSQL: pg_try_advisory_lock, released when the block ends or the
+        process dies. SQLite: a lease row that a dead holder keeps for at most
+        `ttl_seconds`. Never waits: a busy name yields False at once.
+        """
+        with coordination.exclusive(self.engine, name, ttl_seconds) as held:
+            yield held
+
+    def take_write_budget(
+        self,
+        source: str,
+        wants: Sequence[tuple[str, int]],
+        now: datetime,
+        *,
+        per_minute: int,
+        per_ticket: int,
+        ticket_window_seconds: int = 600,
+    ) -> BudgetGrant:
+        """Reserve helpdesk writes, (ticket_id, updates) in order, within the shared budget.
+
+        At most `per_minute` ticket updates per rolling minute for `source` and
+        `per_ticket` per ticket per `ticket_window_seconds`, counted over every
+        process that shares this database. Granted updates are recorded at once
+        (so count even if the write then fails); denied ones are not.
+        """
+        _aware(now, "now")
+        with write_transaction(self.engine) as conn:
+            return coordination.take_write_budget(
+                conn, source, wants, now, per_minute=per_minute, per_ticket=per_ticket,
+                ticket_window_seconds=ticket_window_seconds,
             )
 
     # -- monitoring -------------------------------------------------------------------

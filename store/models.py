@@ -128,3 +128,27 @@ sync_cursors = sa.Table(
     sa.Column("value", sa.Text(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+# Every ticket update the bot makes (or is about to make), for the shared write
+# budget: rows older than the longest window are pruned as new ones arrive.
+write_log = sa.Table(
+    "write_log",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("ticket_id", sa.String(64), nullable=False),
+    sa.Column("units", sa.Integer(), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Index("ix_write_log_source_at", "source", "at"),
+    sa.Index("ix_write_log_ticket", "source", "ticket_id", "at"),
+)
+
+# Named leases that keep one sweep or reconciliation running at a time on
+# SQLite (PostgreSQL uses advisory locks instead, which end with the session).
+job_leases = sa.Table(
+    "job_leases",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("holder", sa.String(255), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+)

@@ -235,6 +235,59 @@ def claim(
     return list(claims.values())
 
 
+def claim_tickets(
+    conn: Connection,
+    source: str,
+    ticket_ids: Iterable[str],
+    worker_id: str,
+    now: datetime,
+    lease_seconds: int,
+    reason: str,
+) -> list[Claim]:
+    """Queue and lease, in one step, those of `ticket_ids` that are not in the queue yet.
+
+    A ticket already queued (by a webhook, a sync request, another sweep) or
+    parked is skipped: whoever holds it will evaluate it, so each ticket has
+    one handler at a time. On PostgreSQL, concurrent callers asking for the
+    same ticket are serialised by its primary key: one inserts, the other
+    skips it.
+    """
+    asked = list(dict.fromkeys(str(ticket_id) for ticket_id in ticket_ids))
+    ids = sorted(asked)  # one lock order for every caller (no deadlocks)
+    lease_until = now + timedelta(seconds=lease_seconds)
+    claims = []
+    for start in range(0, len(ids), _CHUNK):
+        rows = [
+            {
+                "source": source,
+                "ticket_id": ticket_id,
+                "queued_at": now,
+                "available_at": now,
+                "attempts": 0,
+                "generation": 1,
+                "reason": reason[:128],
+                "dead": False,
+                "lease_token": uuid.uuid4().hex,
+                "leased_by": worker_id[:255],
+                "lease_until": lease_until,
+                "lease_generation": 1,
+            }
+            for ticket_id in ids[start : start + _CHUNK]
+        ]
+        inserted = conn.execute(
+            dialect_insert(conn)(work)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=[work.c.source, work.c.ticket_id])
+            .returning(work.c.ticket_id, work.c.lease_token)
+        )
+        claims.extend(
+            Claim(source=source, ticket_id=ticket_id, event_ids=[], payloads=[], attempts=0, token=token)
+            for ticket_id, token in inserted
+        )
+    order = {ticket_id: index for index, ticket_id in enumerate(asked)}
+    return sorted(claims, key=lambda held: order[held.ticket_id])
+
+
 def _held(conn: Connection, held: Claim, action: str) -> Any:
     """The locked work row if `held` still owns its lease, else None (with a warning)."""
     row = conn.execute(
@@ -299,7 +352,14 @@ def complete(conn: Connection, held: Claim, now: datetime) -> None:
     )
 
 
-def retry(conn: Connection, held: Claim, now: datetime, error: str, delay_seconds: float) -> None:
+def retry(
+    conn: Connection,
+    held: Claim,
+    now: datetime,
+    error: str,
+    delay_seconds: float,
+    count_attempt: bool = True,
+) -> None:
     row = _held(conn, held, "retry")
     if row is None:
         return
@@ -307,7 +367,7 @@ def retry(conn: Connection, held: Claim, now: datetime, error: str, delay_second
         sa.update(work)
         .where(_this_ticket(held))
         .values(
-            attempts=row.attempts + 1,
+            attempts=row.attempts + (1 if count_attempt else 0),
             available_at=now + timedelta(seconds=max(0.0, delay_seconds)),
             last_error=_clip(error),
             **_RELEASE,
