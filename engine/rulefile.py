@@ -145,7 +145,7 @@ def _compile_calendar(src: _Source, name: str, spec: CalendarModel) -> Calendar:
         for closure in spec.holidays.closures:
             pieces = closures.setdefault(closure.date, [])
             for start, end in closure.hours:
-                pieces.append((start, min(end, 86_400)))
+                pieces.append((start, end))
     weekly = []
     if spec.hours != "24/7":
         for days, ranges in spec.hours.items():

@@ -124,6 +124,17 @@ class Closure(Strict):
     date: date
     hours: list[TimeRange] = Field(min_length=1)
 
+    @field_validator("hours")
+    @classmethod
+    def _same_day(cls, hours: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        for start, end in hours:
+            if end > 86_400:
+                raise ValueError(
+                    f"closure {_fmt(start, end)!r} crosses midnight; close each date separately"
+                    " (e.g. '22:00-24:00' and the next date '00:00-02:00')"
+                )
+        return hours
+
 
 class Holidays(Strict):
     country: str | None = Field(

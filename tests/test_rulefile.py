@@ -121,6 +121,11 @@ def test_version_tracks_content():
         ("version: 1\ncalendars: {c: {timezone: UTC, hours: {mon: ['09:00-09:00']}}}\n", "empty time range"),
         ("version: 1\nescalations: [{id: e, do: {note: hi}}]\n", "an escalation needs add_tags"),
         (
+            "version: 1\ncalendars: {c: {timezone: UTC, hours: 24/7,"
+            " holidays: {closures: [{date: 2026-12-23, hours: ['22:00-02:00']}]}}}\n",
+            "crosses midnight",
+        ),
+        (
             "version: 1\nescalations: [{id: e, on: {breach: first_response, warning: resolution},"
             " do: {add_tags: [x]}}]\n",
             "exactly one of",
