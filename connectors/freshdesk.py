@@ -39,6 +39,8 @@ PER_PAGE = 100  # the largest page the API serves (https://developers.freshdesk.
 MAX_LIST_PAGES = 300  # GET /tickets serves pages 1..300 only; past that, narrow updated_since
 RATE_WINDOW_SECONDS = 60.0  # limits are per minute (https://developers.freshdesk.com/api/#ratelimit)
 _TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
+# Job states of GET /jobs/{id} that will not change any more.
+_JOB_DONE = frozenset({"completed", "failed", "partially_completed", "cancelled"})
 
 
 class FreshdeskConnector:
@@ -57,6 +59,8 @@ class FreshdeskConnector:
         backoff_base: first backoff in seconds; it doubles on each retry.
         sleep: injectable for tests.
         rate_limit_floor: when X-RateLimit-Remaining falls to this, space calls out.
+        bot_agent_id: the API key's agent, whose replies and notes are
+            Deskpilot's own (`Event.bot`); None looks it up once (GET /agents/me).
 
     `rate_limit_remaining` holds the last X-RateLimit-Remaining seen (None before any).
     """
@@ -77,6 +81,7 @@ class FreshdeskConnector:
         backoff_base: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
         rate_limit_floor: int = 10,
+        bot_agent_id: int | None = None,
     ) -> None:
         if not api_key:
             raise ConnectorError("Freshdesk API key is empty: set FRESHDESK_API_KEY")
@@ -99,6 +104,7 @@ class FreshdeskConnector:
         self.sleep = sleep
         self.rate_limit_floor = rate_limit_floor
         self.rate_limit_remaining: int | None = None
+        self._bot_agent_id = bot_agent_id
         self.session = requests.Session()
         self.session.auth = (api_key, "X")
         self.session.headers.update({"Accept": "application/json", "User-Agent": "deskpilot"})
@@ -130,13 +136,32 @@ class FreshdeskConnector:
 
     # -- reading ---------------------------------------------------------------
 
+    def bot_agent_id(self) -> int:
+        """The API key's agent id (its conversations are Deskpilot's); asked once, then cached.
+
+        https://developers.freshdesk.com/api/#me
+        """
+        if self._bot_agent_id is None:
+            data = self._json("GET", "/agents/me")
+            if not isinstance(data, dict) or not isinstance(data.get("id"), int):
+                raise ConnectorError(
+                    "Freshdesk GET /agents/me did not name the API key's agent: check "
+                    "FRESHDESK_API_KEY belongs to an agent"
+                )
+            self._bot_agent_id = data["id"]
+        return self._bot_agent_id
+
     def fetch_ticket(self, ticket_id: str) -> RemoteTicket:
-        """The ticket with its stats, and every conversation (all pages)."""
+        """The ticket with its stats, and every conversation (all pages).
+
+        The very first fetch also asks whose API key this is (bot_agent_id).
+        """
         number = _ticket_number(ticket_id)
         data = self._json("GET", f"/tickets/{number}", params={"include": "stats"})
         if not isinstance(data, dict):
             raise ConnectorError(f"Freshdesk GET /tickets/{number} did not return a ticket object")
         conversations = self._conversations(number)
+        self.bot_agent_id()
         ticket = self._to_ticket(data, conversations)
         return RemoteTicket(ticket=ticket, stamp=data.get("updated_at"), raw=data)
 
@@ -184,11 +209,14 @@ class FreshdeskConnector:
         opener = "agent" if data.get("source") == OUTBOUND_EMAIL_SOURCE else "customer"
         events = [Event(at=created, type="comment", author=opener, public=True)]
         for item in conversations:
+            incoming = bool(item.get("incoming"))
             events.append(Event(
                 at=_instant(item.get("created_at"), f"ticket {tid} conversation {item.get('id')}"),
                 type="comment",
-                author="customer" if item.get("incoming") else "agent",
+                author="customer" if incoming else "agent",
                 public=not item.get("private", False),
+                bot=not incoming and self._bot_agent_id is not None
+                and item.get("user_id") == self._bot_agent_id,
             ))
         events.extend(_status_events(data.get("stats") or {}, status, tid))
         events.sort(key=lambda event: (event.at, event.type != "comment"))
@@ -285,27 +313,95 @@ class FreshdeskConnector:
         priority: str | None = None,
         group: str | None = None,
         fields: Mapping[str, Any] | None = None,
+        reply: str | None = None,
         dry_run: bool = False,
     ) -> str | None:
         """Queue one update for many tickets; returns Freshdesk's job id (None on a dry run).
 
+        `reply` is posted to every ticket as a public reply by the API key's agent.
         https://developers.freshdesk.com/api/#bulk_update_tickets
         """
         ids = [_ticket_number(tid) for tid in ticket_ids]
         if not ids:
             raise ConnectorError("bulk_update needs at least one ticket id")
         properties = self._properties(priority, status, group, fields or {})
-        if not properties:
-            raise ConnectorError("bulk_update needs status, priority, group or fields to set")
-        body = {"bulk_action": {"ids": ids, "properties": properties}}
+        if not properties and not reply:
+            raise ConnectorError("bulk_update needs status, priority, group, fields or a reply")
+        action: dict[str, Any] = {"ids": ids, "properties": properties}
+        if reply:
+            action["reply"] = {"body": _as_html(reply)}
+        body = {"bulk_action": action}
         if dry_run:
             log.info("dry run: would POST /tickets/bulk_update %s", json.dumps(body))
             return None
-        data = self._json("POST", "/tickets/bulk_update", body=body)
+        # Not replayed after a timeout: the reply would be posted twice.
+        data = _decode(self._request("POST", "/tickets/bulk_update", body=body, idempotent=False),
+                       "POST /tickets/bulk_update")
         job_id = data.get("job_id") if isinstance(data, dict) else None
         if not job_id:
             raise ConnectorError("Freshdesk bulk_update answered without a job_id")
         return str(job_id)
+
+    def writes_for(self, changes: TicketChanges) -> int:
+        """Calls apply() makes for `changes` (what the write budget counts): PUT, note, reply."""
+        update = bool(changes.priority or changes.status or changes.group or changes.fields
+                      or changes.add_tags)
+        return int(update) + int(bool(changes.note)) + int(bool(changes.reply))
+
+    def bulk_writes_per_ticket(self, *, reply: str | None, note: str | None) -> int:
+        """Writes close_many makes per ticket (what the write budget counts)."""
+        return 2 if note else 1
+
+    def can_close_in_bulk(self, add_tags: Iterable[str] = ()) -> bool:
+        """Only without tags: a ticket update replaces the tags, and they differ per ticket."""
+        return not tuple(add_tags)
+
+    def close_many(
+        self,
+        ticket_ids: Iterable[str],
+        *,
+        status: str,
+        add_tags: Iterable[str] = (),
+        reply: str | None = None,
+        note: str | None = None,
+        wait_seconds: float = 60,
+    ) -> dict[str, str | None]:
+        """Give many tickets the same status and public reply (one bulk job), then each its note.
+
+        Freshdesk has no bulk note, so the internal note is one POST per
+        updated ticket; a failed note is logged, not returned. Returns ticket
+        id -> None when updated, else the error. Raises TransientError when
+        the job is not done after `wait_seconds`.
+        """
+        if not self.can_close_in_bulk(add_tags):
+            raise ConnectorError("Freshdesk bulk updates cannot add tags: apply them per ticket")
+        ids = [str(ticket_id) for ticket_id in ticket_ids]
+        job_id = self.bulk_update(ids, status=status, reply=reply)
+        results = _job_results(ids, self.wait_for_job(str(job_id), wait_seconds))
+        for ticket_id, error in results.items():
+            if error is None and note:
+                try:
+                    self._request("POST", f"/tickets/{_ticket_number(ticket_id)}/notes",
+                                  body={"body": _as_html(note), "private": True}, idempotent=False)
+                except ConnectorError as err:
+                    log.warning("ticket %s: updated, but its internal note failed: %s", ticket_id, err)
+        return results
+
+    def wait_for_job(self, job_id: str, wait_seconds: float = 60) -> dict[str, Any]:
+        """Poll the bulk job (1 s, 2 s, 4 s, ... apart) until it finishes."""
+        waited, pause = 0.0, 1.0
+        while True:
+            job = self.job_status(job_id)
+            if str(job.get("status")).lower() in _JOB_DONE:
+                return job
+            if waited >= wait_seconds:
+                raise TransientError(
+                    f"Freshdesk job {job_id} still {job.get('status')!r} after {waited:g}s; "
+                    "its tickets are checked again later"
+                )
+            self.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 10.0)
 
     def job_status(self, job_id: str) -> dict[str, Any]:
         """The bulk job's state as Freshdesk reports it (`status`, `progress`, …)."""
@@ -464,6 +560,19 @@ def _status_events(stats: Mapping[str, Any], status: str, tid: Any) -> list[Even
         if not events or events[-1].status != name:
             events.append(Event(at=instant, type="status", status=name))
     return events
+
+
+def _job_results(ids: list[str], job: Mapping[str, Any]) -> dict[str, str | None]:
+    """Ticket id -> None (updated) or the error, from a finished job's `data`."""
+    outcome: dict[str, str | None] = {
+        ticket_id: f"no result in Freshdesk job {job.get('id')} ({job.get('status')})" for ticket_id in ids
+    }
+    for result in job.get("data") or []:
+        ticket_id = str(result.get("id"))
+        if ticket_id in outcome:
+            outcome[ticket_id] = None if result.get("success") else json.dumps(
+                result.get("errors") or "failed")
+    return outcome
 
 
 def _checked_status_map(status_map: Mapping[Any, str]) -> dict[int, str]:

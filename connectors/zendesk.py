@@ -36,7 +36,10 @@ MAX_BULK_IDS = 100
 _TO_ZENDESK_STATUS = {"on_hold": "hold"}
 _FROM_ZENDESK_STATUS = {"hold": "on_hold"}
 _TICKETS = EndpointFactory("tickets")
+_USERS = EndpointFactory("users")
 _JOB_STATUSES = EndpointFactory("job_statuses")
+# https://developer.zendesk.com/api-reference/ticketing/ticket-management/job_statuses/
+_JOB_DONE = frozenset({"completed", "failed", "killed"})
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]+")
 _API_CONFIG_KEYS = (
     "domain", "subdomain", "session", "timeout", "ratelimit", "ratelimit_budget",
@@ -106,6 +109,7 @@ class ZendeskConnector:
         max_attempts: int = 4,
         backoff_base: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
+        bot_user_id: int | None = None,
     ) -> None:
         """Args:
             subdomain: the `acme` of acme.zendesk.com (ZENDESK_SUBDOMAIN).
@@ -116,6 +120,8 @@ class ZendeskConnector:
             max_attempts: tries per call across 429s, 5xx and network errors.
             backoff_base: first wait of the exponential backoff, in seconds.
             sleep: how to wait (injected by tests).
+            bot_user_id: the API user's id, whose comments are Deskpilot's own
+                (`Event.bot`); None looks it up once with GET users/me.json.
         """
         if not subdomain and not api_url:
             raise ValueError("Zendesk subdomain is empty: set ZENDESK_SUBDOMAIN (acme for acme.zendesk.com)")
@@ -140,6 +146,7 @@ class ZendeskConnector:
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
         self._sleep = sleep
+        self._bot_user_id = bot_user_id
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, str]) -> ZendeskConnector:
@@ -164,16 +171,37 @@ class ZendeskConnector:
 
     # -- Helpdesk protocol -------------------------------------------------
 
+    def bot_user_id(self) -> int:
+        """The API user's id (comments by it are Deskpilot's); asked once, then cached.
+
+        https://developer.zendesk.com/api-reference/ticketing/users/users/#show-the-currently-authenticated-user
+        """
+        if self._bot_user_id is None:
+            user = self._call("get", _USERS.me()).get("user") or {}
+            # Unauthenticated calls get an anonymous user whose id is null.
+            if not isinstance(user.get("id"), int):
+                raise ConnectorError(
+                    "GET users/me.json: Zendesk did not identify the API user; check ZENDESK_EMAIL "
+                    "and ZENDESK_API_TOKEN"
+                )
+            self._bot_user_id = user["id"]
+        return self._bot_user_id
+
     def fetch_ticket(self, ticket_id: str) -> RemoteTicket:
-        """One ticket read and one audits read (more only if the audits span pages)."""
+        """One ticket read and one audits read (more only if the audits span pages).
+
+        The very first fetch also asks who the API user is (bot_user_id).
+        """
         number = _ticket_number(ticket_id)
         ticket = self._call("get", _TICKETS(id=number)).get("ticket")
         if not isinstance(ticket, dict):
             raise ConnectorError(f"GET tickets/{number}.json: response has no 'ticket' object")
         audits, users = self._audits(number)
+        bot = self.bot_user_id()
         try:
             engine_ticket = ticket_from_zendesk(
-                ticket, audits, users, field_names=self._field_names, group_names=self._group_names
+                ticket, audits, users, field_names=self._field_names, group_names=self._group_names,
+                bot_user_id=bot,
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ConnectorError(f"Zendesk ticket {number}: unexpected payload ({err!r})") from err
@@ -260,6 +288,72 @@ class ZendeskConnector:
         if not isinstance(job, dict) or not job.get("id"):
             raise ConnectorError("PUT tickets/update_many.json: response has no job_status.id")
         return str(job["id"])
+
+    def writes_for(self, changes: TicketChanges) -> int:
+        """Ticket updates apply() makes for `changes` (what the write budget counts)."""
+        if changes.is_empty():
+            return 0
+        return 2 if changes.reply and changes.note else 1
+
+    def bulk_writes_per_ticket(self, *, reply: str | None, note: str | None) -> int:
+        """Ticket updates close_many makes per ticket (what the write budget counts)."""
+        return 2 if reply and note else 1
+
+    def can_close_in_bulk(self, add_tags: Iterable[str] = ()) -> bool:
+        """Zendesk's bulk update adds tags (additional_tags) without replacing: always."""
+        return True
+
+    def close_many(
+        self,
+        ticket_ids: Iterable[str],
+        *,
+        status: str,
+        add_tags: Iterable[str] = (),
+        reply: str | None = None,
+        note: str | None = None,
+        wait_seconds: float = 60,
+    ) -> dict[str, str | None]:
+        """Give up to 100 tickets the same status, tags, public reply and internal note.
+
+        One update_many for status, tags and reply, then, for the tickets it
+        updated, one for the note (a ticket update holds one comment). Returns
+        ticket id -> None when updated, else Zendesk's error. The note is the
+        bot's explanation: a failure to add it is logged, not returned.
+        Raises TransientError when the first job is not done after `wait_seconds`.
+        """
+        ids = [str(ticket_id) for ticket_id in ticket_ids]
+        job = self.update_many(ids, status=status, add_tags=add_tags, comment=reply, public=True)
+        results = _job_results(ids, self.wait_for_job(job, wait_seconds))
+        done = [ticket_id for ticket_id, error in results.items() if error is None]
+        if note and done:
+            try:
+                noted = _job_results(
+                    done, self.wait_for_job(self.update_many(done, comment=note, public=False),
+                                            wait_seconds)
+                )
+            except ConnectorError as err:
+                log.warning("internal notes on %d closed tickets not confirmed: %s", len(done), err)
+            else:
+                for ticket_id, error in noted.items():
+                    if error is not None:
+                        log.warning("ticket %s: closed, but its internal note failed: %s", ticket_id, error)
+        return results
+
+    def wait_for_job(self, job_id: str, wait_seconds: float = 60) -> dict[str, Any]:
+        """Poll job_status (1 s, 2 s, 4 s, ... apart) until it is completed, failed or killed."""
+        waited, pause = 0.0, 1.0
+        while True:
+            job = self.job_status(job_id)
+            if job.get("status") in _JOB_DONE:
+                return job
+            if waited >= wait_seconds:
+                raise TransientError(
+                    f"Zendesk job {job_id} still {job.get('status')!r} after {waited:g}s; "
+                    "its tickets are checked again later"
+                )
+            self._sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 10.0)
 
     def job_status(self, job_id: str) -> dict[str, Any]:
         """The Zendesk job status object (status, progress, total, results)."""
@@ -412,11 +506,13 @@ def ticket_from_zendesk(
     *,
     field_names: Mapping[int, str],
     group_names: Mapping[int, str],
+    bot_user_id: int | None = None,
 ) -> Ticket:
     """The engine's Ticket from a Zendesk ticket, its audits and their sideloaded users.
 
     A comment is the customer's when its author is the requester or an
     end-user, an agent's otherwise (agents, admins, triggers, unknown users).
+    An agent comment by `bot_user_id` (the API user) is marked `bot`.
     """
     requester = ticket.get("requester_id")
 
@@ -432,9 +528,11 @@ def ticket_from_zendesk(
         for event in audit.get("events") or []:
             kind = event.get("type")
             if kind == "Comment":
-                who = author(event.get("author_id", audit.get("author_id")))
+                author_id = event.get("author_id", audit.get("author_id"))
+                who = author(author_id)
                 public = bool(event.get("public", True))
-                events.append(Event(at=at, type="comment", author=who, public=public))
+                bot = who == "agent" and bot_user_id is not None and author_id == bot_user_id
+                events.append(Event(at=at, type="comment", author=who, public=public, bot=bot))
             elif kind in ("Create", "Change") and event.get("field_name") == "status":
                 events.append(Event(at=at, type="status", status=_engine_status(event.get("value"))))
     fields = {
@@ -454,6 +552,24 @@ def ticket_from_zendesk(
         events=tuple(events),
         group=group_names.get(ticket.get("group_id")),
     )
+
+
+def _job_results(ids: list[str], job: Mapping[str, Any]) -> dict[str, str | None]:
+    """Ticket id -> None (updated) or the error, from a finished job's `results`."""
+    outcome: dict[str, str | None] = {
+        ticket_id: f"no result in Zendesk job {job.get('id')} ({job.get('status')})" for ticket_id in ids
+    }
+    for result in job.get("results") or []:
+        ticket_id = str(result.get("id"))
+        if ticket_id not in outcome:
+            continue
+        if result.get("success", result.get("status") in ("Updated", "Unchanged")):
+            outcome[ticket_id] = None
+        else:
+            outcome[ticket_id] = " - ".join(
+                str(result[key]) for key in ("error", "details") if result.get(key)
+            ) or "failed"
+    return outcome
 
 
 def _engine_status(value: Any) -> str:

@@ -25,6 +25,7 @@ from engine.evaluate import evaluate
 from engine.rulefile import RuleFileError
 from engine.ruleset import RuleSet
 from engine.ticket import to_epoch
+from jobs.budget import OverBudget, WriteBudget
 from store import Claim, Store
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ class Worker:
         max_attempts: int = 8,
         lease_seconds: int = 300,
         backoff_base: float = 30.0,
+        budget: WriteBudget | None = None,
     ) -> None:
         self.store = store
         # A connector, or a factory that builds one for the rules in use (their
@@ -120,6 +122,8 @@ class Worker:
         self.max_attempts = max_attempts
         self.lease_seconds = lease_seconds
         self.backoff_base = backoff_base
+        # Shared with every process on this database; None writes without a budget.
+        self.budget = budget
 
     def run_once(self, limit: int = 10) -> list[Outcome]:
         """Claim up to `limit` tickets and process each; returns what happened.
@@ -165,6 +169,11 @@ class Worker:
                 err.retry_after,
             )
             self.store.retry(claim, self.clock(), str(err), err.retry_after)
+        except OverBudget as err:
+            # Deferred, not failed: the attempt does not count towards the dead-letter limit.
+            outcome.error = str(err)
+            log.info("%s ticket %s: %s", claim.source, claim.ticket_id, err)
+            self.store.retry(claim, self.clock(), "write budget", err.retry_after, count_attempt=False)
         except ConnectorError as err:
             outcome.error = str(err)
             self._fail(claim, str(err))
@@ -227,6 +236,8 @@ class Worker:
                     decision.policy,
                 )
                 break
+            if self.budget is not None:
+                self.budget.spend(claim.source, claim.ticket_id, _writes(helpdesk, changes), now)
             try:
                 helpdesk.apply(remote, changes)
             except ConflictError:
@@ -272,6 +283,12 @@ class Worker:
         self.store.complete(claim, now)
 
 
+def _writes(helpdesk: Helpdesk, changes: TicketChanges) -> int:
+    """Ticket updates `apply` will make (the connector knows; one if it does not say)."""
+    count = getattr(helpdesk, "writes_for", None)
+    return count(changes) if count is not None else 1
+
+
 def _ticket_json(remote: RemoteTicket) -> dict[str, Any]:
     ticket = remote.ticket
     return {
@@ -294,6 +311,7 @@ def main() -> int:
     import sys
 
     from config import ConfigError, load_settings
+    from jobs.budget import WriteBudget
     from jobs.runtime import ConnectorCache, RulesHolder, build_store
 
     try:
@@ -306,8 +324,14 @@ def main() -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    worker = Worker(build_store(settings), ConnectorCache(settings), lambda: holder.rules,
-                    max_attempts=settings.worker_max_attempts)
+    try:
+        store = build_store(settings)
+        budget = WriteBudget.from_env(store)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    worker = Worker(store, ConnectorCache(settings), lambda: holder.rules,
+                    max_attempts=settings.worker_max_attempts, budget=budget)
 
     def reload_rules() -> None:
         while not stop.wait(5):

@@ -19,8 +19,9 @@ from sandbox import WebhookSender, serve_in_thread
 __all__ = ["FreshdeskSandbox", "create_sandbox", "serve_in_thread"]
 
 SANDBOX_API_KEY = "sandbox-api-key"
-AGENT_ID = 1  # the agent the API key belongs to
+AGENT_ID = 1  # the agent the API key belongs to: Deskpilot itself
 REQUESTER_ID = 2  # the customer on every sandbox ticket
+HUMAN_AGENT_ID = 3  # the agent who writes through /_sandbox/tickets/<id>/conversations
 STATUS_LABELS = {2: "Open", 3: "Pending", 4: "Resolved", 5: "Closed"}
 # New Freshdesk accounts come with these two custom statuses.
 DEFAULT_CUSTOM_STATUSES = {6: "Waiting on Customer", 7: "Waiting on Third Party"}
@@ -129,6 +130,7 @@ def create_sandbox(
         ("/api/v2/tickets/<int:tid>/reply", _add_reply, "POST"),
         ("/api/v2/tickets/bulk_update", _bulk_update, "POST"),
         ("/api/v2/jobs/<job_id>", _show_job, "GET"),
+        ("/api/v2/agents/me", _show_me, "GET"),
         ("/_sandbox/tickets/<int:tid>/conversations", _admin_conversation, "POST"),
         ("/_sandbox/reset", _admin_reset, "POST"),
         ("/_sandbox/requests", _admin_requests, "GET"),
@@ -420,14 +422,14 @@ def _list_tickets() -> Response:
 # -- conversations --------------------------------------------------------------
 
 def _converse(state: SandboxState, tid: int, body: str, kind: str, *, private: bool = False,
-              incoming: bool = False) -> dict[str, Any]:
+              incoming: bool = False, agent: int = AGENT_ID) -> dict[str, Any]:
     """Add a `note` (agent), `reply` (agent, public) or `customer` message, with its effects."""
     now, ticket, stats = state.now(), state.tickets[tid], state.stats[tid]
     customer = kind == "customer"
     item = {
         "id": state.next_conversation, "ticket_id": tid, "body": body, "body_text": _text(body),
         "incoming": customer or incoming, "private": private,
-        "user_id": REQUESTER_ID if customer else AGENT_ID, "source": 2 if kind == "note" else 0,
+        "user_id": REQUESTER_ID if customer else agent, "source": 2 if kind == "note" else 0,
         "support_email": None, "to_emails": [], "from_email": None, "cc_emails": [],
         "bcc_emails": None, "attachments": [], "created_at": now, "updated_at": now,
     }
@@ -500,6 +502,10 @@ def _bulk_update() -> Response:
         return _validation("ids", "It should not be blank as this is a mandatory field",
                            "missing_field")
     properties = action.get("properties") or {}
+    reply = action.get("reply")
+    if reply is not None and not (isinstance(reply, dict) and isinstance(reply.get("body"), str)
+                                  and reply["body"].strip()):
+        return _validation("reply", "It should be an object with a non-blank body", "datatype_mismatch")
     state = _state()
     problem = _check_properties(properties, state.status_labels)
     if problem:
@@ -511,6 +517,8 @@ def _bulk_update() -> Response:
                 results.append({"id": tid, "success": False,
                                 "errors": {"id": "There is no ticket matching the given id"}})
                 continue
+            if reply is not None:  # the reply first: a reply to a resolved ticket does not reopen it
+                _converse(state, tid, reply["body"], "reply")
             _notify(tid, _apply(state, tid, properties))
             results.append({"id": tid, "success": True})
         # Applied at once, so the job is complete when first asked about.
@@ -530,6 +538,13 @@ def _show_job(job_id: str) -> Response:
         return jsonify(job) if job else _not_found()
 
 
+def _show_me() -> Response:
+    """The API key's agent (https://developers.freshdesk.com/api/#me)."""
+    return jsonify({"id": AGENT_ID, "available": True, "occasional": False, "ticket_scope": 1,
+                    "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z",
+                    "contact": {"name": "Sandbox Agent", "email": "agent@sandbox.invalid"}})
+
+
 # -- admin ----------------------------------------------------------------------
 
 def _admin_conversation(tid: int) -> Response:
@@ -543,7 +558,8 @@ def _admin_conversation(tid: int) -> Response:
     with state.lock:
         if tid not in state.tickets:
             return _not_found()
-        response = jsonify(_converse(state, tid, data["body"], kind, private=private))
+        response = jsonify(_converse(state, tid, data["body"], kind, private=private,
+                                     agent=HUMAN_AGENT_ID))
     response.status_code = 201
     return response
 

@@ -25,7 +25,8 @@ __all__ = ["ZendeskSandbox", "create_sandbox", "serve_in_thread"]
 SANDBOX_EMAIL = "agent@sandbox.invalid"
 SANDBOX_TOKEN = "sandbox-token"  # noqa: S105 - a public sandbox credential
 ACCOUNT_ID = 9100
-AGENT_ID = 1001  # the API user
+AGENT_ID = 1001  # the API user: Deskpilot itself
+HUMAN_AGENT_ID = 1002  # the agent who comments through /_sandbox/tickets/<id>/comments
 CUSTOMER_ID = 2001  # the default requester
 STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -81,6 +82,7 @@ class SandboxState:
             self.audits: dict[int, list[dict[str, Any]]] = {}
             self.users: dict[int, dict[str, Any]] = {
                 AGENT_ID: _user(AGENT_ID, "Sandbox Agent", SANDBOX_EMAIL, "admin"),
+                HUMAN_AGENT_ID: _user(HUMAN_AGENT_ID, "Alex Agent", "alex@sandbox.invalid", "agent"),
                 CUSTOMER_ID: _user(CUSTOMER_ID, "Casey Customer", "casey@example.org", "end-user"),
             }
             self.jobs: dict[str, dict[str, Any]] = {}
@@ -265,6 +267,7 @@ def create_sandbox(
         ("/api/v2/tickets/update_many.json", _update_many, "PUT"),
         ("/api/v2/job_statuses/<job_id>.json", _show_job, "GET"),
         ("/api/v2/incremental/tickets/cursor.json", _export, "GET"),
+        ("/api/v2/users/me.json", _show_me, "GET"),
         ("/api/v2/users/<int:uid>.json", _show_user, "GET"),
         ("/_sandbox/tickets/<int:tid>/comments", _admin_comment, "POST"),
         ("/_sandbox/reset", _admin_reset, "POST"),
@@ -546,10 +549,17 @@ def _show_user(uid: int) -> Any:
         return jsonify({"user": state.users[uid]})
 
 
+def _show_me() -> Any:
+    """The authenticated user: the sandbox's credentials belong to AGENT_ID."""
+    state = _app().state
+    with state.lock:
+        return jsonify({"user": state.users[AGENT_ID]})
+
+
 # -- admin views (tests and demos) ------------------------------------------------------
 
 def _admin_comment(tid: int) -> Any:
-    """Add a comment as the ticket's requester ("customer") or the sandbox agent ("agent").
+    """Add a comment as the ticket's requester ("customer") or a human agent ("agent", HUMAN_AGENT_ID).
 
     Body: {"author": "customer"|"agent", "body": str, "public": bool = true, "status": optional}.
     """
@@ -559,7 +569,7 @@ def _admin_comment(tid: int) -> Any:
     state = _app().state
     with state.lock:
         customer = data["author"] == "customer"
-        author = state.ticket(tid)["requester_id"] if customer else AGENT_ID
+        author = state.ticket(tid)["requester_id"] if customer else HUMAN_AGENT_ID
         update: dict[str, Any] = {"comment": {"body": data["body"], "public": data.get("public", True)}}
         if data.get("status"):
             update["status"] = data["status"]

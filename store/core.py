@@ -176,8 +176,7 @@ class Store:
         """`complete` for many claims in one transaction."""
         _aware(now, "now")
         with write_transaction(self.engine) as conn:
-            for held in claims:
-                queue.complete(conn, held, now)
+            queue.complete_many(conn, claims, now)
 
     def dead_letter(self, claim: Claim, now: datetime, error: str) -> None:
         """Park the ticket and its events with `error`, until a new event for it arrives."""
@@ -259,16 +258,18 @@ class Store:
             return
         s = ticket_snapshots
         with write_transaction(self.engine) as conn:
-            for start in range(0, len(rows), 200):
-                stmt = queue.dialect_insert(conn)(s).values(rows[start : start + 200])
-                new = stmt.excluded
-                conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=[s.c.source, s.c.ticket_id],
-                        set_={name: getattr(new, name) for name in
-                              ("ticket", "decision", "next_check", "rules_version", "updated_at")},
-                    )
-                )
+            stmt = queue.dialect_insert(conn)(s)
+            new = stmt.excluded
+            # One statement, many parameter sets: SQLAlchemy batches them ("insertmanyvalues")
+            # and compiles the statement once.
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[s.c.source, s.c.ticket_id],
+                    set_={name: getattr(new, name) for name in
+                          ("ticket", "decision", "next_check", "rules_version", "updated_at")},
+                ),
+                rows,
+            )
 
     def clear_next_check(self, source: str, ticket_ids: Iterable[str]) -> None:
         """Stop sweeping these tickets (deleted in the helpdesk) until they are evaluated again."""

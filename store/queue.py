@@ -276,9 +276,9 @@ def claim_tickets(
         ]
         inserted = conn.execute(
             dialect_insert(conn)(work)
-            .values(rows)
             .on_conflict_do_nothing(index_elements=[work.c.source, work.c.ticket_id])
-            .returning(work.c.ticket_id, work.c.lease_token)
+            .returning(work.c.ticket_id, work.c.lease_token),
+            rows,
         )
         claims.extend(
             Claim(source=source, ticket_id=ticket_id, event_ids=[], payloads=[], attempts=0, token=token)
@@ -350,6 +350,37 @@ def complete(conn: Connection, held: Claim, now: datetime) -> None:
         .where(_this_ticket(held))
         .values(attempts=0, last_error=None, **_RELEASE)
     )
+
+
+def complete_many(conn: Connection, claims: Iterable[Claim], now: datetime) -> None:
+    """`complete` for many claims with a few set-based statements (sweeps finish hundreds)."""
+    claims = list(claims)
+    for held in claims:
+        if held.event_ids:  # webhook work: settled one by one, exactly as complete() does
+            complete(conn, held, now)
+    plain = sorted((held for held in claims if not held.event_ids), key=lambda h: (h.source, h.ticket_id))
+    for start in range(0, len(plain), _CHUNK):
+        chunk = plain[start : start + _CHUNK]
+        tokens = [held.token for held in chunk]
+        rows = conn.execute(
+            sa.select(work.c.source, work.c.ticket_id, work.c.generation, work.c.lease_generation)
+            .where(work.c.lease_token.in_(tokens))
+            .order_by(work.c.source, work.c.ticket_id)
+            .with_for_update()
+        ).all()
+        if len(rows) < len(chunk):
+            log.warning("Ignoring complete for %d claim(s): their leases are no longer held",
+                        len(chunk) - len(rows))
+        finished = [(r.source, r.ticket_id) for r in rows if r.generation == r.lease_generation]
+        requeued = [(r.source, r.ticket_id) for r in rows if r.generation != r.lease_generation]
+        key = sa.tuple_(work.c.source, work.c.ticket_id)
+        if finished:
+            conn.execute(sa.delete(work).where(key.in_(finished)))
+        if requeued:
+            # New work arrived meanwhile (see complete): kept, available, released.
+            conn.execute(
+                sa.update(work).where(key.in_(requeued)).values(attempts=0, last_error=None, **_RELEASE)
+            )
 
 
 def retry(

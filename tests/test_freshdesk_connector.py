@@ -56,6 +56,7 @@ def fd(sleeps) -> FreshdeskConnector:
         group_ids={"Level 1": 5000123456, "Level 2": 5000654321},
         status_map={7: "on_hold"},
         sleep=sleeps,
+        bot_agent_id=9999,  # the API key's agent; it wrote none of the fixtures' conversations
     )
 
 

@@ -12,7 +12,7 @@ from connectors import freshdesk_events
 from connectors.base import NotFoundError, RateLimitedError, TicketChanges
 from connectors.freshdesk import FreshdeskConnector
 from engine.ticket import Event, to_epoch
-from sandbox.freshdesk import SANDBOX_API_KEY, create_sandbox, serve_in_thread
+from sandbox.freshdesk import AGENT_ID, SANDBOX_API_KEY, create_sandbox, serve_in_thread
 
 AUTH = (SANDBOX_API_KEY, "X")
 START = datetime(2026, 11, 20, 14, 30, tzinfo=UTC)
@@ -254,14 +254,14 @@ def connector(base_url, sleep=lambda _: None, **kwargs):
     return FreshdeskConnector(
         "sandbox", SANDBOX_API_KEY, api_url=base_url, sleep=sleep, timeout=5,
         field_names={"plan": "cf_plan"}, group_ids={"Level 2": 12}, status_map={7: "on_hold"},
-        **kwargs)
+        **{"bot_agent_id": AGENT_ID, **kwargs})
 
 
 def test_connector_reads_and_writes_the_sandbox(app, client, clock, served):
     tid = new_ticket(client, tags=["vip"], custom_fields={"cf_plan": "premium"})["id"]
     admin = app.test_client()
     clock.advance(1800)
-    client("POST", f"/api/v2/tickets/{tid}/reply", json={"body": "Looking into it"})
+    admin.post(f"/_sandbox/tickets/{tid}/conversations", json={"author": "agent", "body": "Looking into it"})
     clock.advance(60)
     client("PUT", f"/api/v2/tickets/{tid}", json={"status": 7})
     clock.advance(3600)
@@ -299,8 +299,9 @@ def test_connector_reads_and_writes_the_sandbox(app, client, clock, served):
     after = fd.fetch_ticket(str(tid)).ticket
     assert (after.priority, after.group, after.tags) == ("normal", "Level 2",
                                                           frozenset({"vip", "escalated"}))
-    assert after.events[-2:] == (Event(start + 5520, "comment", author="agent", public=False),
-                                 Event(start + 5520, "comment", author="agent", public=True))
+    # The connector's own note and reply are marked as the bot's (API key's agent).
+    assert after.events[-2:] == (Event(start + 5520, "comment", author="agent", public=False, bot=True),
+                                 Event(start + 5520, "comment", author="agent", public=True, bot=True))
     assert fd.rate_limit_remaining == 1000 - 5  # this minute: PUT, note, reply, 2 GETs
 
 

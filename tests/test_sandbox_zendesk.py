@@ -92,7 +92,8 @@ def sleeps() -> list[float]:
 @pytest.fixture
 def zd(sandbox, sleeps) -> ZendeskConnector:
     return ZendeskConnector("sandbox", SANDBOX_EMAIL, SANDBOX_TOKEN, api_url=sandbox.config["BASE_URL"],
-                            field_ids=FIELD_IDS, group_ids=GROUP_IDS, sleep=sleeps.append)
+                            field_ids=FIELD_IDS, group_ids=GROUP_IDS, sleep=sleeps.append,
+                            bot_user_id=AGENT_ID)
 
 
 def _basic(user: str, password: str) -> str:

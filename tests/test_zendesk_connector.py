@@ -36,6 +36,7 @@ STAMP = "2024-03-05T14:20:00Z"
 FIELD_IDS = {"tier": 27642, "vip": 27648, "sla_note": 27650}
 GROUP_IDS = {"support": 98738, "billing": 98739}
 TOKEN = "s3cret-api-token"
+BOT_USER_ID = 9999  # the API user; it wrote none of the fixtures' comments
 
 
 def load(name: str) -> dict:
@@ -55,7 +56,7 @@ def sleeps() -> list[float]:
 def zd(sleeps: list[float]) -> ZendeskConnector:
     return ZendeskConnector(
         "acme", "bot@acme.test", TOKEN, field_ids=FIELD_IDS, group_ids=GROUP_IDS,
-        backoff_base=0.5, sleep=sleeps.append,
+        backoff_base=0.5, sleep=sleeps.append, bot_user_id=BOT_USER_ID,
     )
 
 
