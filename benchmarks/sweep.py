@@ -1,0 +1,220 @@
+"""Due-time sweep cost: 100k stored open tickets, 1% due, bulk closes against per-ticket updates."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import random
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+from connectors.base import RemoteTicket, TicketChanges
+from engine.rulefile import load_rules
+from engine.ticket import Event, Ticket, to_epoch
+from jobs.budget import BudgetLimits, WriteBudget
+from jobs.sweeps import Sweeper
+from store import Store
+from store.engine import normalize_url
+from store.models import ticket_snapshots
+
+RULES = Path(__file__).resolve().parent.parent / "rules" / "examples" / "choozle.yaml"
+SOURCE = "zendesk"
+PROPOSED = datetime(2026, 11, 4, 18, 0, tzinfo=UTC)  # Wed 11:00 Denver: the agent proposes a fix
+DUE = datetime(2026, 11, 9, 18, 0, tzinfo=UTC)  # 72 business hours later
+GOAL_SECONDS = 2.0
+GOAL_WRITES = 0.02
+
+
+class FakeZendesk:
+    """An in-process helpdesk that keeps Zendesk's call pattern: a read is the ticket and
+    its audits (2 GETs); apply is 1 PUT (2 when it carries a reply and a note); a bulk
+    close is update_many + job poll for status and reply, and again for the note."""
+
+    name = SOURCE
+
+    def __init__(self, tickets: Iterable[Ticket]) -> None:
+        self.tickets = {ticket.id: ticket for ticket in tickets}
+        self.calls: Counter[str] = Counter()
+        self.closed: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def fetch_ticket(self, ticket_id: str) -> RemoteTicket:
+        with self._lock:
+            self.calls["read"] += 2
+            return RemoteTicket(ticket=self.tickets[ticket_id], stamp="stamp")
+
+    def writes_for(self, changes: TicketChanges) -> int:
+        return 2 if changes.reply and changes.note else 1
+
+    def apply(self, remote: RemoteTicket, changes: TicketChanges) -> None:
+        with self._lock:
+            self.calls["write"] += self.writes_for(changes)
+            if changes.status:
+                self._close(remote.ticket.id, changes.status)
+
+    def bulk_writes_per_ticket(self, *, reply: str | None, note: str | None) -> int:
+        return 2 if reply and note else 1
+
+    def can_close_in_bulk(self, add_tags: Iterable[str] = ()) -> bool:
+        return True
+
+    def close_many(self, ticket_ids, *, status, add_tags=(), reply=None, note=None, wait_seconds=60):
+        ids = list(ticket_ids)
+        assert len(ids) <= 100, "Zendesk's update_many takes 100 ids"
+        with self._lock:
+            self.calls["write"] += 2 if note else 1  # update_many calls
+            self.calls["read"] += 2 if note else 1  # job_status polls (done at the first poll)
+            for ticket_id in ids:
+                self._close(ticket_id, status)
+        return {ticket_id: None for ticket_id in ids}
+
+    def _close(self, ticket_id: str, status: str) -> None:
+        self.closed[ticket_id] += 1
+        ticket = self.tickets[ticket_id]
+        self.tickets[ticket_id] = dataclasses.replace(ticket, status=status)
+
+
+def due_ticket(number: int) -> Ticket:
+    created = to_epoch(PROPOSED - timedelta(hours=2))
+    proposed = to_epoch(PROPOSED)
+    return Ticket(
+        id=str(number), status="pending", created_at=created, priority="low", subject="Report is empty",
+        tags=frozenset({"resolution_proposed"}),
+        events=(Event(created, "comment", author="customer"), Event(created, "status", status="new"),
+                Event(proposed, "comment", author="agent"), Event(proposed, "status", status="pending")),
+    )
+
+
+def seed(store: Store, total: int, due: list[str], version: str) -> float:
+    """Snapshots for `total` open tickets; `due` ones due at DUE, the rest later or never."""
+    rng = random.Random(20261109)
+    due_set = set(due)
+    start = time.perf_counter()
+    rows = []
+    for number in range(1, total + 1):
+        ticket_id = str(number)
+        if ticket_id in due_set:
+            next_check = DUE
+        elif rng.random() < 0.2:
+            next_check = None
+        else:
+            next_check = DUE + timedelta(seconds=rng.randint(1, 30 * 86_400))
+        rows.append({"source": SOURCE, "ticket_id": ticket_id, "ticket": {"id": ticket_id, "status": "open"},
+                     "decision": {"actions": []}, "next_check": next_check, "rules_version": version,
+                     "updated_at": PROPOSED})
+    with store.engine.begin() as conn:  # one plain bulk INSERT; the store's upsert is not under test
+        conn.execute(sa.insert(ticket_snapshots), rows)
+    return time.perf_counter() - start
+
+
+def reset_due(store: Store, due: list[str], version: str) -> None:
+    store.save_snapshots(SOURCE, [{"ticket_id": t, "ticket": {"id": t}, "decision": {"actions": []},
+                                   "next_check": DUE, "rules_version": version} for t in due], PROPOSED)
+
+
+def run(store: Store, due: list[str], *, bulk: bool, repeat: int) -> dict:
+    """Sweep `due` `repeat` times (re-armed in between): median seconds, calls per closed ticket."""
+    rules = load_rules(RULES)
+    times, desk = [], None
+    for _ in range(repeat):
+        reset_due(store, due, rules.version)
+        desk = FakeZendesk(due_ticket(int(t)) for t in due)
+        budget = WriteBudget(store, BudgetLimits(per_minute=1_000_000, per_ticket=1_000))
+        sweeper = Sweeper(store, desk, lambda: rules, clock=lambda: DUE, budget=budget,
+                          limit=len(due), min_bulk=3 if bulk else 1_000_000)
+        start = time.perf_counter()
+        report = sweeper.sweep()
+        times.append(time.perf_counter() - start)
+        done = report.closed if bulk else report.applied
+        assert sorted(done, key=int) == due, report.summary()
+        assert set(desk.closed.values()) == {1}, "a ticket was closed twice"
+    assert desk is not None
+    closed = len(due)
+    return {"seconds": statistics.median(times), "reads": desk.calls["read"] / closed,
+            "writes": desk.calls["write"] / closed}
+
+
+def fresh_postgres(admin_url: str):
+    admin = sa.create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    name = f"deskpilot_bench_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE template0')
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+    return normalize_url(admin_url).set(database=name).render_as_string(hide_password=False), drop
+
+
+def bench(label: str, url: str, total: int, due_share: float, repeat: int, baseline_sample: int) -> bool:
+    store = Store(url)
+    store.migrate()
+    rules = load_rules(RULES)
+    due = [str(n) for n in range(1, total + 1, round(1 / due_share))]
+    try:
+        seeded = seed(store, total, due, rules.version)
+        bulk = run(store, due, bulk=True, repeat=repeat)
+        # The baseline is linear in tickets (about four commits each): a sample keeps
+        # the run short, and its time is scaled to the whole due set.
+        sample = due[:baseline_sample]
+        single = run(store, sample, bulk=False, repeat=1)
+        single["seconds"] *= len(due) / len(sample)
+    finally:
+        store.engine.dispose()
+    print(f"{label}: {total:,} open tickets stored ({seeded:.1f}s to seed), {len(due):,} due")
+    print(f"  bulk sweep:           {bulk['seconds']:6.2f} s per sweep | per closed ticket: "
+          f"{bulk['reads']:.2f} reads, {bulk['writes']:.3f} writes")
+    print(f"  baseline per-ticket:  {single['seconds']:6.2f} s per sweep | per closed ticket: "
+          f"{single['reads']:.2f} reads, {single['writes']:.3f} writes "
+          f"(timed on {len(sample)} tickets, scaled to {len(due):,})")
+    print(f"  ratio baseline / bulk: {single['seconds'] / bulk['seconds']:.1f}x time, "
+          f"{single['writes'] / bulk['writes']:.0f}x writes")
+    ok_time, ok_writes = bulk["seconds"] < GOAL_SECONDS, bulk["writes"] <= GOAL_WRITES
+    print(f"  goal < {GOAL_SECONDS:g} s per sweep: {'met' if ok_time else 'NOT met'}; "
+          f"goal <= {GOAL_WRITES} writes per closed ticket: {'met' if ok_writes else 'NOT met'}")
+    return ok_time and ok_writes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.sweep", description=__doc__)
+    parser.add_argument("--tickets", type=int, default=100_000, help="stored open tickets (default 100,000)")
+    parser.add_argument("--due", type=float, default=0.01, help="share of them due now (default 0.01)")
+    parser.add_argument("--repeat", type=int, default=3, help="bulk sweeps timed (median; default 3)")
+    parser.add_argument("--baseline-sample", type=int, default=200,
+                        help="due tickets the per-ticket baseline is timed on (default 200)")
+    args = parser.parse_args(argv)
+    print(f"python {platform.python_version()} on {platform.machine()}; choozle auto-close; "
+          "in-process fake Zendesk (Zendesk's call pattern)")
+    ok = True
+    with tempfile.TemporaryDirectory() as folder:
+        ok &= bench("SQLite", f"sqlite:///{folder}/bench.db", args.tickets, args.due, args.repeat,
+                    args.baseline_sample)
+    admin_url = os.environ.get("TEST_DATABASE_URL")
+    if admin_url:
+        url, drop = fresh_postgres(admin_url)
+        try:
+            ok &= bench("PostgreSQL", url, args.tickets, args.due, args.repeat,
+                    args.baseline_sample)
+        finally:
+            drop()
+    else:
+        print("PostgreSQL: skipped (set TEST_DATABASE_URL to include it)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,169 @@
+"""The clock process: periodic due-time sweeps, reconciliation and rule reloads (APScheduler)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from config import ConfigError, Settings
+from connectors.base import Helpdesk
+from engine.rulefile import RuleFileError
+from jobs.budget import WriteBudget
+from jobs.reconcile import Reconciler
+from jobs.runtime import ConnectorCache, RulesHolder, build_connector
+from jobs.sweeps import Sweeper
+from store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClockConfig:
+    """Intervals and sizes of the clock's jobs, from the environment."""
+
+    sweep_interval: int = 30
+    reconcile_interval: int = 180
+    rules_reload_interval: int = 10
+    reconcile_lookback: int = 3600
+    sweep_limit: int = 500
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ClockConfig:
+        """SWEEP_INTERVAL_SECONDS, RECONCILE_INTERVAL_SECONDS, RULES_RELOAD_SECONDS,
+        RECONCILE_LOOKBACK_SECONDS (the first reconciliation's reach) and SWEEP_LIMIT
+        (most due tickets per sweep); each a whole number >= 1."""
+        defaults = cls()
+        return cls(
+            sweep_interval=_seconds(environ, "SWEEP_INTERVAL_SECONDS", defaults.sweep_interval),
+            reconcile_interval=_seconds(environ, "RECONCILE_INTERVAL_SECONDS", defaults.reconcile_interval),
+            rules_reload_interval=_seconds(environ, "RULES_RELOAD_SECONDS", defaults.rules_reload_interval),
+            reconcile_lookback=_seconds(environ, "RECONCILE_LOOKBACK_SECONDS", defaults.reconcile_lookback),
+            sweep_limit=_seconds(environ, "SWEEP_LIMIT", defaults.sweep_limit),
+        )
+
+
+def build_scheduler(
+    settings: Settings,
+    store: Store,
+    rules_holder: RulesHolder,
+    *,
+    environ: Mapping[str, str] = os.environ,
+    clock: Callable[[], datetime] | None = None,
+) -> BackgroundScheduler:
+    """An unstarted scheduler with the sweep, reconciliation and rules-reload jobs.
+
+    Each job runs at most once at a time and missed runs coalesce into one
+    (a slow sweep is not followed by a burst of catch-up sweeps). Across
+    processes, sweeps and reconciliations also take a database lock, so
+    several clocks may run safely. Call `.start()` and `.shutdown()`.
+    """
+    config = ClockConfig.from_env(environ)
+    now = clock or (lambda: datetime.now(UTC))
+    connectors = ConnectorCache(settings)
+    sweeper = Sweeper(store, connectors, lambda: rules_holder.rules, clock=now,
+                      budget=WriteBudget.from_env(store, environ), limit=config.sweep_limit)
+    reconciler = Reconciler(store, _helpdesk(settings, connectors, rules_holder), clock=now,
+                            lookback_seconds=config.reconcile_lookback)
+    scheduler = BackgroundScheduler(timezone=UTC)
+    once = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+    started = datetime.now(UTC)
+    scheduler.add_job(_logged("sweep", sweeper.sweep), IntervalTrigger(seconds=config.sweep_interval),
+                      id="sweep", name="due-time sweep", next_run_time=started, **once)
+    scheduler.add_job(_logged("reconciliation", reconciler.run),
+                      IntervalTrigger(seconds=config.reconcile_interval),
+                      id="reconcile", name="reconciliation", next_run_time=started, **once)
+    # RulesHolder switches atomically and keeps the last good rules on an invalid
+    # edit, recording the error that /healthz reports.
+    scheduler.add_job(rules_holder.reload, IntervalTrigger(seconds=config.rules_reload_interval),
+                      kwargs={"force": False}, id="rules-reload", name="rules reload", **once)
+    log.info("clock: sweep every %ds, reconciliation every %ds, rules reload every %ds",
+             config.sweep_interval, config.reconcile_interval, config.rules_reload_interval)
+    return scheduler
+
+
+def _helpdesk(settings: Settings, connectors: ConnectorCache, holder: RulesHolder
+              ) -> Callable[[], Helpdesk]:
+    """The rules' connector; without loaded rules, one without field ids (listing needs none)."""
+    fallback: list[Helpdesk] = []
+
+    def get() -> Helpdesk:
+        try:
+            return connectors(holder.rules)
+        except RuleFileError:
+            if not fallback:
+                fallback.append(build_connector(settings))
+            return fallback[0]
+
+    return get
+
+
+def _logged(name: str, run: Callable[[], object]) -> Callable[[], None]:
+    def job() -> None:
+        try:
+            report = run()
+        except Exception:  # keep the schedule alive; the next run tries again
+            log.exception("%s failed", name)
+            return
+        skipped = getattr(report, "skipped", None)
+        if skipped:
+            log.info("%s skipped: %s", name, skipped)
+
+    job.__name__ = f"{name.replace(' ', '_')}_job"
+    return job
+
+
+def main() -> int:
+    """`python -m jobs.clock`: the Procfile's clock process; runs until SIGTERM or SIGINT."""
+    from config import load_settings
+    from jobs.runtime import build_store
+
+    try:
+        settings = load_settings()
+        config = ClockConfig.from_env()
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    store = build_store(settings)
+    try:
+        scheduler = build_scheduler(settings, store, RulesHolder(settings.rules_path))
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    scheduler.start()
+    log.info("clock started (sweep every %ds)", config.sweep_interval)
+    while not stop.wait(1):
+        pass
+    log.info("clock stopping: waiting for running jobs")
+    scheduler.shutdown(wait=True)
+    store.engine.dispose()
+    return 0
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = (environ.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{name} must be a whole number >= 1, got {raw!r}")
+    return value
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

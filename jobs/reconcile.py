@@ -1,0 +1,168 @@
+"""Reconciliation: ask the helpdesk what changed, so no ticket is left unmanaged by a lost webhook."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from connectors.base import ConnectorError, Helpdesk, RateLimitedError
+from engine.ticket import to_epoch
+from jobs.worker import utc_now
+from store import Store
+
+log = logging.getLogger(__name__)
+
+# Zendesk: "You can make up to 10 requests per minute to these endpoints"
+# (https://developer.zendesk.com/api-reference/ticketing/ticket-management/incremental_exports/#rate-limits).
+EXPORT_REQUESTS_PER_MINUTE = 10
+ZENDESK_CURSOR = "incremental_tickets"
+ZENDESK_REQUESTS = "incremental_requests"  # when the last export requests were made
+FRESHDESK_CURSOR = "updated_since"
+REASON = "reconcile"
+
+
+@dataclass
+class ReconcileReport:
+    source: str
+    skipped: str | None = None
+    requests: int = 0  # change-list requests made (Freshdesk: list scans)
+    seen: int = 0  # changed tickets listed
+    queued: int = 0  # of those, newly put in the work queue
+    caught_up: bool = False  # the helpdesk has nothing older left to list
+    error: str | None = None
+
+    def summary(self) -> str:
+        if self.skipped:
+            return f"{self.source} reconciliation skipped: {self.skipped}"
+        state = "caught up" if self.caught_up else "more to list next run"
+        text = (f"{self.source} reconciliation: {self.requests} request(s), {self.seen} changed "
+                f"ticket(s), {self.queued} newly queued, {state}")
+        return text + (f"; error: {self.error}" if self.error else "")
+
+
+class Reconciler:
+    """Queues (store.request_sync) every ticket the helpdesk says changed since the stored cursor.
+
+    The worker then re-reads and re-decides each one, so a dropped webhook costs
+    at most one reconciliation interval. The bot's own writes come back too;
+    the worker finds nothing to change on them.
+
+    Args:
+        store: the shared database (work queue and cursors).
+        helpdesk: a connector, or a no-argument factory returning one.
+        clock: returns the current aware instant.
+        lookback_seconds: how far back the first run (no cursor yet) starts.
+        overlap_seconds: Freshdesk only: each scan restarts this long before the
+            previous one started, so clock skew and slow writes lose nothing.
+        export_requests_per_minute: Zendesk's incremental export limit, counted
+            across runs and processes through the store.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        helpdesk: Helpdesk | Callable[[], Helpdesk],
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        lookback_seconds: int = 3600,
+        overlap_seconds: int = 120,
+        export_requests_per_minute: int = EXPORT_REQUESTS_PER_MINUTE,
+    ) -> None:
+        self.store = store
+        self._helpdesk = helpdesk
+        self.clock = clock
+        self.lookback_seconds = lookback_seconds
+        self.overlap_seconds = overlap_seconds
+        self.export_requests_per_minute = export_requests_per_minute
+
+    def helpdesk(self) -> Helpdesk:
+        if hasattr(self._helpdesk, "fetch_ticket"):
+            return self._helpdesk  # type: ignore[return-value]
+        return self._helpdesk()  # type: ignore[operator]
+
+    def run(self) -> ReconcileReport:
+        """One reconciliation; at most one runs at a time per helpdesk across processes."""
+        helpdesk = self.helpdesk()
+        source = helpdesk.name
+        with self.store.exclusive(f"reconcile:{source}") as held:
+            if not held:
+                return ReconcileReport(source, skipped="another reconciliation is running (lock held)")
+            if source == "zendesk":
+                report = self._zendesk(helpdesk)
+            elif source == "freshdesk":
+                report = self._freshdesk(helpdesk)
+            else:
+                raise ValueError(f"no reconciliation for helpdesk {source!r}")
+        log.log(logging.WARNING if report.error else logging.INFO, "%s", report.summary())
+        return report
+
+    def _zendesk(self, helpdesk: Helpdesk) -> ReconcileReport:
+        source = helpdesk.name
+        report = ReconcileReport(source)
+        cursor = self.store.get_cursor(source, ZENDESK_CURSOR)
+        # Zendesk refuses a start_time within the last minute.
+        start_time = to_epoch(self.clock()) - max(self.lookback_seconds, 60)
+        recent = self._recent_requests(source)
+        while True:
+            now = self.clock()
+            window = to_epoch(now) - 60
+            recent = [at for at in recent if at > window]
+            if len(recent) >= self.export_requests_per_minute:
+                log.info("%s: %d export requests in the last minute; the rest waits for the next run",
+                         source, len(recent))
+                break
+            recent.append(to_epoch(now))
+            self.store.set_cursor(source, ZENDESK_REQUESTS, json.dumps(recent), now)
+            try:
+                ids, cursor, end = helpdesk.changed_since(cursor, start_time)  # type: ignore[attr-defined]
+            except RateLimitedError as err:
+                report.error = str(err)
+                break
+            except ConnectorError as err:
+                report.error = (f"{err} (the stored cursor is in sync_cursors as {source}/{ZENDESK_CURSOR}; "
+                                "delete that row to start again from the look-back)")
+                break
+            report.requests += 1
+            report.seen += len(ids)
+            report.queued += self.store.request_sync(source, ids, now, REASON)
+            if cursor:
+                self.store.set_cursor(source, ZENDESK_CURSOR, cursor, now)
+            if end:
+                report.caught_up = True
+                break
+        return report
+
+    def _recent_requests(self, source: str) -> list[int]:
+        raw = self.store.get_cursor(source, ZENDESK_REQUESTS)
+        try:
+            values = json.loads(raw) if raw else []
+            return [int(value) for value in values]
+        except (ValueError, TypeError):
+            return []
+
+    def _freshdesk(self, helpdesk: Helpdesk) -> ReconcileReport:
+        source = helpdesk.name
+        report = ReconcileReport(source)
+        started = self.clock()
+        stored = self.store.get_cursor(source, FRESHDESK_CURSOR)
+        since = started - timedelta(seconds=self.lookback_seconds)
+        if stored:
+            try:
+                since = datetime.fromisoformat(stored)
+            except ValueError:
+                log.warning("%s: stored cursor %r is not an instant; starting from the look-back",
+                            source, stored)
+        try:
+            # The connector windows by updated_at past the list API's 300-page limit.
+            ids = helpdesk.changed_since(since)  # type: ignore[attr-defined]
+        except ConnectorError as err:
+            report.error = str(err)
+            return report
+        report.requests, report.seen, report.caught_up = 1, len(ids), True
+        report.queued = self.store.request_sync(source, ids, self.clock(), REASON)
+        nxt = started - timedelta(seconds=self.overlap_seconds)
+        self.store.set_cursor(source, FRESHDESK_CURSOR, max(nxt, since).isoformat(), self.clock())
+        return report

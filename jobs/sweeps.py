@@ -1,0 +1,480 @@
+"""Due-time sweeps: re-read tickets whose next check has come, decide, close in bulk, apply the rest."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors.base import (
+    ConnectorError,
+    Helpdesk,
+    NotFoundError,
+    RateLimitedError,
+    RemoteTicket,
+    TransientError,
+)
+from engine.decision import Action, Decision, iso_utc
+from engine.evaluate import evaluate
+from engine.rulefile import RuleFileError
+from engine.ruleset import RuleSet
+from engine.ticket import Event, to_epoch
+from jobs.budget import WriteBudget
+from jobs.worker import Worker, _action_log, _ticket_json, changes_from, utc_now
+from store import Claim, Store
+
+log = logging.getLogger(__name__)
+
+# Zendesk's update_many takes at most 100 ids
+# (https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#update-many-tickets);
+# Freshdesk documents no bound, so the same size is used.
+BULK_SIZE = 100
+# A group smaller than this is applied per ticket: for one or two tickets the
+# bulk job costs as many calls, and a per-ticket update is a safe update.
+MIN_BULK = 3
+# After this many timeouts/5xx in one sweep the helpdesk is taken to be down: the
+# remaining due tickets are not read (each read already retried with backoff).
+MAX_TRANSIENT_ERRORS = 3
+FAILED_READ_DELAY_SECONDS = 60
+_CLOSE_ACTIONS = frozenset({"set_status", "add_tags", "reply", "note"})
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    """One row of a sweep's plan: what happens to a ticket, by which rule, and why."""
+
+    ticket_id: str
+    rule: str
+    action: str
+    why: str
+    path: str = ""  # "bulk", "per ticket", or "" when nothing is written
+    due: datetime | None = None  # the stored next check that made the ticket due
+
+
+@dataclass
+class SweepReport:
+    """What a sweep did (or, with dry_run, would do). Ticket ids in each list."""
+
+    source: str
+    dry_run: bool
+    skipped: str | None = None
+    due: int = 0
+    plan: list[PlannedAction] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)  # closed by bulk updates
+    applied: list[str] = field(default_factory=list)  # written per ticket (worker code)
+    unchanged: list[str] = field(default_factory=list)  # re-read; nothing to write now
+    deferred: list[str] = field(default_factory=list)  # no write budget, or not read; still due
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        if self.skipped:
+            return f"{self.source} sweep skipped: {self.skipped}"
+        verb = "would be" if self.dry_run else "were"
+        writes = sum(1 for row in self.plan if row.path)
+        if self.dry_run:
+            return (f"{self.source} sweep (dry run, nothing changed): {self.due} due ticket(s), "
+                    f"{writes} action(s) {verb} taken")
+        return (f"{self.source} sweep: {self.due} due, {len(self.closed)} closed in bulk, "
+                f"{len(self.applied)} written per ticket, {len(self.unchanged)} unchanged, "
+                f"{len(self.deferred)} left due for the next sweep, {len(self.failed)} failed")
+
+
+class _NotRead(Exception):
+    """The sweep stopped reading (rate limit or helpdesk errors); the ticket stays due."""
+
+
+@dataclass
+class _Read:
+    claim: Claim | None
+    ticket_id: str
+    remote: RemoteTicket | None = None
+    error: Exception | None = None
+    decision: Decision | None = None
+    path: str = ""  # "bulk" or "per ticket" once routed
+
+
+class Sweeper:
+    """Finds tickets whose time-based rules are due and acts on them, once, across processes.
+
+    Each due ticket is taken into the work queue already leased to the sweep
+    (store.claim_tickets), so no worker or other sweep handles it at the same
+    time; a crash leaves leases that expire, and the worker then re-reads and
+    re-decides those tickets, which is idempotent: a ticket already solved
+    yields no action.
+
+    Args:
+        store: the shared database.
+        helpdesk: a connector, or a factory building one for a rule set
+            (jobs.runtime.ConnectorCache).
+        rules: returns the current rules (raises RuleFileError when none are loaded).
+        clock: returns the current aware instant.
+        budget: the shared write budget; None writes without one.
+        limit: most due tickets handled per sweep (the rest stay due for the next).
+        fetch_threads: tickets re-read in parallel.
+        min_bulk: smallest group of identical closes sent as bulk updates.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        helpdesk: Helpdesk | Callable[[RuleSet], Helpdesk],
+        rules: Callable[[], RuleSet],
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        budget: WriteBudget | None = None,
+        limit: int = 500,
+        fetch_threads: int = 4,
+        min_bulk: int = MIN_BULK,
+        lease_seconds: int = 600,
+        job_wait_seconds: float = 60,
+        lock_name: str | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self._helpdesk = helpdesk
+        self.rules = rules
+        self.clock = clock
+        self.budget = budget
+        self.limit = limit
+        self.fetch_threads = fetch_threads
+        self.min_bulk = max(1, min_bulk)
+        self.lease_seconds = lease_seconds
+        self.job_wait_seconds = job_wait_seconds
+        self.lock_name = lock_name
+        self.worker_id = worker_id or f"sweep:{socket.gethostname()}:{os.getpid()}"
+
+    def helpdesk(self, rules: RuleSet) -> Helpdesk:
+        if hasattr(self._helpdesk, "fetch_ticket"):
+            return self._helpdesk  # type: ignore[return-value]
+        return self._helpdesk(rules)  # type: ignore[operator]
+
+    def sweep(self, *, dry_run: bool = False, limit: int | None = None) -> SweepReport:
+        """One sweep. With dry_run, only the plan: no helpdesk writes, no store writes.
+
+        Returns:
+            A SweepReport; `plan` lists every due ticket's actions (or why there are none).
+        """
+        try:
+            rules = self.rules()
+        except RuleFileError as err:
+            return SweepReport(source="?", dry_run=dry_run, skipped=f"no rules loaded ({err})")
+        helpdesk = self.helpdesk(rules)
+        limit = self.limit if limit is None else limit
+        if dry_run:
+            return self._plan(helpdesk, rules, limit)
+        with self.store.exclusive(self.lock_name or f"sweep:{helpdesk.name}") as held:
+            if not held:
+                return SweepReport(source=helpdesk.name, dry_run=False,
+                                   skipped="another sweep is running (lock held)")
+            return self._sweep(helpdesk, rules, limit)
+
+    # -- dry run ---------------------------------------------------------------------
+
+    def _plan(self, helpdesk: Helpdesk, rules: RuleSet, limit: int) -> SweepReport:
+        now = self.clock()
+        source = helpdesk.name
+        ids = [ticket_id for src, ticket_id in self.store.due_tickets(now, limit) if src == source]
+        report = SweepReport(source=source, dry_run=True, due=len(ids))
+        reads = [_Read(None, ticket_id) for ticket_id in ids]
+        self._read(helpdesk, reads)
+        self._route(reads, helpdesk, rules, now)
+        for read in reads:
+            snapshot = self.store.get_snapshot(source, read.ticket_id) or {}
+            report.plan.extend(_rows(read, snapshot.get("next_check")))
+        return report
+
+    def _route(self, reads: list[_Read], helpdesk: Helpdesk, rules: RuleSet, now: datetime
+               ) -> tuple[list[_Read], list[_Read], dict[tuple, list[_Read]]]:
+        """Decide every ticket read; split into (nothing to do, per ticket, bulk close groups)."""
+        quiet: list[_Read] = []
+        singles: list[_Read] = []
+        groups: dict[tuple, list[_Read]] = defaultdict(list)
+        for read in reads:
+            if read.remote is None:
+                continue
+            read.decision = evaluate(read.remote.ticket, rules, to_epoch(now))
+            key = _close_key(read.decision, helpdesk)
+            if not read.decision.actions:
+                quiet.append(read)
+            elif key is not None:
+                groups[key].append(read)
+            else:
+                singles.append(read)
+        for key, members in list(groups.items()):
+            if len(members) < self.min_bulk:
+                singles.extend(groups.pop(key))
+        for read in singles:
+            read.path = "per ticket"
+        for members in groups.values():
+            for read in members:
+                read.path = "bulk"
+        return quiet, singles, groups
+
+    # -- the sweep -------------------------------------------------------------------
+
+    def _sweep(self, helpdesk: Helpdesk, rules: RuleSet, limit: int) -> SweepReport:
+        now = self.clock()
+        source = helpdesk.name
+        ids = [ticket_id for src, ticket_id in self.store.due_tickets(now, limit) if src == source]
+        report = SweepReport(source=source, dry_run=False, due=len(ids))
+        if not ids:
+            return report
+        claims = self.store.claim_tickets(source, ids, self.worker_id, now,
+                                          lease_seconds=self.lease_seconds, reason="sweep: due")
+        reads = [_Read(claim, claim.ticket_id) for claim in claims]
+        self._read(helpdesk, reads)
+        for read in reads:
+            if read.error is not None:
+                self._read_failed(read, now, report)
+        quiet, singles, groups = self._route(reads, helpdesk, rules, now)
+        self._finish_quiet(quiet, rules, now, report)
+        worker = self._worker(helpdesk, rules, {r.ticket_id: r.remote for r in singles})
+        for read in singles:
+            self._per_ticket(worker, read, rules, report)
+        for key, members in groups.items():
+            for chunk in _chunks(members, BULK_SIZE):
+                self._close(helpdesk, rules, key, chunk, now, report)
+        for read in reads:
+            report.plan.extend(_rows(read, None))
+        log.info("%s", report.summary())
+        return report
+
+    def _read(self, helpdesk: Helpdesk, reads: list[_Read]) -> None:
+        stop = threading.Event()
+        transient: list[Exception] = []
+
+        def fetch(read: _Read) -> None:
+            if stop.is_set():
+                read.error = _NotRead(f"not read: {transient[-1] if transient else 'rate limited'}")
+                return
+            try:
+                read.remote = helpdesk.fetch_ticket(read.ticket_id)
+            except Exception as err:  # kept per ticket; handled (or planned) by the caller
+                read.error = err
+                if isinstance(err, RateLimitedError):
+                    stop.set()
+                elif isinstance(err, TransientError):
+                    transient.append(err)
+                    if len(transient) >= MAX_TRANSIENT_ERRORS:
+                        stop.set()
+
+        if self.fetch_threads <= 1 or len(reads) <= 1:
+            for read in reads:
+                fetch(read)
+            return
+        with ThreadPoolExecutor(max_workers=self.fetch_threads, thread_name_prefix="sweep-read") as pool:
+            list(pool.map(fetch, reads))
+
+    def _read_failed(self, read: _Read, now: datetime, report: SweepReport) -> None:
+        claim, err = read.claim, read.error
+        assert claim is not None and err is not None
+        if isinstance(err, NotFoundError):
+            log.warning("%s ticket %s: not found (%s); no longer swept", claim.source, claim.ticket_id, err)
+            report.failed[read.ticket_id] = str(err)
+            self.store.clear_next_check(claim.source, [claim.ticket_id])
+            self.store.complete(claim, now)
+        elif isinstance(err, _NotRead):
+            report.deferred.append(read.ticket_id)
+            self.store.complete(claim, now)  # released untouched: still due next sweep
+        elif isinstance(err, RateLimitedError):
+            report.failed[read.ticket_id] = str(err)
+            self.store.retry(claim, now, str(err), err.retry_after, count_attempt=False)
+        else:
+            # A failed attempt: the worker takes the ticket after a pause, and its
+            # policy (backoff, dead letters) handles it from there.
+            report.failed[read.ticket_id] = str(err)
+            self.store.retry(claim, now, str(err), FAILED_READ_DELAY_SECONDS)
+
+    def _worker(self, helpdesk: Helpdesk, rules: RuleSet, remotes: dict[str, Any]) -> Worker:
+        return Worker(self.store, _Prefetched(helpdesk, remotes), lambda: rules, clock=self.clock,
+                      worker_id=self.worker_id, lease_seconds=self.lease_seconds, budget=self.budget)
+
+    def _finish_quiet(self, quiet: list[_Read], rules: RuleSet, now: datetime,
+                      report: SweepReport) -> None:
+        if not quiet:
+            return
+        source = quiet[0].claim.source  # type: ignore[union-attr]
+        self.store.save_snapshots(source, [_snapshot(r.remote, r.decision, r.decision, rules)
+                                           for r in quiet], now)
+        self.store.complete_many([r.claim for r in quiet], now)  # type: ignore[misc]
+        report.unchanged.extend(r.ticket_id for r in quiet)
+
+    def _per_ticket(self, worker: Worker, read: _Read, rules: RuleSet, report: SweepReport) -> None:
+        outcome = worker.process(read.claim, rules)  # type: ignore[arg-type]
+        if outcome.decision is not None:
+            read.decision = outcome.decision
+        read.path = "per ticket"
+        read.error = None if outcome.error is None else read.error
+        if outcome.error and outcome.error.startswith("write budget"):
+            report.deferred.append(read.ticket_id)
+        elif outcome.error:
+            report.failed[read.ticket_id] = outcome.error
+        elif outcome.wrote:
+            report.applied.append(read.ticket_id)
+        else:
+            report.unchanged.append(read.ticket_id)
+
+    def _close(self, helpdesk: Any, rules: RuleSet, key: tuple, chunk: list[_Read], now: datetime,
+               report: SweepReport) -> None:
+        status, tags, reply, note = key
+        source = helpdesk.name
+        if self.budget is not None:
+            units = helpdesk.bulk_writes_per_ticket(reply=reply, note=note)
+            grant = self.budget.reserve(source, [(r.ticket_id, units) for r in chunk], now)
+            allowed = set(grant.granted)
+            waiting = [r for r in chunk if r.ticket_id not in allowed]
+            if waiting:
+                # Released untouched: the snapshot still says due, so the next sweep takes them.
+                self.store.complete_many([r.claim for r in waiting], now)  # type: ignore[misc]
+                report.deferred.extend(r.ticket_id for r in waiting)
+            chunk = [r for r in chunk if r.ticket_id in allowed]
+            if not chunk:
+                return
+        ids = [r.ticket_id for r in chunk]
+        try:
+            results = helpdesk.close_many(ids, status=status, add_tags=tags, reply=reply, note=note,
+                                          wait_seconds=self.job_wait_seconds)
+        except (TransientError, RateLimitedError) as err:
+            # The outcome is unknown: the worker re-reads them after a while and converges
+            # (a ticket the job did close yields no action then).
+            delay = getattr(err, "retry_after", 5 * self.job_wait_seconds)
+            log.warning("%s bulk close of %d tickets unconfirmed (%s); re-checking in %.0fs",
+                        source, len(ids), err, delay)
+            for read in chunk:
+                self.store.retry(read.claim, now, str(err), delay, count_attempt=False)  # type: ignore[arg-type]
+                report.failed[read.ticket_id] = str(err)
+            return
+        except ConnectorError as err:
+            log.warning("%s bulk close refused (%s); applying per ticket", source, err)
+            results = {ticket_id: str(err) for ticket_id in ids}
+        done = [r for r in chunk if results.get(r.ticket_id) is None]
+        retry = [r for r in chunk if results.get(r.ticket_id) is not None]
+        if done:
+            closed = [_after_close(r.remote, key, now) for r in done]  # type: ignore[arg-type]
+            self.store.record_actions_many(
+                source, [(r.ticket_id, _action_log(r.decision, r.remote)) for r in done],  # type: ignore[arg-type]
+                rules_version=rules.version, now=now)
+            snapshots, again = [], []
+            for read, remote in zip(done, closed, strict=True):
+                after = evaluate(remote.ticket, rules, to_epoch(now))
+                snapshots.append(_snapshot(remote, read.decision, after, rules))  # type: ignore[arg-type]
+                if after.actions:
+                    again.append(read.ticket_id)
+            self.store.save_snapshots(source, snapshots, now)
+            self.store.complete_many([r.claim for r in done], now)  # type: ignore[misc]
+            if again:
+                self.store.request_sync(source, again, now, "sweep: more to do after close")
+            report.closed.extend(r.ticket_id for r in done)
+        if retry:
+            # One ticket's failure (closed meanwhile, validation) is handled on its own.
+            worker = self._worker(helpdesk, rules, {})
+            for read in retry:
+                log.info("%s ticket %s: bulk close failed (%s); applying per ticket",
+                         source, read.ticket_id, results[read.ticket_id])
+                self._per_ticket(worker, read, rules, report)
+
+
+
+def _rows(read: _Read, due: datetime | None) -> Iterator[PlannedAction]:
+    if read.error is not None or read.decision is None:
+        yield PlannedAction(read.ticket_id, "-", "error", str(read.error), due=due)
+        return
+    decision = read.decision
+    if not decision.actions:
+        nxt = iso_utc(decision.next_check)
+        why = f"nothing due now; next check {nxt}" if nxt else "no time-based rule pending"
+        yield PlannedAction(read.ticket_id, "-", "nothing", why, due=due)
+        return
+    for action in decision.actions:
+        yield PlannedAction(read.ticket_id, action.rule, _describe(action), _why(decision, action),
+                            read.path, due)
+
+
+class _Prefetched:
+    """The helpdesk, except that a ticket's first read is the one the sweep just made."""
+
+    def __init__(self, helpdesk: Helpdesk, remotes: dict[str, Any]) -> None:
+        self._helpdesk = helpdesk
+        self._remotes = dict(remotes)
+        self.name = helpdesk.name
+
+    def fetch_ticket(self, ticket_id: str) -> RemoteTicket:
+        remote = self._remotes.pop(str(ticket_id), None)
+        return remote if remote is not None else self._helpdesk.fetch_ticket(ticket_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._helpdesk, name)
+
+
+def _close_key(decision: Decision, helpdesk: Any) -> tuple | None:
+    """(status, tags, reply, note) when the decision is one rule's close that bulk updates can send."""
+    actions = decision.actions
+    if not actions or not hasattr(helpdesk, "close_many"):
+        return None
+    types = {action.type for action in actions}
+    if "set_status" not in types or not types <= _CLOSE_ACTIONS or len({a.rule for a in actions}) != 1:
+        return None
+    changes = changes_from(decision)
+    if not helpdesk.can_close_in_bulk(changes.add_tags):
+        return None
+    return changes.status, tuple(sorted(changes.add_tags)), changes.reply, changes.note
+
+
+def _after_close(remote: RemoteTicket, key: tuple, now: datetime) -> RemoteTicket:
+    """The ticket as the bulk close left it (status, tags, the bot's comments), without a re-read."""
+    status, tags, reply, note = key
+    at = to_epoch(now)
+    events = [Event(at=at, type="status", status=status)]
+    if reply:
+        events.append(Event(at=at, type="comment", author="agent", public=True, bot=True))
+    if note:
+        events.append(Event(at=at, type="comment", author="agent", public=False, bot=True))
+    ticket = dataclasses.replace(remote.ticket, status=status, tags=remote.ticket.tags | set(tags),
+                                 events=remote.ticket.events + tuple(events))
+    return RemoteTicket(ticket=ticket, stamp=remote.stamp, raw=remote.raw)
+
+
+def _snapshot(remote: RemoteTicket | None, decision: Decision | None, after: Decision | None,
+              rules: RuleSet) -> dict[str, Any]:
+    assert remote is not None and decision is not None and after is not None
+    next_check = None if after.next_check is None else datetime.fromtimestamp(after.next_check, UTC)
+    return {"ticket_id": remote.ticket.id, "ticket": _ticket_json(remote), "decision": decision.to_dict(),
+            "next_check": next_check, "rules_version": rules.version}
+
+
+def _describe(action: Action) -> str:
+    if action.type in ("set_priority", "set_status", "assign_group"):
+        return f"{action.type} {action.value}"
+    if action.type == "add_tags":
+        return f"add_tags {', '.join(action.values)}"
+    if action.type == "set_fields":
+        return f"set_fields {', '.join(sorted(action.values))}"
+    return action.type
+
+
+def _why(decision: Decision, action: Action) -> str:
+    """The engine's own explanation: the note of the same rule, else the text or rule id."""
+    if action.type in ("note", "reply"):
+        return _shorten(action.body or "")
+    for other in decision.actions:
+        if other.type == "note" and other.rule == action.rule and other.body:
+            return _shorten(other.body)
+    return f"rule {action.rule} applies now"
+
+
+def _shorten(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _chunks(items: Sequence[_Read], size: int) -> Iterator[list[_Read]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])

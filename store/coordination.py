@@ -1,0 +1,170 @@
+"""Coordination between processes: one-at-a-time jobs (advisory locks, leases) and the write budget."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from store.engine import write_transaction
+from store.models import job_leases, write_log
+from store.queue import dialect_insert
+
+log = logging.getLogger(__name__)
+
+ACCOUNT_WINDOW_SECONDS = 60
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit key for `name` (advisory lock keys are bigint)."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@contextmanager
+def exclusive(engine: Engine, name: str, ttl_seconds: float) -> Iterator[bool]:
+    """Yield True to the one holder of `name` across processes, False to everyone else.
+
+    PostgreSQL: a session advisory lock on a connection kept for the duration;
+    it ends with the session, so a killed process frees it at once
+    (https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS).
+    SQLite: a lease row that expires after `ttl_seconds` (wall clock), so a
+    killed process blocks the job for at most that long.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            # Autocommit: holding the lock must not hold a transaction open.
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            key = lock_key(name)
+            held = bool(conn.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar())
+            try:
+                yield held
+            finally:
+                if held:
+                    try:
+                        conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
+                    except Exception:  # the session is gone, and the lock with it
+                        log.warning("could not release advisory lock %r; its session ended", name)
+        return
+    holder = uuid.uuid4().hex
+    now = datetime.now(UTC)
+    with write_transaction(engine) as conn:
+        current = conn.execute(
+            sa.select(job_leases.c.expires_at).where(job_leases.c.name == name)
+        ).first()
+        held = current is None or current.expires_at <= now
+        if held:
+            values = {"holder": holder, "expires_at": now + timedelta(seconds=ttl_seconds)}
+            conn.execute(
+                dialect_insert(conn)(job_leases)
+                .values(name=name, **values)
+                .on_conflict_do_update(index_elements=[job_leases.c.name], set_=values)
+            )
+    try:
+        yield held
+    finally:
+        if held:
+            with write_transaction(engine) as conn:
+                conn.execute(
+                    sa.delete(job_leases).where(
+                        job_leases.c.name == name, job_leases.c.holder == holder
+                    )
+                )
+
+
+@dataclass(frozen=True)
+class BudgetGrant:
+    """What `take_write_budget` allowed: tickets granted in the order asked, tickets denied,
+    and the seconds until the first denied one could fit (0 when none was denied)."""
+
+    granted: tuple[str, ...]
+    denied: tuple[str, ...]
+    retry_after: float
+
+
+def take_write_budget(
+    conn: Connection,
+    source: str,
+    wants: Sequence[tuple[str, int]],
+    now: datetime,
+    *,
+    per_minute: int,
+    per_ticket: int,
+    ticket_window_seconds: int,
+) -> BudgetGrant:
+    """Grant (ticket, units) requests in order while both sliding windows have room.
+
+    Counting and recording happen in one transaction that no other budget
+    transaction for `source` can interleave with: a transaction advisory lock
+    on PostgreSQL, the caller's BEGIN IMMEDIATE on SQLite.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key(f"write-budget:{source}"))))
+    w = write_log
+    longest = max(ACCOUNT_WINDOW_SECONDS, ticket_window_seconds)
+    conn.execute(sa.delete(w).where(w.c.source == source, w.c.at <= now - timedelta(seconds=longest)))
+    minute_start = now - timedelta(seconds=ACCOUNT_WINDOW_SECONDS)
+    account = [
+        (row.at, row.units)
+        for row in conn.execute(
+            sa.select(w.c.at, w.c.units)
+            .where(w.c.source == source, w.c.at > minute_start)
+            .order_by(w.c.at)
+        )
+    ]
+    ticket_start = now - timedelta(seconds=ticket_window_seconds)
+    ids = sorted({ticket_id for ticket_id, _ in wants})
+    per_ticket_rows: dict[str, list[tuple[datetime, int]]] = {ticket_id: [] for ticket_id in ids}
+    for start in range(0, len(ids), 500):
+        rows = conn.execute(
+            sa.select(w.c.ticket_id, w.c.at, w.c.units)
+            .where(w.c.source == source, w.c.ticket_id.in_(ids[start : start + 500]),
+                   w.c.at > ticket_start)
+            .order_by(w.c.at)
+        )
+        for row in rows:
+            per_ticket_rows[row.ticket_id].append((row.at, row.units))
+
+    used = sum(units for _, units in account)
+    granted: list[str] = []
+    denied: list[str] = []
+    waits: list[float] = []
+    inserts = []
+    for ticket_id, asked in wants:
+        # A single write larger than a whole window would never fit; it waits for an empty one.
+        units = max(1, min(asked, per_minute, per_ticket))
+        history = per_ticket_rows.setdefault(ticket_id, [])
+        ticket_used = sum(u for _, u in history)
+        if ticket_used + units > per_ticket:
+            denied.append(ticket_id)
+            waits.append(_wait(history, ticket_used + units - per_ticket, ticket_window_seconds, now))
+            continue
+        if used + units > per_minute:
+            denied.append(ticket_id)
+            waits.append(_wait(account, used + units - per_minute, ACCOUNT_WINDOW_SECONDS, now))
+            continue
+        used += units
+        account.append((now, units))
+        history.append((now, units))
+        granted.append(ticket_id)
+        inserts.append({"source": source, "ticket_id": ticket_id, "units": units, "at": now})
+    if inserts:
+        conn.execute(sa.insert(w), inserts)
+    return BudgetGrant(tuple(granted), tuple(denied), min(waits) if waits else 0.0)
+
+
+def _wait(rows: list[tuple[datetime, int]], excess: int, window: int, now: datetime) -> float:
+    """Seconds until the oldest rows free `excess` units by leaving the window."""
+    freed = 0
+    for at, units in rows:
+        freed += units
+        if freed >= excess:
+            return max((at + timedelta(seconds=window) - now).total_seconds(), 1.0)
+    return float(window)

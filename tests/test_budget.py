@@ -1,0 +1,188 @@
+"""The shared write budget: sliding windows in the store, deferral (never loss) in workers and sweeps."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from config import ConfigError
+from connectors.base import RemoteTicket, TicketChanges
+from engine.rulefile import load_texts
+from engine.ticket import Ticket
+from jobs.budget import BudgetLimits, WriteBudget
+from jobs.sweeps import Sweeper
+from jobs.worker import Worker
+from store import Store
+from store.models import ticket_work, write_log
+from tests.sweep_helpers import Clock, at, choozle, zendesk_world
+from tests.test_sweeps import due_closes
+
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+T0 = at("2026-11-20T15:00:00Z")
+
+
+def take(store, wants, seconds=0.0, per_minute=5, per_ticket=3):
+    return store.take_write_budget("zendesk", wants, T0 + timedelta(seconds=seconds),
+                                   per_minute=per_minute, per_ticket=per_ticket)
+
+
+# -- the windows -------------------------------------------------------------------------
+
+
+def test_the_account_window_grants_in_order_and_says_when_room_returns(store):
+    first = take(store, [("1", 2), ("2", 2)])
+    assert (first.granted, first.denied, first.retry_after) == (("1", "2"), (), 0.0)
+    later = take(store, [("3", 2), ("4", 1)], seconds=20)
+    # 4 of 5 used: ticket 3 (2 units) waits until the first writes leave the minute,
+    # 40 s from now; ticket 4 (1 unit) still fits.
+    assert (later.granted, later.denied, later.retry_after) == (("4",), ("3",), 40.0)
+    assert take(store, [("3", 2)], seconds=59).denied == ("3",)
+    assert take(store, [("3", 2)], seconds=60).granted == ("3",)
+
+
+def test_the_per_ticket_window_is_ten_minutes(store):
+    assert take(store, [("7", 3)], per_minute=100).granted == ("7",)
+    refused = take(store, [("7", 1), ("8", 1)], seconds=300, per_minute=100)
+    assert (refused.granted, refused.denied, refused.retry_after) == (("8",), ("7",), 300.0)
+    assert take(store, [("7", 1)], seconds=600, per_minute=100).granted == ("7",)
+
+
+def test_old_rows_are_pruned(store):
+    take(store, [("1", 1), ("2", 1)])
+    take(store, [("3", 1)], seconds=601)
+    with store.engine.connect() as conn:
+        assert [r.ticket_id for r in conn.execute(sa.select(write_log.c.ticket_id))] == ["3"]
+
+
+def test_concurrent_processes_never_overspend(database_url):
+    """Eight 'processes' (own Store, own connections) race for a budget of 10 a minute."""
+    stores = [Store(database_url) for _ in range(8)]
+    stores[0].migrate()
+    granted: list[str] = []
+    lock, start = threading.Lock(), threading.Barrier(8)
+
+    def spend(index: int) -> None:
+        start.wait()
+        for n in range(5):
+            grant = stores[index].take_write_budget(
+                "zendesk", [(f"{index}-{n}", 1)], T0, per_minute=10, per_ticket=20)
+            with lock:
+                granted.extend(grant.granted)
+
+    threads = [threading.Thread(target=spend, args=(i,)) for i in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(granted) == 10 and len(set(granted)) == 10
+    finally:
+        for instance in stores:
+            instance.engine.dispose()
+
+
+# -- workers: deferred, not lost, across processes ---------------------------------------
+
+
+RULES = load_texts([("r.yaml", """
+version: 1
+reclassify:
+  - id: default-priority
+    when: {priority: none}
+    set: normal
+""")])
+
+
+class FakeDesk:
+    """An in-memory helpdesk shared by both 'processes'; records every apply."""
+
+    name = "zendesk"
+
+    def __init__(self, count: int) -> None:
+        self.tickets = {str(n): Ticket(id=str(n), status="open", created_at=int(T0.timestamp()))
+                        for n in range(1, count + 1)}
+        self.applied: list[str] = []
+        self.lock = threading.Lock()
+
+    def fetch_ticket(self, ticket_id: str) -> RemoteTicket:
+        with self.lock:
+            return RemoteTicket(ticket=self.tickets[ticket_id], stamp="s")
+
+    def apply(self, remote: RemoteTicket, changes: TicketChanges) -> None:
+        with self.lock:
+            self.applied.append(remote.ticket.id)
+            self.tickets[remote.ticket.id] = dataclasses.replace(remote.ticket, priority=changes.priority)
+
+    def writes_for(self, changes: TicketChanges) -> int:
+        return 1
+
+
+def attempts(store) -> dict[str, int]:
+    with store.engine.connect() as conn:
+        return dict(conn.execute(sa.select(ticket_work.c.ticket_id, ticket_work.c.attempts)).all())
+
+
+def test_over_budget_writes_wait_for_the_next_minute_across_two_processes(database_url):
+    clock, desk = Clock(T0), FakeDesk(5)
+    stores = [Store(database_url) for _ in range(2)]
+    stores[0].migrate()
+    try:
+        workers = [Worker(s, desk, lambda: RULES, clock=clock, worker_id=f"p{i}",
+                          budget=WriteBudget(s, BudgetLimits(per_minute=3)))
+                   for i, s in enumerate(stores)]
+        stores[0].request_sync("zendesk", list(desk.tickets), clock(), "test")
+
+        first = workers[0].run_once(limit=2) + workers[1].run_once(limit=10)
+
+        assert len(desk.applied) == 3
+        deferred = sorted(o.ticket_id for o in first if not o.wrote)
+        assert len(deferred) == 2 and all("write budget" in o.error for o in first if not o.wrote)
+        assert attempts(stores[0]) == {ticket_id: 0 for ticket_id in deferred}  # not failures
+        assert workers[0].run_once() == [] and workers[1].run_once() == []  # waiting, not dropped
+
+        clock.advance(60)
+        later = workers[1].run_once(limit=10)
+
+        assert sorted(o.ticket_id for o in later if o.wrote) == deferred
+        assert sorted(desk.applied) == sorted(desk.tickets)  # each ticket written exactly once
+        assert attempts(stores[0]) == {} and stores[0].health()["dead_letters"] == 0
+    finally:
+        for instance in stores:
+            instance.engine.dispose()
+
+
+# -- sweeps: what does not fit stays due ----------------------------------------------------
+
+
+@SQLITE_ONLY
+def test_a_sweep_leaves_what_does_not_fit_due_for_its_next_run(store):
+    clock, rules = Clock("2026-11-04T16:00:00Z"), choozle()
+    with zendesk_world(clock) as world:
+        ids = due_closes(store, world, clock, 5)
+        clock.set("2026-11-09T18:00:00Z")
+        # A close is two ticket updates (status + reply, then the note): 6 fit in a minute.
+        sweeper = Sweeper(store, world.connector(), lambda: rules, clock=clock, min_bulk=1,
+                          budget=WriteBudget(store, BudgetLimits(per_minute=6)))
+
+        report = sweeper.sweep()
+
+        assert (len(report.closed), len(report.deferred)) == (3, 2)
+        assert sorted(report.closed + report.deferred) == sorted(ids)
+        assert sorted(t for _, t in store.due_tickets(clock())) == sorted(report.deferred)
+        clock.advance(30)
+        assert sweeper.sweep().deferred == report.deferred  # the minute is not over
+        clock.advance(31)
+        assert sorted(sweeper.sweep().closed) == sorted(report.deferred)
+        assert all(world.ticket(t)["status"] == "solved" for t in ids)
+
+
+def test_limits_come_from_the_environment():
+    assert BudgetLimits.from_env({}) == BudgetLimits(80, 20, 600)
+    assert BudgetLimits.from_env({"WRITE_BUDGET_PER_MINUTE": "40", "WRITE_BUDGET_PER_TICKET": "5"}) == \
+        BudgetLimits(40, 5, 600)
+    with pytest.raises(ConfigError, match="WRITE_BUDGET_PER_MINUTE"):
+        BudgetLimits.from_env({"WRITE_BUDGET_PER_MINUTE": "lots"})
