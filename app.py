@@ -273,6 +273,7 @@ def _enqueue(source: str, event: NormalizedEvent, body: Any, now: datetime) -> R
             event_type=event.event_type,
             payload=event.payload(body),
             received_at=now,
+            settle_seconds=_state()["settings"].worker_settle_seconds,
         )
     except Exception:
         # A 5xx makes the vendor retry the delivery later; nothing is lost.
@@ -332,6 +333,9 @@ def init_scheduler(app: Flask) -> None:
     Off by default: gunicorn runs several copies of this app and each would
     sweep. The clock runs as its own process, or inside `python -m jobs.run`.
     """
+    from jobs import scheduler as sweep_cli
+
+    sweep_cli.init_app(app)  # `flask sweep [--dry-run]`
     if app.testing or not app.config["RUN_SCHEDULER"]:
         return
     state = _state(app)

@@ -18,6 +18,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_DATABASE_URL = "sqlite:///deskpilot.db"
 DEFAULT_RULES_PATH = "rules/"
 DEFAULT_WORKER_MAX_ATTEMPTS = 8
+DEFAULT_WORKER_SETTLE_SECONDS = 1.0
 
 # With no credentials at all for the chosen helpdesk, Deskpilot talks to the
 # local fake servers in sandbox/ (ports as in the sandbox briefs) and accepts
@@ -42,7 +43,7 @@ VARIABLES = (
     "HELPDESK",
     *CREDENTIAL_VARS["zendesk"], "ZENDESK_API_URL",
     *CREDENTIAL_VARS["freshdesk"], "FRESHDESK_API_URL",
-    "DATABASE_URL", "RULES_PATH", "WORKER_MAX_ATTEMPTS", "LOG_LEVEL",
+    "DATABASE_URL", "RULES_PATH", "WORKER_MAX_ATTEMPTS", "WORKER_SETTLE_SECONDS", "LOG_LEVEL",
 )
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -71,6 +72,9 @@ class Settings:
     database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
     rules_path: Path = Path(DEFAULT_RULES_PATH)
     worker_max_attempts: int = DEFAULT_WORKER_MAX_ATTEMPTS
+    # A webhook's ticket waits this long for the rest of its burst (Zendesk sends
+    # one event per changed field) so that one read and one decision serve them all.
+    worker_settle_seconds: float = DEFAULT_WORKER_SETTLE_SECONDS
     log_level: str = "INFO"
 
     def webhook_secret(self, source: str) -> str:
@@ -105,6 +109,7 @@ class Settings:
             f"database_url={self.database_url_redacted!r}",
             f"rules_path={str(self.rules_path)!r}",
             f"worker_max_attempts={self.worker_max_attempts!r}",
+            f"worker_settle_seconds={self.worker_settle_seconds!r}",
             f"log_level={self.log_level!r}",
         ]
         return f"Settings({', '.join(parts)})"
@@ -179,6 +184,7 @@ def load_settings(
         database_url=_database_url(env.get("DATABASE_URL", DEFAULT_DATABASE_URL)),
         rules_path=Path(env.get("RULES_PATH", DEFAULT_RULES_PATH)),
         worker_max_attempts=_positive_int(env, "WORKER_MAX_ATTEMPTS", DEFAULT_WORKER_MAX_ATTEMPTS),
+        worker_settle_seconds=_seconds(env, "WORKER_SETTLE_SECONDS", DEFAULT_WORKER_SETTLE_SECONDS),
         log_level=_log_level(env.get("LOG_LEVEL", "INFO")),
         **chosen,
     )
@@ -263,6 +269,19 @@ def _database_url(value: str) -> str:
         shown = url.render_as_string(hide_password=True)
         raise ConfigError(f"DATABASE_URL must be {expected}, got {shown!r}")
     return url.render_as_string(hide_password=False)
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 300:
+        raise ConfigError(f"{name} must be a number of seconds from 0 to 300, got {raw!r}")
+    return value
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

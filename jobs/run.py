@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import requests
 
 from config import ConfigError, Settings, load_settings
+from jobs.budget import WriteBudget
 from jobs.runtime import ConnectorCache, RulesHolder, build_store
 from jobs.worker import Worker
 
@@ -78,9 +79,10 @@ class Service:
         if self.settings.sandbox:
             self._start_sandbox(serve_in_thread)
         connectors = ConnectorCache(self.settings)
+        budget = WriteBudget.from_env(self.store)
         for n in range(self.workers):
             worker = Worker(
-                self.store, connectors, self._rules,
+                self.store, connectors, self._rules, budget=budget,
                 worker_id=f"embedded-{n}", max_attempts=self.settings.worker_max_attempts,
             )
             thread = threading.Thread(

@@ -81,9 +81,13 @@ class Store:
         event_type: str,
         payload: dict,
         received_at: datetime,
+        settle_seconds: float = 0.0,
     ) -> bool:
         """Store a webhook event and queue its ticket, in one transaction.
 
+        Args:
+            settle_seconds: how long a newly queued ticket waits for more events
+                of the same burst before a worker may claim it.
         Returns:
             True if stored; False if (source, dedupe_key) was seen before (nothing changes).
         """
@@ -97,6 +101,7 @@ class Store:
                 event_type=event_type,
                 payload=payload,
                 received_at=received_at,
+                settle_seconds=settle_seconds,
             )
 
     def request_sync(

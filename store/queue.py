@@ -50,23 +50,30 @@ def _clip(error: str) -> str:
     return error if len(error) <= MAX_ERROR_CHARS else error[: MAX_ERROR_CHARS - 1] + "…"
 
 
-def _work_upsert(conn: Connection, rows: list[dict], *, revive: bool) -> Any:
+def _work_upsert(conn: Connection, rows: list[dict] | None, *, revive: bool) -> Any:
     """INSERT ticket_work rows; on conflict bump `generation` (the race detector).
 
-    revive=True (a new event): a dead ticket starts fresh and the work becomes
-    available at the event's time (or stays at its earlier place in the queue).
+    revive=True (a new event): a dead ticket starts fresh; a queued ticket keeps
+    its earlier place in the queue (so a burst settles into one claim); a ticket
+    leased right now becomes available at the new event's time, so the events
+    of a burst arriving while it is processed are taken together afterwards.
     revive=False (request_sync): dead tickets are left alone and a retry delay
     is kept, so sweeps neither resurrect poison work nor defeat back-off.
+    With rows=None the statement takes its values as execution parameters.
     """
-    stmt = dialect_insert(conn)(work).values(rows)
+    stmt = dialect_insert(conn)(work)
+    if rows is not None:
+        stmt = stmt.values(rows)
     new = stmt.excluded
     dead = work.c.dead
     if revive:
+        leased = sa.and_(work.c.lease_until.is_not(None), work.c.lease_until > new.queued_at)
         changes: dict[str, Any] = {
             "generation": work.c.generation + 1,
             "reason": new.reason,
             "available_at": sa.case(
                 (dead, new.available_at),
+                (leased, new.available_at),
                 (new.available_at < work.c.available_at, new.available_at),
                 else_=work.c.available_at,
             ),
@@ -85,6 +92,23 @@ def _work_upsert(conn: Connection, rows: list[dict], *, revive: bool) -> Any:
     ).returning(work.c.ticket_id, work.c.generation)
 
 
+# The webhook path runs these two statements for every event: built once per
+# dialect, they are compiled once too (a statement carrying its values is not).
+_ENQUEUE_STATEMENTS: dict[str, tuple[Any, Any]] = {}
+
+
+def _enqueue_statements(conn: Connection) -> tuple[Any, Any]:
+    name = conn.dialect.name
+    if name not in _ENQUEUE_STATEMENTS:
+        store_event = (
+            dialect_insert(conn)(inbox)
+            .on_conflict_do_nothing(index_elements=[inbox.c.source, inbox.c.dedupe_key])
+            .returning(inbox.c.id)
+        )
+        _ENQUEUE_STATEMENTS[name] = (store_event, _work_upsert(conn, None, revive=True))
+    return _ENQUEUE_STATEMENTS[name]
+
+
 def enqueue(
     conn: Connection,
     *,
@@ -94,34 +118,25 @@ def enqueue(
     event_type: str,
     payload: dict,
     received_at: datetime,
+    settle_seconds: float = 0.0,
 ) -> bool:
-    stored = conn.execute(
-        dialect_insert(conn)(inbox)
-        .values(
-            source=source,
-            dedupe_key=dedupe_key,
-            ticket_id=ticket_id,
-            event_type=event_type,
-            payload=payload,
-            received_at=received_at,
-            status=PENDING,
-        )
-        .on_conflict_do_nothing(index_elements=[inbox.c.source, inbox.c.dedupe_key])
-        .returning(inbox.c.id)
-    ).first()
+    store_event, queue_ticket = _enqueue_statements(conn)
+    stored = conn.execute(store_event, {
+        "source": source, "dedupe_key": dedupe_key, "ticket_id": ticket_id, "event_type": event_type,
+        "payload": payload, "received_at": received_at, "status": PENDING,
+    }).first()
     if stored is None:
         return False
-    row = {
+    conn.execute(queue_ticket, {
         "source": source,
         "ticket_id": ticket_id,
         "queued_at": received_at,
-        "available_at": received_at,
+        "available_at": received_at + timedelta(seconds=settle_seconds),
         "attempts": 0,
         "generation": 1,
         "reason": f"event:{event_type}"[:128],
         "dead": False,
-    }
-    conn.execute(_work_upsert(conn, [row], revive=True))
+    })
     return True
 
 

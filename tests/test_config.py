@@ -193,3 +193,13 @@ def test_env_example_documents_every_variable_and_loads_as_a_sandbox():
     assert sorted(names) == sorted(VARIABLES)
     settings = load_settings({}, env_file=ENV_EXAMPLE)
     assert (settings.helpdesk, settings.sandbox, settings.rules_path) == ("zendesk", True, Path("rules"))
+
+
+def test_settle_seconds():
+    from config import load_settings as load
+
+    assert load({}, env_file=None).worker_settle_seconds == 1.0
+    assert load({"WORKER_SETTLE_SECONDS": "0"}, env_file=None).worker_settle_seconds == 0.0
+    for bad in ("-1", "soon", "301"):
+        with pytest.raises(ConfigError, match="WORKER_SETTLE_SECONDS must be a number of seconds"):
+            load({"WORKER_SETTLE_SECONDS": bad}, env_file=None)

@@ -82,7 +82,8 @@ class FreshdeskStory:
         return str(response.json["id"])
 
     def agent_reply(self, tid: str, pending: bool) -> None:
-        self.client.post(f"/_sandbox/tickets/{tid}/conversations", json={"author": "agent", "body": "Try this"})
+        self.client.post(f"/_sandbox/tickets/{tid}/conversations",
+                         json={"author": "agent", "body": "Try this"})
         if pending:
             self.client.put(f"/api/v2/tickets/{tid}", auth=self.auth, json={"status": 3})
 
