@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from store import coordination, queue
 from store import migrate as migrations
 from store.coordination import BudgetGrant
-from store.engine import create_store_engine, read_transaction, write_transaction
+from store.engine import create_store_engine, read_transaction, retry_on_disconnect, write_transaction
 from store.models import (
     PENDING,
     bot_actions,
@@ -92,17 +92,21 @@ class Store:
             True if stored; False if (source, dedupe_key) was seen before (nothing changes).
         """
         _aware(received_at, "received_at")
-        with write_transaction(self.engine) as conn:
-            return queue.enqueue(
-                conn,
-                source=source,
-                dedupe_key=dedupe_key,
-                ticket_id=str(ticket_id),
-                event_type=event_type,
-                payload=payload,
-                received_at=received_at,
-                settle_seconds=settle_seconds,
-            )
+
+        def store() -> bool:
+            with write_transaction(self.engine) as conn:
+                return queue.enqueue(
+                    conn,
+                    source=source,
+                    dedupe_key=dedupe_key,
+                    ticket_id=str(ticket_id),
+                    event_type=event_type,
+                    payload=payload,
+                    received_at=received_at,
+                    settle_seconds=settle_seconds,
+                )
+
+        return retry_on_disconnect(store)
 
     def request_sync(
         self, source: str, ticket_ids: Iterable[str], now: datetime, reason: str
@@ -128,8 +132,12 @@ class Store:
         again, and counts as a failed attempt.
         """
         _aware(now, "now")
-        with write_transaction(self.engine) as conn:
-            return queue.claim(conn, worker_id, now, limit, lease_seconds)
+
+        def lease() -> list[Claim]:
+            with write_transaction(self.engine) as conn:
+                return queue.claim(conn, worker_id, now, limit, lease_seconds)
+
+        return retry_on_disconnect(lease)
 
     def complete(self, claim: Claim, now: datetime) -> None:
         """Mark the claim's events done and release the ticket (no-op if the lease was lost)."""
