@@ -183,7 +183,7 @@ def load_settings(
         freshdesk_api_url=freshdesk_api_url,
         database_url=_database_url(env.get("DATABASE_URL", DEFAULT_DATABASE_URL)),
         rules_path=Path(env.get("RULES_PATH", DEFAULT_RULES_PATH)),
-        worker_max_attempts=_positive_int(env, "WORKER_MAX_ATTEMPTS", DEFAULT_WORKER_MAX_ATTEMPTS),
+        worker_max_attempts=positive_int(env, "WORKER_MAX_ATTEMPTS", DEFAULT_WORKER_MAX_ATTEMPTS),
         worker_settle_seconds=_seconds(env, "WORKER_SETTLE_SECONDS", DEFAULT_WORKER_SETTLE_SECONDS),
         log_level=_log_level(env.get("LOG_LEVEL", "INFO")),
         **chosen,
@@ -284,9 +284,10 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None:
+def positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    """A whole number >= 1 from `env[name]`, `default` when unset or blank; ConfigError names it."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
         return default
     try:
         value = int(raw)

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from config import ConfigError
+from config import positive_int
 from store import Store
 from store.coordination import BudgetGrant
 
@@ -41,8 +41,8 @@ class BudgetLimits:
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> BudgetLimits:
         """WRITE_BUDGET_PER_MINUTE (default 80) and WRITE_BUDGET_PER_TICKET (per 10 minutes, default 20)."""
         return cls(
-            per_minute=_positive(environ, "WRITE_BUDGET_PER_MINUTE", DEFAULT_PER_MINUTE),
-            per_ticket=_positive(environ, "WRITE_BUDGET_PER_TICKET", DEFAULT_PER_TICKET),
+            per_minute=positive_int(environ, "WRITE_BUDGET_PER_MINUTE", DEFAULT_PER_MINUTE),
+            per_ticket=positive_int(environ, "WRITE_BUDGET_PER_TICKET", DEFAULT_PER_TICKET),
         )
 
 
@@ -82,14 +82,3 @@ class WriteBudget:
             raise OverBudget(ticket_id, grant.retry_after)
 
 
-def _positive(environ: Mapping[str, str], name: str, default: int) -> int:
-    raw = (environ.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"{name} must be a whole number >= 1, got {raw!r}")
-    return value

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from config import ConfigError, Settings
+from config import ConfigError, Settings, positive_int
 from connectors.base import Helpdesk
 from engine.rulefile import RuleFileError
 from jobs.budget import WriteBudget
@@ -42,12 +42,15 @@ class ClockConfig:
         RECONCILE_LOOKBACK_SECONDS (the first reconciliation's reach) and SWEEP_LIMIT
         (most due tickets per sweep); each a whole number >= 1."""
         defaults = cls()
+        def read(name: str, default: int) -> int:
+            return positive_int(environ, name, default)
+
         return cls(
-            sweep_interval=_seconds(environ, "SWEEP_INTERVAL_SECONDS", defaults.sweep_interval),
-            reconcile_interval=_seconds(environ, "RECONCILE_INTERVAL_SECONDS", defaults.reconcile_interval),
-            rules_reload_interval=_seconds(environ, "RULES_RELOAD_SECONDS", defaults.rules_reload_interval),
-            reconcile_lookback=_seconds(environ, "RECONCILE_LOOKBACK_SECONDS", defaults.reconcile_lookback),
-            sweep_limit=_seconds(environ, "SWEEP_LIMIT", defaults.sweep_limit),
+            sweep_interval=read("SWEEP_INTERVAL_SECONDS", defaults.sweep_interval),
+            reconcile_interval=read("RECONCILE_INTERVAL_SECONDS", defaults.reconcile_interval),
+            rules_reload_interval=read("RULES_RELOAD_SECONDS", defaults.rules_reload_interval),
+            reconcile_lookback=read("RECONCILE_LOOKBACK_SECONDS", defaults.reconcile_lookback),
+            sweep_limit=read("SWEEP_LIMIT", defaults.sweep_limit),
         )
 
 
@@ -150,19 +153,6 @@ def main() -> int:
     scheduler.shutdown(wait=True)
     store.engine.dispose()
     return 0
-
-
-def _seconds(environ: Mapping[str, str], name: str, default: int) -> int:
-    raw = (environ.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"{name} must be a whole number >= 1, got {raw!r}")
-    return value
 
 
 if __name__ == "__main__":
