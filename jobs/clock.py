@@ -126,16 +126,14 @@ def _logged(name: str, run: Callable[[], object]) -> Callable[[], None]:
 
 def main() -> int:
     """`python -m jobs.clock`: the Procfile's clock process; runs until SIGTERM or SIGINT."""
-    from config import load_settings
-    from jobs.runtime import build_store
+    from jobs.runtime import build_store, process_settings
 
+    settings = process_settings()
     try:
-        settings = load_settings()
         config = ClockConfig.from_env()
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     store = build_store(settings)
     try:
         scheduler = build_scheduler(settings, store, RulesHolder(settings.rules_path))

@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 
 import requests
 
-from config import ConfigError, Settings, load_settings
+from config import Settings
 from jobs.budget import WriteBudget
-from jobs.runtime import ConnectorCache, RulesHolder, build_store
+from jobs.runtime import ConnectorCache, RulesHolder, build_store, process_settings
 from jobs.worker import Worker
 
 log = logging.getLogger("deskpilot.run")
@@ -192,15 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exit-after", type=float, metavar="SECONDS",
                         help="stop after this many seconds (default: run until interrupted)")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    # One line per HTTP request from two embedded servers drowns the decisions.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    settings = process_settings()
     service = Service(settings, args.host, args.port, workers=args.workers)
     signal.signal(signal.SIGTERM, lambda *_: service.stop_event.set())
     service.start()

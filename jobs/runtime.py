@@ -3,17 +3,39 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from config import Settings
+from config import ConfigError, Settings, load_settings
 from connectors.base import Helpdesk
 from engine.rulefile import RuleFileError, load_rules, rule_paths
 from engine.ruleset import RuleSet
 from store import Store
 
 log = logging.getLogger(__name__)
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def process_settings() -> Settings:
+    """Settings and logging for a process entry point (run, worker, clock).
+
+    Bad settings stop the process with one line naming the variable (exit 2).
+    """
+    try:
+        settings = load_settings()
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
+    # Per-request lines of the embedded HTTP servers and per-run lines of the
+    # scheduler drown the decisions.
+    for noisy in ("werkzeug", "alembic", "apscheduler.executors"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return settings
 
 
 @dataclass(frozen=True, slots=True)

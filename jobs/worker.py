@@ -310,16 +310,11 @@ def main() -> int:
     import signal
     import sys
 
-    from config import ConfigError, load_settings
+    from config import ConfigError
     from jobs.budget import WriteBudget
-    from jobs.runtime import ConnectorCache, RulesHolder, build_store
+    from jobs.runtime import ConnectorCache, RulesHolder, build_store, process_settings
 
-    try:
-        settings = load_settings()
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    settings = process_settings()
     holder = RulesHolder(settings.rules_path)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
