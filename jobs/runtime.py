@@ -33,7 +33,7 @@ def process_settings() -> Settings:
     logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
     # Per-request lines of the embedded HTTP servers and per-run lines of the
     # scheduler drown the decisions.
-    for noisy in ("werkzeug", "alembic", "apscheduler.executors"):
+    for noisy in ("werkzeug", "alembic", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return settings
 
