@@ -56,9 +56,7 @@ def exclusive(engine: Engine, name: str, ttl_seconds: float) -> Iterator[bool]:
     holder = uuid.uuid4().hex
     now = datetime.now(UTC)
     with write_transaction(engine) as conn:
-        current = conn.execute(
-            sa.select(job_leases.c.expires_at).where(job_leases.c.name == name)
-        ).first()
+        current = conn.execute(sa.select(job_leases.c.expires_at).where(job_leases.c.name == name)).first()
         held = current is None or current.expires_at <= now
         if held:
             values = {"holder": holder, "expires_at": now + timedelta(seconds=ttl_seconds)}
@@ -73,9 +71,7 @@ def exclusive(engine: Engine, name: str, ttl_seconds: float) -> Iterator[bool]:
         if held:
             with write_transaction(engine) as conn:
                 conn.execute(
-                    sa.delete(job_leases).where(
-                        job_leases.c.name == name, job_leases.c.holder == holder
-                    )
+                    sa.delete(job_leases).where(job_leases.c.name == name, job_leases.c.holder == holder)
                 )
 
 
@@ -114,9 +110,7 @@ def take_write_budget(
     account = [
         (row.at, row.units)
         for row in conn.execute(
-            sa.select(w.c.at, w.c.units)
-            .where(w.c.source == source, w.c.at > minute_start)
-            .order_by(w.c.at)
+            sa.select(w.c.at, w.c.units).where(w.c.source == source, w.c.at > minute_start).order_by(w.c.at)
         )
     ]
     ticket_start = now - timedelta(seconds=ticket_window_seconds)
@@ -125,8 +119,7 @@ def take_write_budget(
     for start in range(0, len(ids), 500):
         rows = conn.execute(
             sa.select(w.c.ticket_id, w.c.at, w.c.units)
-            .where(w.c.source == source, w.c.ticket_id.in_(ids[start : start + 500]),
-                   w.c.at > ticket_start)
+            .where(w.c.source == source, w.c.ticket_id.in_(ids[start : start + 500]), w.c.at > ticket_start)
             .order_by(w.c.at)
         )
         for row in rows:

@@ -93,24 +93,32 @@ class Store:
         """
         _aware(received_at, "received_at")
 
+        fields = {
+            "source": source,
+            "dedupe_key": dedupe_key,
+            "ticket_id": str(ticket_id),
+            "event_type": event_type,
+            "payload": payload,
+            "received_at": received_at,
+            "settle_seconds": settle_seconds,
+        }
+
         def store() -> bool:
-            with write_transaction(self.engine) as conn:
-                return queue.enqueue(
-                    conn,
-                    source=source,
-                    dedupe_key=dedupe_key,
-                    ticket_id=str(ticket_id),
-                    event_type=event_type,
-                    payload=payload,
-                    received_at=received_at,
-                    settle_seconds=settle_seconds,
-                )
+            raw = self.engine.raw_connection()
+            try:
+                return queue.enqueue_driver(raw.driver_connection, self.engine.dialect, **fields)
+            except self.engine.dialect.loaded_dbapi.OperationalError as err:
+                # Raised by the driver itself, so SQLAlchemy cannot tell a dropped
+                # connection: drop it from the pool, and let retry_on_disconnect
+                # try once more on a fresh one.
+                raw.invalidate(err)
+                raise sa.exc.DBAPIError(None, None, err, connection_invalidated=True) from err
+            finally:
+                raw.close()
 
         return retry_on_disconnect(store)
 
-    def request_sync(
-        self, source: str, ticket_ids: Iterable[str], now: datetime, reason: str
-    ) -> int:
+    def request_sync(self, source: str, ticket_ids: Iterable[str], now: datetime, reason: str) -> int:
         """Queue tickets for a re-check without an event (sweeps, reconciliation).
 
         Tickets already queued are flagged to run once more after any claim in
@@ -123,9 +131,7 @@ class Store:
         with write_transaction(self.engine) as conn:
             return queue.request_sync(conn, source, ticket_ids, now, reason)
 
-    def claim(
-        self, worker_id: str, now: datetime, limit: int = 10, lease_seconds: int = 300
-    ) -> list[Claim]:
+    def claim(self, worker_id: str, now: datetime, limit: int = 10, lease_seconds: int = 300) -> list[Claim]:
         """Lease up to `limit` available tickets, oldest first, one Claim per ticket.
 
         A lease that ran out without complete/retry/dead_letter is claimable
@@ -181,9 +187,7 @@ class Store:
         """
         _aware(now, "now")
         with write_transaction(self.engine) as conn:
-            return queue.claim_tickets(
-                conn, source, ticket_ids, worker_id, now, lease_seconds, reason
-            )
+            return queue.claim_tickets(conn, source, ticket_ids, worker_id, now, lease_seconds, reason)
 
     def complete_many(self, claims: Iterable[Claim], now: datetime) -> None:
         """`complete` for many claims in one transaction."""
@@ -244,8 +248,15 @@ class Store:
         """Replace the ticket's last evaluated state and when it next needs a look."""
         self.save_snapshots(
             source,
-            [{"ticket_id": ticket_id, "ticket": ticket, "decision": decision,
-              "next_check": next_check, "rules_version": rules_version}],
+            [
+                {
+                    "ticket_id": ticket_id,
+                    "ticket": ticket,
+                    "decision": decision,
+                    "next_check": next_check,
+                    "rules_version": rules_version,
+                }
+            ],
             now,
         )
 
@@ -258,15 +269,17 @@ class Store:
         rows = []
         for item in snapshots:
             _aware(item["next_check"], "next_check")
-            rows.append({
-                "source": source,
-                "ticket_id": str(item["ticket_id"]),
-                "ticket": item["ticket"],
-                "decision": item["decision"],
-                "next_check": item["next_check"],
-                "rules_version": item["rules_version"],
-                "updated_at": now,
-            })
+            rows.append(
+                {
+                    "source": source,
+                    "ticket_id": str(item["ticket_id"]),
+                    "ticket": item["ticket"],
+                    "decision": item["decision"],
+                    "next_check": item["next_check"],
+                    "rules_version": item["rules_version"],
+                    "updated_at": now,
+                }
+            )
         if not rows:
             return
         s = ticket_snapshots
@@ -278,8 +291,10 @@ class Store:
             conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=[s.c.source, s.c.ticket_id],
-                    set_={name: getattr(new, name) for name in
-                          ("ticket", "decision", "next_check", "rules_version", "updated_at")},
+                    set_={
+                        name: getattr(new, name)
+                        for name in ("ticket", "decision", "next_check", "rules_version", "updated_at")
+                    },
                 ),
                 rows,
             )
@@ -301,9 +316,9 @@ class Store:
         s = ticket_snapshots
         with read_transaction(self.engine) as conn:
             row = conn.execute(
-                sa.select(s.c.ticket, s.c.decision, s.c.next_check, s.c.rules_version,
-                          s.c.updated_at)
-                .where(s.c.source == source, s.c.ticket_id == str(ticket_id))
+                sa.select(s.c.ticket, s.c.decision, s.c.next_check, s.c.rules_version, s.c.updated_at).where(
+                    s.c.source == source, s.c.ticket_id == str(ticket_id)
+                )
             ).first()
         return None if row is None else dict(row._mapping)
 
@@ -347,11 +362,18 @@ class Store:
                 missing = [key for key in ("rule", "type") if not action.get(key)]
                 if missing:
                     raise ValueError(f"ticket {ticket_id} actions[{index}] has no {' or '.join(missing)}")
-                rows.append({
-                    "source": source, "ticket_id": str(ticket_id), "rule": action["rule"],
-                    "rules_version": rules_version, "type": action["type"],
-                    "before": action.get("before"), "after": action.get("after"), "created_at": now,
-                })
+                rows.append(
+                    {
+                        "source": source,
+                        "ticket_id": str(ticket_id),
+                        "rule": action["rule"],
+                        "rules_version": rules_version,
+                        "type": action["type"],
+                        "before": action.get("before"),
+                        "after": action.get("after"),
+                        "created_at": now,
+                    }
+                )
         if not rows:
             return
         with write_transaction(self.engine) as conn:
@@ -362,8 +384,7 @@ class Store:
         a = bot_actions
         with read_transaction(self.engine) as conn:
             rows = conn.execute(
-                sa.select(a.c.rule, a.c.type, a.c.before, a.c.after, a.c.rules_version,
-                          a.c.created_at)
+                sa.select(a.c.rule, a.c.type, a.c.before, a.c.after, a.c.rules_version, a.c.created_at)
                 .where(a.c.source == source, a.c.ticket_id == str(ticket_id))
                 .order_by(a.c.id)
             ).all()
@@ -380,9 +401,7 @@ class Store:
         _aware(now, "now")
         c = sync_cursors
         with write_transaction(self.engine) as conn:
-            stmt = queue.dialect_insert(conn)(c).values(
-                source=source, name=name, value=value, updated_at=now
-            )
+            stmt = queue.dialect_insert(conn)(c).values(source=source, name=name, value=value, updated_at=now)
             conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=[c.c.source, c.c.name],
@@ -423,7 +442,12 @@ class Store:
         _aware(now, "now")
         with write_transaction(self.engine) as conn:
             return coordination.take_write_budget(
-                conn, source, wants, now, per_minute=per_minute, per_ticket=per_ticket,
+                conn,
+                source,
+                wants,
+                now,
+                per_minute=per_minute,
+                per_ticket=per_ticket,
                 ticket_window_seconds=ticket_window_seconds,
             )
 
@@ -472,6 +496,5 @@ class Store:
             "dead_letters": dead,
             "last_dead_letter": None
             if last is None
-            else {"ticket_id": last.ticket_id, "error": last.last_error,
-                  "at": last.dead_at.isoformat()},
+            else {"ticket_id": last.ticket_id, "error": last.last_error, "at": last.dead_at.isoformat()},
         }

@@ -72,8 +72,7 @@ def create_store_engine(url: str) -> Engine:
             json_serializer=_postgres_json,
         )
     raise ValueError(
-        f"database URL {public_url(parsed)!r}: only sqlite:/// and postgresql+psycopg:// "
-        "are supported"
+        f"database URL {public_url(parsed)!r}: only sqlite:/// and postgresql+psycopg:// are supported"
     )
 
 

@@ -63,9 +63,7 @@ inbox_events = sa.Table(
     sa.Column("processed_at", UTCDateTime(), nullable=True),
     sa.Column("error", sa.Text(), nullable=True),
     sa.UniqueConstraint("source", "dedupe_key", name="uq_inbox_events_source_dedupe_key"),
-    sa.CheckConstraint(
-        "status IN ('pending', 'done', 'dead')", name="ck_inbox_events_status"
-    ),
+    sa.CheckConstraint("status IN ('pending', 'done', 'dead')", name="ck_inbox_events_status"),
     sa.Index("ix_inbox_events_ticket", "source", "ticket_id", "status"),
     sa.Index("ix_inbox_events_status", "status"),
 )

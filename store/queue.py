@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from store.driver import DriverStatement
 from store.models import DEAD, DONE, PENDING, inbox_events, ticket_work
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,11 @@ def _clip(error: str) -> str:
     return error if len(error) <= MAX_ERROR_CHARS else error[: MAX_ERROR_CHARS - 1] + "…"
 
 
-def _work_upsert(conn: Connection, rows: list[dict] | None, *, revive: bool) -> Any:
+def _work_upsert(conn: Connection, rows: list[dict] | Any | None, *, revive: bool) -> Any:
+    return _work_upsert_for(dialect_insert(conn)(work), rows, revive=revive)
+
+
+def _work_upsert_for(stmt: Any, rows: list[dict] | Any | None, *, revive: bool) -> Any:
     """INSERT ticket_work rows; on conflict bump `generation` (the race detector).
 
     revive=True (a new event): a dead ticket starts fresh; a queued ticket keeps
@@ -59,11 +64,15 @@ def _work_upsert(conn: Connection, rows: list[dict] | None, *, revive: bool) -> 
     of a burst arriving while it is processed are taken together afterwards.
     revive=False (request_sync): dead tickets are left alone and a retry delay
     is kept, so sweeps neither resurrect poison work nor defeat back-off.
-    With rows=None the statement takes its values as execution parameters.
+    With rows=None the statement takes the row as execution parameters; a
+    SELECT instead of rows inserts what it selects.
     """
-    stmt = dialect_insert(conn)(work)
-    if rows is not None:
+    if isinstance(rows, list):
         stmt = stmt.values(rows)
+    elif rows is None:
+        stmt = stmt.values({column: sa.bindparam(column) for column in _WORK_COLUMNS})
+    else:
+        stmt = stmt.from_select(_WORK_COLUMNS, rows)
     new = stmt.excluded
     dead = work.c.dead
     if revive:
@@ -92,25 +101,58 @@ def _work_upsert(conn: Connection, rows: list[dict] | None, *, revive: bool) -> 
     ).returning(work.c.ticket_id, work.c.generation)
 
 
-# The webhook path runs these two statements for every event: built once per
-# dialect, they are compiled once too (a statement carrying its values is not).
-_ENQUEUE_STATEMENTS: dict[str, tuple[Any, Any]] = {}
+_WORK_COLUMNS = (
+    "source",
+    "ticket_id",
+    "queued_at",
+    "available_at",
+    "attempts",
+    "generation",
+    "reason",
+    "dead",
+)
+_EVENT_COLUMNS = ("source", "dedupe_key", "ticket_id", "event_type", "payload", "received_at", "status")
+
+# The webhook path runs these statements for every event. Built once, they
+# are compiled once too (a statement carrying its values is not).
+_STATEMENTS: dict[str, Any] = {}
 
 
-def _enqueue_statements(conn: Connection) -> tuple[Any, Any]:
-    name = conn.dialect.name
-    if name not in _ENQUEUE_STATEMENTS:
-        store_event = (
-            dialect_insert(conn)(inbox)
-            .on_conflict_do_nothing(index_elements=[inbox.c.source, inbox.c.dedupe_key])
-            .returning(inbox.c.id)
-        )
-        _ENQUEUE_STATEMENTS[name] = (store_event, _work_upsert(conn, None, revive=True))
-    return _ENQUEUE_STATEMENTS[name]
+def _store_event(insert: Any) -> Any:
+    return (
+        insert(inbox)
+        .values({column: sa.bindparam(column) for column in _EVENT_COLUMNS})
+        .on_conflict_do_nothing(index_elements=[inbox.c.source, inbox.c.dedupe_key])
+    )
 
 
-def enqueue(
-    conn: Connection,
+def _statements(name: str) -> Any:
+    if name not in _STATEMENTS:
+        if name == "postgresql":
+            # One statement stores the event and queues its ticket (a
+            # data-modifying WITH): one round trip per webhook instead of two.
+            stored = _store_event(postgresql.insert).returning(inbox.c.source, inbox.c.ticket_id)
+            stored = stored.cte("stored")
+            picked = sa.select(
+                stored.c.source,
+                stored.c.ticket_id,
+                sa.bindparam("queued_at", type_=work.c.queued_at.type),
+                sa.bindparam("available_at", type_=work.c.available_at.type),
+                sa.literal(0),
+                sa.literal(1),
+                sa.bindparam("reason", type_=work.c.reason.type),
+                sa.false(),
+            )
+            _STATEMENTS[name] = _work_upsert_for(postgresql.insert(work), picked, revive=True)
+        else:
+            _STATEMENTS[name] = (
+                _store_event(sqlite.insert).returning(inbox.c.id),
+                _work_upsert_for(sqlite.insert(work), None, revive=True),
+            )
+    return _STATEMENTS[name]
+
+
+def _event_and_ticket(
     *,
     source: str,
     dedupe_key: str,
@@ -119,15 +161,17 @@ def enqueue(
     payload: dict,
     received_at: datetime,
     settle_seconds: float = 0.0,
-) -> bool:
-    store_event, queue_ticket = _enqueue_statements(conn)
-    stored = conn.execute(store_event, {
-        "source": source, "dedupe_key": dedupe_key, "ticket_id": ticket_id, "event_type": event_type,
-        "payload": payload, "received_at": received_at, "status": PENDING,
-    }).first()
-    if stored is None:
-        return False
-    conn.execute(queue_ticket, {
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    event = {
+        "source": source,
+        "dedupe_key": dedupe_key,
+        "ticket_id": ticket_id,
+        "event_type": event_type,
+        "payload": payload,
+        "received_at": received_at,
+        "status": PENDING,
+    }
+    ticket = {
         "source": source,
         "ticket_id": ticket_id,
         "queued_at": received_at,
@@ -136,13 +180,65 @@ def enqueue(
         "generation": 1,
         "reason": f"event:{event_type}"[:128],
         "dead": False,
-    })
+    }
+    return event, ticket
+
+
+def enqueue(conn: Connection, **fields: Any) -> bool:
+    """Store an event (False: a redelivery, stored before) and queue its ticket."""
+    event, ticket = _event_and_ticket(**fields)
+    if conn.dialect.name == "postgresql":  # no row back = a redelivery
+        return conn.execute(_statements("postgresql"), {**event, **ticket}).first() is not None
+    store_event, queue_ticket = _statements(conn.dialect.name)
+    if conn.execute(store_event, event).first() is None:
+        return False
+    conn.execute(queue_ticket, ticket)
     return True
 
 
-def request_sync(
-    conn: Connection, source: str, ticket_ids: Iterable[str], now: datetime, reason: str
-) -> int:
+def enqueue_driver(raw: Any, dialect: Any, **fields: Any) -> bool:
+    """`enqueue` on the DBAPI connection: the same statements, run through
+    DriverStatement, since the webhook path otherwise spends most of its time
+    in SQLAlchemy's execution machinery. SQLite connections are in autocommit
+    mode (the store's engine sets it) and take the write lock up front;
+    psycopg's open a transaction with the statement.
+    """
+    key = f"{dialect.name}-driver"
+    if key not in _STATEMENTS:
+        if dialect.name == "postgresql":
+            _STATEMENTS[key] = DriverStatement(_statements("postgresql"), dialect)
+        else:
+            store_event, queue_ticket = _statements("sqlite")
+            _STATEMENTS[key] = (DriverStatement(store_event, dialect), DriverStatement(queue_ticket, dialect))
+    event, ticket = _event_and_ticket(**fields)
+    if dialect.name == "postgresql":
+        try:
+            with raw.cursor() as cursor:
+                stored = bool(_STATEMENTS[key].execute(cursor, {**event, **ticket}))
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        return stored
+    store_event, queue_ticket = _STATEMENTS[key]
+    cursor = raw.cursor()
+    try:
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            if not store_event.execute(cursor, event):
+                cursor.execute("ROLLBACK")
+                return False
+            queue_ticket.execute(cursor, ticket)
+            cursor.execute("COMMIT")
+            return True
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+    finally:
+        cursor.close()
+
+
+def request_sync(conn: Connection, source: str, ticket_ids: Iterable[str], now: datetime, reason: str) -> int:
     # Sorted and de-duplicated: concurrent callers lock rows in the same order
     # (no deadlock), and PostgreSQL refuses to upsert one key twice per statement.
     ids = sorted({str(ticket_id) for ticket_id in ticket_ids})
@@ -167,9 +263,7 @@ def request_sync(
     return newly_queued
 
 
-def claim(
-    conn: Connection, worker_id: str, now: datetime, limit: int, lease_seconds: int
-) -> list[Claim]:
+def claim(conn: Connection, worker_id: str, now: datetime, limit: int, lease_seconds: int) -> list[Claim]:
     if limit <= 0:
         return []
     lease_until = now + timedelta(seconds=lease_seconds)
@@ -326,9 +420,7 @@ def _held(conn: Connection, held: Claim, action: str) -> Any:
     return row
 
 
-def _settle_events(
-    conn: Connection, held: Claim, status: str, now: datetime, error: str | None
-) -> None:
+def _settle_events(conn: Connection, held: Claim, status: str, now: datetime, error: str | None) -> None:
     if not held.event_ids:
         return
     conn.execute(
@@ -360,11 +452,7 @@ def complete(conn: Connection, held: Claim, now: datetime) -> None:
         return
     # Something was queued for this ticket while it was being processed: keep the
     # row (already available) so the newer events or sync request get their turn.
-    conn.execute(
-        sa.update(work)
-        .where(_this_ticket(held))
-        .values(attempts=0, last_error=None, **_RELEASE)
-    )
+    conn.execute(sa.update(work).where(_this_ticket(held)).values(attempts=0, last_error=None, **_RELEASE))
 
 
 def complete_many(conn: Connection, claims: Iterable[Claim], now: datetime) -> None:
@@ -384,8 +472,9 @@ def complete_many(conn: Connection, claims: Iterable[Claim], now: datetime) -> N
             .with_for_update()
         ).all()
         if len(rows) < len(chunk):
-            log.warning("Ignoring complete for %d claim(s): their leases are no longer held",
-                        len(chunk) - len(rows))
+            log.warning(
+                "Ignoring complete for %d claim(s): their leases are no longer held", len(chunk) - len(rows)
+            )
         finished = [(r.source, r.ticket_id) for r in rows if r.generation == r.lease_generation]
         requeued = [(r.source, r.ticket_id) for r in rows if r.generation != r.lease_generation]
         key = sa.tuple_(work.c.source, work.c.ticket_id)
