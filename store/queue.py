@@ -171,17 +171,24 @@ def _event_and_ticket(
         "received_at": received_at,
         "status": PENDING,
     }
-    ticket = {
+    ticket = _work_row(
+        source, ticket_id, received_at, received_at + timedelta(seconds=settle_seconds), f"event:{event_type}"
+    )
+    return event, ticket
+
+
+def _work_row(source: str, ticket_id: str, queued_at: datetime, available_at: datetime, reason: str) -> dict:
+    """A new ticket_work row (the upserts decide what an existing row keeps)."""
+    return {
         "source": source,
         "ticket_id": ticket_id,
-        "queued_at": received_at,
-        "available_at": received_at + timedelta(seconds=settle_seconds),
+        "queued_at": queued_at,
+        "available_at": available_at,
         "attempts": 0,
         "generation": 1,
-        "reason": f"event:{event_type}"[:128],
+        "reason": reason[:128],
         "dead": False,
     }
-    return event, ticket
 
 
 def enqueue(conn: Connection, **fields: Any) -> bool:
@@ -244,19 +251,7 @@ def request_sync(conn: Connection, source: str, ticket_ids: Iterable[str], now: 
     ids = sorted({str(ticket_id) for ticket_id in ticket_ids})
     newly_queued = 0
     for start in range(0, len(ids), _CHUNK):
-        rows = [
-            {
-                "source": source,
-                "ticket_id": ticket_id,
-                "queued_at": now,
-                "available_at": now,
-                "attempts": 0,
-                "generation": 1,
-                "reason": reason[:128],
-                "dead": False,
-            }
-            for ticket_id in ids[start : start + _CHUNK]
-        ]
+        rows = [_work_row(source, ticket_id, now, now, reason) for ticket_id in ids[start : start + _CHUNK]]
         result = conn.execute(_work_upsert(conn, rows, revive=False))
         # Rows only ever leave generation 1 by being bumped, so 1 means "just inserted".
         newly_queued += sum(1 for _ticket, generation in result if generation == 1)
@@ -368,14 +363,7 @@ def claim_tickets(
     for start in range(0, len(ids), _CHUNK):
         rows = [
             {
-                "source": source,
-                "ticket_id": ticket_id,
-                "queued_at": now,
-                "available_at": now,
-                "attempts": 0,
-                "generation": 1,
-                "reason": reason[:128],
-                "dead": False,
+                **_work_row(source, ticket_id, now, now, reason),
                 "lease_token": uuid.uuid4().hex,
                 "leased_by": worker_id[:255],
                 "lease_until": lease_until,
