@@ -95,15 +95,23 @@ def _evaluate(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
     return 0
 
 
-def _check(args: argparse.Namespace, stdout: TextIO) -> int:
-    rules = load_rules(args.path)
-    counts = (
-        f"{len(rules.calendars)} calendars, {len(rules.reclassify)} reclassify rules, "
-        f"{len(rules.policies)} policies, {len(rules.escalations)} escalations, "
-        f"{len(rules.auto_close)} auto-close rules"
-    )
-    stdout.write(f"ok: {len(rules.files)} file(s), version {rules.version}: {counts}\n")
-    return 0
+def _check(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """Each path is one rule set (a file, or a directory merged); all are checked."""
+    status = 0
+    for path in args.paths:
+        try:
+            rules = load_rules(path)
+        except RuleFileError as err:
+            stderr.write(f"error: {err}\n")
+            status = EXIT_INVALID
+            continue
+        counts = (
+            f"{len(rules.calendars)} calendars, {len(rules.reclassify)} reclassify rules, "
+            f"{len(rules.policies)} policies, {len(rules.escalations)} escalations, "
+            f"{len(rules.auto_close)} auto-close rules"
+        )
+        stdout.write(f"ok: {path}: {len(rules.files)} file(s), version {rules.version}: {counts}\n")
+    return status
 
 
 def schema() -> dict[str, Any]:
@@ -127,15 +135,15 @@ def main(
     ev.add_argument("--rules", required=True, help="a rule file or a directory of them")
     ev.add_argument("--ticket", required=True, help="a JSON ticket file, or - for JSON Lines on stdin")
     ev.add_argument("--now", help="the evaluation instant, ISO-8601 (default: the current time)")
-    ck = commands.add_parser("check", help="validate rule files (exit 0 valid, 2 invalid)")
-    ck.add_argument("path")
+    ck = commands.add_parser("check", help="validate rule sets (exit 0 all valid, 2 any invalid)")
+    ck.add_argument("paths", nargs="+", metavar="PATH", help="a rule file or a directory (one rule set each)")
     commands.add_parser("schema", help="print the JSON Schema of the rule-file format")
     try:
         args = parser.parse_args(argv)
         if args.command == "evaluate":
             return _evaluate(args, stdin, stdout)
         if args.command == "check":
-            return _check(args, stdout)
+            return _check(args, stdout, stderr)
         stdout.write(json.dumps(schema(), indent=2) + "\n")
         return 0
     except (InputError, RuleFileError) as err:

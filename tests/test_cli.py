@@ -171,6 +171,15 @@ def test_check():
     assert code == 2 and "unknown_key.yaml:4: policies[0].calender: unknown key" in err
 
 
+def test_check_several_rule_sets():
+    examples = sorted(str(p) for p in (ROOT / "rules" / "examples").glob("*.yaml"))
+    code, out, err = run("check", *examples)
+    assert (code, err) == (0, "") and out.count("ok: ") == 5
+    bad = str(ROOT / "tests" / "fixtures" / "rules" / "evil.yaml")
+    code, out, err = run("check", examples[0], bad)
+    assert code == 2 and out.count("ok: ") == 1 and err.count("\n") == 1
+
+
 def test_real_process_never_prints_a_traceback(tmp_path):
     proc = subprocess.run(
         [
