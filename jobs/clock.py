@@ -9,7 +9,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -35,13 +35,16 @@ class ClockConfig:
     rules_reload_interval: int = 10
     reconcile_lookback: int = 3600
     sweep_limit: int = 500
+    inbox_retention_days: int = 14
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ClockConfig:
         """SWEEP_INTERVAL_SECONDS, RECONCILE_INTERVAL_SECONDS, RULES_RELOAD_SECONDS,
         RECONCILE_LOOKBACK_SECONDS (the first reconciliation's reach) and SWEEP_LIMIT
-        (most due tickets per sweep); each a whole number >= 1."""
+        (most due tickets per sweep), INBOX_RETENTION_DAYS (processed webhooks
+        kept); each a whole number >= 1."""
         defaults = cls()
+
         def read(name: str, default: int) -> int:
             return positive_int(environ, name, default)
 
@@ -51,6 +54,7 @@ class ClockConfig:
             rules_reload_interval=read("RULES_RELOAD_SECONDS", defaults.rules_reload_interval),
             reconcile_lookback=read("RECONCILE_LOOKBACK_SECONDS", defaults.reconcile_lookback),
             sweep_limit=read("SWEEP_LIMIT", defaults.sweep_limit),
+            inbox_retention_days=read("INBOX_RETENTION_DAYS", defaults.inbox_retention_days),
         )
 
 
@@ -88,6 +92,14 @@ def build_scheduler(
     # edit, recording the error that /healthz reports.
     scheduler.add_job(rules_holder.reload, IntervalTrigger(seconds=config.rules_reload_interval),
                       kwargs={"force": False}, id="rules-reload", name="rules reload", **once)
+    def purge_inbox() -> int:
+        deleted = store.purge(now() - timedelta(days=config.inbox_retention_days))
+        if deleted:
+            log.info("purged %d processed webhook events older than %d days", deleted,
+                     config.inbox_retention_days)
+        return deleted
+
+    scheduler.add_job(purge_inbox, IntervalTrigger(hours=1), id="purge", name="inbox purge", **once)
     log.info("clock: sweep every %ds, reconciliation every %ds, rules reload every %ds",
              config.sweep_interval, config.reconcile_interval, config.rules_reload_interval)
     return scheduler

@@ -15,6 +15,7 @@ from store import migrate as migrations
 from store.coordination import BudgetGrant
 from store.engine import create_store_engine, read_transaction, retry_on_disconnect, write_transaction
 from store.models import (
+    DONE,
     PENDING,
     bot_actions,
     inbox_events,
@@ -200,6 +201,25 @@ class Store:
         _aware(now, "now")
         with write_transaction(self.engine) as conn:
             queue.dead_letter(conn, claim, now, error)
+
+    def purge(self, before: datetime, batch: int = 5000) -> int:
+        """Delete processed inbox events older than `before`; returns how many.
+
+        Pending and dead-lettered events stay (they are work, or evidence), as
+        do snapshots and the bot's action log. Deletes in batches so a large
+        backlog never holds the write lock for long.
+        """
+        _aware(before, "before")
+        deleted = 0
+        while True:
+            with write_transaction(self.engine) as conn:
+                ids = sa.select(inbox_events.c.id).where(
+                    inbox_events.c.status == DONE, inbox_events.c.processed_at < before
+                ).limit(batch)
+                count = conn.execute(sa.delete(inbox_events).where(inbox_events.c.id.in_(ids))).rowcount
+            deleted += count
+            if count < batch:
+                return deleted
 
     def dead_letters(self, limit: int = 50) -> list[dict]:
         """Parked tickets, newest first: source, ticket_id, error, at, attempts, queued_at, reason."""

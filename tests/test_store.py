@@ -511,3 +511,21 @@ def test_processes_migrating_at_once_all_succeed(database_url):
         assert _schema_diff(store.engine, metadata) == []
     finally:
         store.engine.dispose()
+
+
+def test_purge_keeps_work_and_evidence(store):
+    from datetime import timedelta
+
+    t0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+    for n, ticket in enumerate(["old", "recent", "pending", "dead"]):
+        store.enqueue(source="zendesk", dedupe_key=f"e{n}", ticket_id=ticket, event_type="x", payload={},
+                      received_at=t0)
+    claims = {c.ticket_id: c for c in store.claim("w", t0, limit=10)}
+    store.complete(claims["old"], t0)
+    store.complete(claims["recent"], t0 + timedelta(days=20))
+    store.dead_letter(claims["dead"], t0, "boom")
+    store.retry(claims["pending"], t0, "later", 60)
+    assert store.purge(t0 + timedelta(days=10), batch=1) == 1
+    assert store.health()["inbox_pending"] == 1
+    assert store.dead_letters()[0]["ticket_id"] == "dead"
+    assert store.purge(t0 + timedelta(days=10)) == 0
