@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from dotenv import dotenv_values
+from dotenv import dotenv_values, load_dotenv
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -44,6 +44,10 @@ VARIABLES = (
     *CREDENTIAL_VARS["zendesk"], "ZENDESK_API_URL",
     *CREDENTIAL_VARS["freshdesk"], "FRESHDESK_API_URL",
     "DATABASE_URL", "RULES_PATH", "WORKER_MAX_ATTEMPTS", "WORKER_SETTLE_SECONDS", "LOG_LEVEL",
+    # Read by the clock (jobs/clock.py) and the write budget (jobs/budget.py).
+    "SWEEP_INTERVAL_SECONDS", "RECONCILE_INTERVAL_SECONDS", "RULES_RELOAD_SECONDS",
+    "RECONCILE_LOOKBACK_SECONDS", "SWEEP_LIMIT", "INBOX_RETENTION_DAYS",
+    "WRITE_BUDGET_PER_MINUTE", "WRITE_BUDGET_PER_TICKET",
 )
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -131,6 +135,10 @@ def load_settings(
     values: dict[str, str] = {}
     if env_file is not None and Path(env_file).is_file():
         values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        if environ is os.environ:
+            # The process's other settings (clock intervals, write budget) are
+            # read from the environment later: let .env fill its gaps too.
+            load_dotenv(env_file, override=False)
     values.update(environ)
     env = {key: value.strip() for key, value in values.items() if value and value.strip()}
 

@@ -203,3 +203,19 @@ def test_settle_seconds():
     for bad in ("-1", "soon", "301"):
         with pytest.raises(ConfigError, match="WORKER_SETTLE_SECONDS must be a number of seconds"):
             load({"WORKER_SETTLE_SECONDS": bad}, env_file=None)
+
+
+def test_dotenv_fills_the_process_environment(tmp_path, monkeypatch):
+    """Settings read later from os.environ (clock, write budget) see .env too; real variables win."""
+    import os
+
+    from config import load_settings as load
+
+    env_file = tmp_path / ".env"
+    env_file.write_text("SWEEP_INTERVAL_SECONDS=45\nWRITE_BUDGET_PER_MINUTE=50\n")
+    monkeypatch.setenv("WRITE_BUDGET_PER_MINUTE", "70")
+    monkeypatch.delenv("SWEEP_INTERVAL_SECONDS", raising=False)
+    load(os.environ, env_file=env_file)
+    assert os.environ["SWEEP_INTERVAL_SECONDS"] == "45"
+    assert os.environ["WRITE_BUDGET_PER_MINUTE"] == "70"
+    monkeypatch.delenv("SWEEP_INTERVAL_SECONDS")
