@@ -112,8 +112,18 @@ def _result(
     return result
 
 
-def _paused_since(history: History, statuses: frozenset[str]) -> int | None:
-    return history.spans[-1][0] if history.status in statuses else None
+def _since(history: History, statuses: frozenset[str]) -> int | None:
+    """When the ticket entered the run of `statuses` it is in now (pending then
+    on_hold is one pause; solved then closed is one resolution), else None."""
+    if history.status not in statuses:
+        return None
+    start = history.spans[-1][0]
+    for at, status in reversed(history.spans):
+        if status not in statuses:
+            break
+        start = at
+    return start
+
 
 
 def first_response(target: Target, history: History) -> TargetResult:
@@ -122,16 +132,16 @@ def first_response(target: Target, history: History) -> TargetResult:
     if history.first_done is not None and (achieved is None or history.first_done < achieved):
         achieved = history.first_done
     pauses = history.pauses(target.pause_on, history.created, achieved) if target.pause_on else ()
-    paused = None if achieved is not None else _paused_since(history, target.pause_on)
+    paused = None if achieved is not None else _since(history, target.pause_on)
     return _result(target, history.created, achieved, pauses, paused, history.now)
 
 
 def resolution(target: Target, history: History) -> TargetResult:
     """From creation until solved/closed; stopped in pause statuses and while solved before a reopen."""
     stopped = target.pause_on | DONE_STATUSES
-    achieved = history.spans[-1][0] if history.status in DONE_STATUSES else None
+    achieved = _since(history, DONE_STATUSES)
     pauses = history.pauses(stopped, history.created, achieved)
-    paused = None if achieved is not None else _paused_since(history, target.pause_on)
+    paused = None if achieved is not None else _since(history, target.pause_on)
     return _result(target, history.created, achieved, pauses, paused, history.now)
 
 
@@ -143,5 +153,5 @@ def next_update(target: Target, history: History, tags: frozenset[str]) -> Targe
         return None
     start = history.last_agent
     pauses = history.pauses(target.pause_on, start) if target.pause_on else ()
-    paused = _paused_since(history, target.pause_on)
+    paused = _since(history, target.pause_on)
     return _result(target, start, None, pauses, paused, history.now)

@@ -246,3 +246,18 @@ def test_auto_close_reminder_then_close():
     # A customer reply after the reminder cancels both.
     replied = [*reminded, comment("2026-11-07T10:00:00Z", author="customer")]
     assert decide_at("2026-11-12T00:00:00Z", replied).actions == []
+
+
+def test_solved_then_closed_is_resolved_when_solved():
+    events = [comment("2026-11-03T18:00:00Z"), status("2026-11-04T16:00:00Z", "solved"),
+              status("2026-11-06T16:00:00Z", "closed")]
+    decision = run("2026-11-07T00:00:00Z", events=events, status="closed")
+    assert target(decision, "resolution") == ("2026-11-04T17:00:00Z", "met")
+    assert decision.to_dict()["targets"]["resolution"]["achieved_at"] == "2026-11-04T16:00:00Z"
+
+
+def test_pending_then_on_hold_is_one_pause():
+    # Used 1 h before pending; the budget would have run out at 17:00Z Wednesday without the pause.
+    events = [status("2026-11-03T18:00:00Z", "pending"), status("2026-11-04T12:00:00Z", "on_hold")]
+    decision = run("2026-11-06T00:00:00Z", events=events, status="on_hold")
+    assert target(decision, "resolution") == (None, "paused")
