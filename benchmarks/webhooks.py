@@ -38,7 +38,8 @@ from jobs.run import DEMO_TICKETS, Service
 from jobs.runtime import build_connector
 from jobs.worker import Worker
 from sandbox import serve_in_thread
-from sandbox.zendesk import CUSTOMER_ID, create_sandbox
+from sandbox.zendesk import create_sandbox
+from sandbox.zendesk_state import CUSTOMER_ID
 from store import Store
 from store.engine import normalize_url
 from store.models import inbox_events

@@ -1,4 +1,4 @@
-"""Zendesk connector: zenpy transport, engine tickets built from audits, safe updates, bulk jobs."""
+"""Zendesk connector: zenpy transport, ticket and audit reads, safe updates, bulk jobs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -26,7 +25,7 @@ from connectors.base import (
     TicketChanges,
     TransientError,
 )
-from engine.ticket import Event, Ticket, to_epoch
+from connectors.zendesk_tickets import ticket_from_zendesk
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,6 @@ log = logging.getLogger(__name__)
 MAX_BULK_IDS = 100
 # Zendesk calls the engine's on_hold "hold"; every other status has the same name.
 _TO_ZENDESK_STATUS = {"on_hold": "hold"}
-_FROM_ZENDESK_STATUS = {"hold": "on_hold"}
 _TICKETS = EndpointFactory("tickets")
 _USERS = EndpointFactory("users")
 _JOB_STATUSES = EndpointFactory("job_statuses")
@@ -499,61 +497,6 @@ class ZendeskConnector:
         return body
 
 
-def ticket_from_zendesk(
-    ticket: Mapping[str, Any],
-    audits: Iterable[Mapping[str, Any]],
-    users: Mapping[int, Mapping[str, Any]],
-    *,
-    field_names: Mapping[int, str],
-    group_names: Mapping[int, str],
-    bot_user_id: int | None = None,
-) -> Ticket:
-    """The engine's Ticket from a Zendesk ticket, its audits and their sideloaded users.
-
-    A comment is the customer's when its author is the requester or an
-    end-user, an agent's otherwise (agents, admins, triggers, unknown users).
-    An agent comment by `bot_user_id` (the API user) is marked `bot`.
-    """
-    requester = ticket.get("requester_id")
-
-    def author(user_id: Any) -> str:
-        if user_id is not None and user_id == requester:
-            return "customer"
-        role = (users.get(user_id) or {}).get("role")
-        return "customer" if role == "end-user" else "agent"
-
-    timeline = sorted(((_epoch(audit["created_at"]), audit) for audit in audits), key=lambda p: p[0])
-    events: list[Event] = []
-    for at, audit in timeline:
-        for event in audit.get("events") or []:
-            kind = event.get("type")
-            if kind == "Comment":
-                author_id = event.get("author_id", audit.get("author_id"))
-                who = author(author_id)
-                public = bool(event.get("public", True))
-                bot = who == "agent" and bot_user_id is not None and author_id == bot_user_id
-                events.append(Event(at=at, type="comment", author=who, public=public, bot=bot))
-            elif kind in ("Create", "Change") and event.get("field_name") == "status":
-                events.append(Event(at=at, type="status", status=_engine_status(event.get("value"))))
-    fields = {
-        field_names[item["id"]]: item.get("value")
-        for item in ticket.get("custom_fields") or []
-        if item.get("id") in field_names
-    }
-    return Ticket(
-        id=str(ticket["id"]),
-        status=_engine_status(ticket["status"]),
-        created_at=_epoch(ticket["created_at"]),
-        priority=ticket.get("priority"),
-        subject=ticket.get("subject") or "",
-        description=ticket.get("description") or "",
-        tags=frozenset(ticket.get("tags") or ()),
-        fields=fields,
-        events=tuple(events),
-        group=group_names.get(ticket.get("group_id")),
-    )
-
-
 def _job_results(ids: list[str], job: Mapping[str, Any]) -> dict[str, str | None]:
     """Ticket id -> None (updated) or the error, from a finished job's `results`."""
     outcome: dict[str, str | None] = {
@@ -570,15 +513,6 @@ def _job_results(ids: list[str], job: Mapping[str, Any]) -> dict[str, str | None
                 str(result[key]) for key in ("error", "details") if result.get(key)
             ) or "failed"
     return outcome
-
-
-def _engine_status(value: Any) -> str:
-    return _FROM_ZENDESK_STATUS.get(str(value), str(value))
-
-
-def _epoch(value: str) -> int:
-    """UTC epoch seconds of a Zendesk timestamp ("2024-03-01T09:30:00Z")."""
-    return to_epoch(datetime.fromisoformat(value))
 
 
 def _ticket_number(ticket_id: str | int) -> int:

@@ -149,7 +149,7 @@ def seed_demo(settings: Settings) -> list[str]:
     ids = []
     for demo in DEMO_TICKETS:
         if settings.helpdesk == "zendesk":
-            from sandbox.zendesk import CUSTOMER_ID
+            from sandbox.zendesk_state import CUSTOMER_ID
 
             ticket: dict = {
                 "subject": demo["subject"], "priority": demo["priority"], "requester_id": CUSTOMER_ID,

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import html
 import json
-import re
-import threading
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -15,6 +12,7 @@ from urllib.parse import urlencode
 from flask import Flask, Response, current_app, jsonify, request
 
 from sandbox import WebhookSender, serve_in_thread
+from sandbox.freshdesk_state import DONE, SandboxState, _apply, _iso, _set_status, _text
 
 __all__ = ["FreshdeskSandbox", "create_sandbox", "serve_in_thread"]
 
@@ -22,7 +20,6 @@ SANDBOX_API_KEY = "sandbox-api-key"
 AGENT_ID = 1  # the agent the API key belongs to: Deskpilot itself
 REQUESTER_ID = 2  # the customer on every sandbox ticket
 HUMAN_AGENT_ID = 3  # the agent who writes through /_sandbox/tickets/<id>/conversations
-STATUS_LABELS = {2: "Open", 3: "Pending", 4: "Resolved", 5: "Closed"}
 # New Freshdesk accounts come with these two custom statuses.
 DEFAULT_CUSTOM_STATUSES = {6: "Waiting on Customer", 7: "Waiting on Third Party"}
 PRIORITY_LABELS = {1: "Low", 2: "Medium", 3: "High", 4: "Urgent"}
@@ -30,54 +27,6 @@ UPDATABLE = {"subject", "description", "status", "priority", "group_id", "respon
              "custom_fields", "type"}
 MAX_PER_PAGE = 100
 MAX_LIST_PAGES = 300
-DONE = (4, 5)
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _text(body: str) -> str:
-    return html.unescape(re.sub(r"<[^>]+>", "", re.sub(r"<br\s*/?>", "\n", body)))
-
-
-class SandboxState:
-    """Tickets, conversations, jobs and the request log, behind one lock."""
-
-    def __init__(self, api_key: str, clock: Callable[[], datetime], rate_limit: int,
-                 custom_statuses: Mapping[int, str]) -> None:
-        self.api_key, self.clock, self.rate_limit = api_key, clock, rate_limit
-        self.status_labels = {**STATUS_LABELS, **custom_statuses}
-        self.lock = threading.RLock()
-        self.reset()
-
-    def reset(self) -> None:
-        with self.lock:
-            self.tickets: dict[int, dict[str, Any]] = {}
-            self.stats: dict[int, dict[str, str | None]] = {}
-            self.conversations: dict[int, list[dict[str, Any]]] = {}
-            self.jobs: dict[str, dict[str, Any]] = {}
-            self.requests: list[dict[str, Any]] = []
-            self.failures: list[tuple[int, float | None]] = []
-            self.window: tuple[datetime, int] | None = None
-            self.next_ticket, self.next_conversation = 1, 1
-
-    def now(self) -> str:
-        return _iso(self.clock())
-
-    def take_call(self) -> tuple[int, int]:
-        """Count one API call in the current minute: (calls used, seconds to the next minute)."""
-        now = self.clock().astimezone(UTC)
-        minute = now.replace(second=0, microsecond=0)
-        used = self.window[1] + 1 if self.window and self.window[0] == minute else 1
-        self.window = (minute, used)
-        return used, 60 - now.second
-
-    def ticket_json(self, tid: int, include_stats: bool = False) -> dict[str, Any]:
-        data = dict(self.tickets[tid])
-        if include_stats:
-            data["stats"] = dict(self.stats[tid])
-        return data
 
 
 class FreshdeskSandbox(Flask):
@@ -272,48 +221,6 @@ def _check_properties(data: Mapping[str, Any], statuses: Mapping[int, str]) -> R
     if data.get("group_id") is not None and not isinstance(data["group_id"], int):
         return _validation("group_id", "It should be a Positive Integer", "datatype_mismatch")
     return None
-
-
-def _apply(state: SandboxState, tid: int, data: Mapping[str, Any]) -> str:
-    """Apply checked properties; returns the webhook's triggered_event."""
-    ticket, stats, now = state.tickets[tid], state.stats[tid], state.now()
-    # {{triggered_event}} names the property that changed, with ids: {status:{from:2,to:3}}.
-    # Changes Freshdesk has no such event for (tags, fields) read {ticket_action:updated}.
-    event = "{ticket_action:updated}"
-    for key in ("group_id", "priority", "status"):  # the last change listed wins
-        if key in data and data[key] != ticket[key]:
-            before, after = ("" if v is None else v for v in (ticket[key], data[key]))
-            event = f"{{{key}:{{from:{before},to:{after}}}}}"
-    if "status" in data:
-        _set_status(ticket, stats, data["status"], now)
-    for key in ("subject", "priority", "group_id", "responder_id", "type"):
-        if key in data:
-            ticket[key] = data[key]
-    if "description" in data:
-        ticket["description"] = data["description"]
-        ticket["description_text"] = _text(data["description"])
-    if "tags" in data:
-        ticket["tags"] = list(dict.fromkeys(data["tags"]))  # a PUT replaces the tags
-    if "custom_fields" in data:
-        ticket["custom_fields"] = {**ticket["custom_fields"], **data["custom_fields"]}
-    ticket["updated_at"] = now
-    return event
-
-
-def _set_status(ticket: dict[str, Any], stats: dict[str, Any], status: int, now: str) -> None:
-    old = ticket["status"]
-    if status == old:
-        return
-    ticket["status"] = status
-    stats["status_updated_at"] = now
-    if status == 3:
-        stats["pending_since"] = now
-    if status == 4 or (status == 5 and old != 4):
-        stats["resolved_at"] = now
-    if status == 5:
-        stats["closed_at"] = now
-    if old in DONE and status not in DONE:
-        stats["reopened_at"] = now
 
 
 def _create_ticket() -> Response:

@@ -7,9 +7,8 @@ import binascii
 import hmac
 import itertools
 import json
-import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -18,205 +17,16 @@ from flask import Flask, Response, current_app, jsonify, request
 
 from connectors.signature import sign
 from sandbox import WebhookSender, serve_in_thread
+from sandbox.zendesk_state import AGENT_ID, HUMAN_AGENT_ID, SANDBOX_EMAIL, ApiError, SandboxState, _iso
 
 __all__ = ["ZendeskSandbox", "create_sandbox", "serve_in_thread"]
 
-# The same values config.py falls back to when no Zendesk credentials are set.
-SANDBOX_EMAIL = "agent@sandbox.invalid"
+# The same value config.py falls back to when no Zendesk credentials are set.
 SANDBOX_TOKEN = "sandbox-token"  # noqa: S105 - a public sandbox credential
 ACCOUNT_ID = 9100
-AGENT_ID = 1001  # the API user: Deskpilot itself
-HUMAN_AGENT_ID = 1002  # the agent who comments through /_sandbox/tickets/<id>/comments
-CUSTOMER_ID = 2001  # the default requester
-STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
-PRIORITIES = ("low", "normal", "high", "urgent")
 MAX_BULK_IDS = 100
 MAX_AUDIT_PAGE = 100
 EXPORT_PAGE = 1000
-# https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#protecting-against-ticket-update-collisions
-CONFLICT_BODY = {
-    "error": "UpdateConflict",
-    "description": "Safe Update prevented the update due to outdated ticket data. "
-                   "Please fetch the latest ticket data and try again.",
-}
-
-
-class ApiError(Exception):
-    """An error answer in Zendesk's shape: {"error", "description", "details"?}."""
-
-    def __init__(self, status: int, error: str, description: str, details: Any = None) -> None:
-        super().__init__(description)
-        self.status, self.body = status, {"error": error, "description": description}
-        if details is not None:
-            self.body["details"] = details
-
-
-def _invalid(field: str, description: str) -> ApiError:
-    return ApiError(422, "RecordInvalid", "Record validation errors",
-                    {field: [{"description": description, "error": "InvalidValue"}]})
-
-
-def _iso(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _epoch_of(value: Any) -> int | None:
-    try:
-        return int(datetime.fromisoformat(str(value)).timestamp())
-    except ValueError:
-        return None
-
-
-class SandboxState:
-    """Tickets, audits, users and jobs in memory, guarded by `lock`."""
-
-    def __init__(self, clock: Callable[[], datetime]) -> None:
-        self.clock = clock
-        self.lock = threading.RLock()
-        self.reset()
-
-    def reset(self) -> None:
-        with self.lock:
-            self.tickets: dict[int, dict[str, Any]] = {}
-            self.updated: dict[int, int] = {}  # ticket id -> updated_at epoch (export order)
-            self.audits: dict[int, list[dict[str, Any]]] = {}
-            self.users: dict[int, dict[str, Any]] = {
-                AGENT_ID: _user(AGENT_ID, "Sandbox Agent", SANDBOX_EMAIL, "admin"),
-                HUMAN_AGENT_ID: _user(HUMAN_AGENT_ID, "Alex Agent", "alex@sandbox.invalid", "agent"),
-                CUSTOMER_ID: _user(CUSTOMER_ID, "Casey Customer", "casey@example.org", "end-user"),
-            }
-            self.jobs: dict[str, dict[str, Any]] = {}
-            self.requests: list[dict[str, Any]] = []
-            self.failures: list[tuple[int, float | None]] = []
-            self._ids: Iterator[int] = itertools.count(1)
-            self._other_ids: Iterator[int] = itertools.count(10_001)
-
-    def now(self) -> int:
-        return int(self.clock().timestamp())
-
-    def ticket(self, tid: int) -> dict[str, Any]:
-        if tid not in self.tickets:
-            raise ApiError(404, "RecordNotFound", "Not found")
-        return self.tickets[tid]
-
-    def requester(self, data: Mapping[str, Any]) -> int:
-        if data.get("requester_id") is not None:
-            return int(data["requester_id"])
-        person = data.get("requester")
-        if not isinstance(person, dict) or not person.get("email"):
-            return CUSTOMER_ID
-        for user in self.users.values():
-            if user["email"] == person["email"]:
-                return user["id"]
-        uid = next(self._other_ids)
-        self.users[uid] = _user(uid, person.get("name") or person["email"], person["email"], "end-user")
-        return uid
-
-    def create(self, data: Mapping[str, Any], base_url: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """POST tickets.json: the new ticket and its Create audit."""
-        comment = data.get("comment") or {}
-        if not comment.get("body"):
-            raise _invalid("description", "Description: cannot be blank")
-        status, priority = data.get("status") or "new", data.get("priority")
-        _check(status, priority)
-        tid, at = next(self._ids), self.now()
-        requester = self.requester(data)
-        author = int(comment.get("author_id") or AGENT_ID)  # Zendesk: the API user by default
-        ticket = {
-            "url": f"{base_url}api/v2/tickets/{tid}.json", "id": tid, "external_id": None,
-            "via": {"channel": "api"}, "created_at": _iso(at), "updated_at": _iso(at),
-            "type": data.get("type"), "subject": data.get("subject") or "",
-            "raw_subject": data.get("subject") or "", "description": comment["body"],
-            "priority": priority, "status": status, "recipient": None, "requester_id": requester,
-            "submitter_id": author, "assignee_id": data.get("assignee_id"), "organization_id": None,
-            "group_id": data.get("group_id"), "collaborator_ids": [], "follower_ids": [],
-            "email_cc_ids": [], "problem_id": None, "has_incidents": False, "is_public": True,
-            "due_at": None, "tags": list(dict.fromkeys(data.get("tags") or [])),
-            "custom_fields": [{"id": int(f["id"]), "value": f.get("value")}
-                              for f in data.get("custom_fields") or []],
-            "satisfaction_rating": None, "sharing_agreement_ids": [], "followup_ids": [],
-            "ticket_form_id": None, "brand_id": None, "allow_channelback": False,
-            "allow_attachments": True, "from_messaging_channel": False,
-        }
-        events = [self._comment(author, comment["body"], bool(comment.get("public", True)))]
-        for name in ("subject", "status", "priority", "group_id", "tags", "requester_id"):
-            if ticket[name] not in (None, "", []):
-                events.append({"id": next(self._other_ids), "type": "Create", "field_name": name,
-                               "value": ticket[name]})
-        events += [{"id": next(self._other_ids), "type": "Create", "field_name": str(f["id"]),
-                    "value": f["value"]} for f in ticket["custom_fields"]]
-        self.tickets[tid], self.updated[tid], self.audits[tid] = ticket, at, []
-        return ticket, self._audit(tid, at, author, events, "api")
-
-    def update(self, tid: int, data: Mapping[str, Any], *, author: int = AGENT_ID, safe: bool = True,
-               channel: str = "api") -> tuple[dict[str, Any], dict[str, Any] | None, list[tuple]]:
-        """PUT tickets/{id}.json: (ticket, audit or None if nothing changed, changes)."""
-        ticket = self.ticket(tid)
-        if safe and str(data.get("safe_update")).lower() == "true":
-            if _epoch_of(data.get("updated_stamp")) != self.updated[tid]:
-                raise ApiError(409, **CONFLICT_BODY)
-        if ticket["status"] == "closed":
-            raise _invalid("status", "Status: closed prevents ticket update")
-        _check(data.get("status") or ticket["status"], data.get("priority", ticket["priority"]))
-        wanted: dict[str, Any] = {k: data[k] for k in ("status", "priority", "group_id", "subject",
-                                                       "assignee_id") if k in data}
-        tags = list(data["tags"]) if "tags" in data else list(ticket["tags"])
-        tags += [t for t in data.get("additional_tags") or [] if t not in tags]
-        wanted["tags"] = [t for t in tags if t not in set(data.get("remove_tags") or [])]
-        changes = [(k, ticket[k], v) for k, v in wanted.items() if ticket[k] != v]
-        fields = {f["id"]: f for f in ticket["custom_fields"]}
-        for item in data.get("custom_fields") or []:
-            old = fields.get(int(item["id"]), {}).get("value")
-            if old != item.get("value"):
-                changes.append((str(int(item["id"])), old, item.get("value")))
-        comment = data.get("comment") or {}
-        if not changes and not comment.get("body"):
-            return ticket, None, []
-        at = max(self.now(), self.updated[tid] + 1)  # stamps must move even with a frozen clock
-        events = []
-        for name, old, new in changes:
-            if name.isdigit():
-                fields.setdefault(int(name), {"id": int(name), "value": None})["value"] = new
-            else:
-                ticket[name] = new
-            events.append({"id": next(self._other_ids), "type": "Change", "field_name": name,
-                           "value": new, "previous_value": old})
-        ticket["custom_fields"] = list(fields.values())
-        if comment.get("body"):
-            who = int(comment.get("author_id") or author)
-            events.insert(0, self._comment(who, comment["body"], bool(comment.get("public", True))))
-            changes.append(("comment", None, events[0]))
-        ticket["updated_at"], self.updated[tid] = _iso(at), at
-        return ticket, self._audit(tid, at, author, events, channel), changes
-
-    def _comment(self, author: int, body: str, public: bool) -> dict[str, Any]:
-        return {"id": next(self._other_ids), "type": "Comment", "author_id": author, "body": body,
-                "html_body": f"<div class=\"zd-comment\"><p>{body}</p></div>", "plain_body": body,
-                "public": public, "attachments": []}
-
-    def _audit(self, tid: int, at: int, author: int, events: list[dict[str, Any]],
-               channel: str) -> dict[str, Any]:
-        audit = {"id": next(self._other_ids), "ticket_id": tid, "created_at": _iso(at),
-                 "author_id": author, "metadata": {"system": {}, "custom": {}},
-                 "via": {"channel": channel, "source": {"from": {}, "to": {}, "rel": None}},
-                 "events": events}
-        for event in events:
-            if event["type"] == "Comment":
-                event["audit_id"] = audit["id"]
-        self.audits[tid].append(audit)
-        return audit
-
-
-def _user(uid: int, name: str, email: str, role: str) -> dict[str, Any]:
-    return {"id": uid, "name": name, "email": email, "role": role, "active": True,
-            "time_zone": "UTC", "locale": "en-US"}
-
-
-def _check(status: Any, priority: Any) -> None:
-    if status not in STATUSES:
-        raise _invalid("status", f"Status: {status!r} is not one of {', '.join(STATUSES)}")
-    if priority is not None and priority not in PRIORITIES:
-        raise _invalid("priority", f"Priority: {priority!r} is not one of {', '.join(PRIORITIES)}")
 
 
 class ZendeskSandbox(Flask):

@@ -15,6 +15,7 @@ from connectors.zendesk import ZendeskConnector
 from engine.rulefile import load_rules
 from sandbox import freshdesk as fd_sandbox
 from sandbox import zendesk as zd_sandbox
+from sandbox import zendesk_state as zd_state
 
 ROOT = Path(__file__).resolve().parent.parent
 CHOOZLE = ROOT / "rules" / "examples" / "choozle.yaml"
@@ -60,17 +61,17 @@ class ZendeskWorld:
     def __post_init__(self) -> None:
         self.api = self.app.test_client()
         self.api.environ_base["HTTP_AUTHORIZATION"] = _basic(
-            f"{zd_sandbox.SANDBOX_EMAIL}/token", zd_sandbox.SANDBOX_TOKEN)
+            f"{zd_state.SANDBOX_EMAIL}/token", zd_sandbox.SANDBOX_TOKEN)
 
     def connector(self, **options) -> ZendeskConnector:
-        return ZendeskConnector("sandbox", zd_sandbox.SANDBOX_EMAIL, zd_sandbox.SANDBOX_TOKEN,
+        return ZendeskConnector("sandbox", zd_state.SANDBOX_EMAIL, zd_sandbox.SANDBOX_TOKEN,
                                 api_url=self.base_url, sleep=lambda _: None, **options)
 
     def create(self, *, priority: str | None = None, tags: tuple[str, ...] = (),
                subject: str = "Help") -> str:
         ticket = {"subject": subject, "priority": priority, "tags": list(tags),
-                  "requester_id": zd_sandbox.CUSTOMER_ID,
-                  "comment": {"body": "It is broken.", "author_id": zd_sandbox.CUSTOMER_ID}}
+                  "requester_id": zd_state.CUSTOMER_ID,
+                  "comment": {"body": "It is broken.", "author_id": zd_state.CUSTOMER_ID}}
         response = self.api.post("/api/v2/tickets.json", json={"ticket": ticket})
         assert response.status_code == 201, response.json
         return str(response.json["ticket"]["id"])

@@ -16,6 +16,7 @@ from jobs.worker import changes_from
 from sandbox import freshdesk as fd
 from sandbox import serve_in_thread
 from sandbox import zendesk as zd
+from sandbox import zendesk_state as zd_state
 
 RULES = load_rules(Path(__file__).resolve().parent.parent / "rules" / "deskpilot.yaml")
 START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # Mon 09:00 Bratislava
@@ -34,16 +35,16 @@ class ZendeskStory:
         self.app = zd.create_sandbox(clock=clock)
         self.base, self.stop = serve_in_thread(self.app)
         ids = {k: int(v) for k, v in RULES.helpdesk["zendesk"].fields.items()}
-        self.connector = ZendeskConnector("sandbox", zd.SANDBOX_EMAIL, zd.SANDBOX_TOKEN, api_url=self.base,
-                                          field_ids=ids, sleep=lambda s: None)
+        self.connector = ZendeskConnector("sandbox", zd_state.SANDBOX_EMAIL, zd.SANDBOX_TOKEN,
+                                          api_url=self.base, field_ids=ids, sleep=lambda s: None)
         self.client = self.app.test_client()
-        self.auth = (f"{zd.SANDBOX_EMAIL}/token", zd.SANDBOX_TOKEN)
+        self.auth = (f"{zd_state.SANDBOX_EMAIL}/token", zd.SANDBOX_TOKEN)
         self.plan_field = ids["plan"]
 
     def create(self, subject: str, priority: str, plan: str) -> str:
         response = self.client.post("/api/v2/tickets.json", auth=self.auth, json={"ticket": {
-            "subject": subject, "priority": priority, "requester_id": zd.CUSTOMER_ID,
-            "comment": {"body": "Please help", "author_id": zd.CUSTOMER_ID},
+            "subject": subject, "priority": priority, "requester_id": zd_state.CUSTOMER_ID,
+            "comment": {"body": "Please help", "author_id": zd_state.CUSTOMER_ID},
             "custom_fields": [{"id": self.plan_field, "value": plan}]}})
         return str(response.json["ticket"]["id"])
 

@@ -14,14 +14,8 @@ from connectors.base import ConflictError, ConnectorError, NotFoundError, Ticket
 from connectors.signature import verify
 from connectors.zendesk import ZendeskConnector
 from engine.ticket import Event
-from sandbox.zendesk import (
-    AGENT_ID,
-    CUSTOMER_ID,
-    SANDBOX_EMAIL,
-    SANDBOX_TOKEN,
-    create_sandbox,
-    serve_in_thread,
-)
+from sandbox.zendesk import SANDBOX_TOKEN, create_sandbox, serve_in_thread
+from sandbox.zendesk_state import AGENT_ID, CUSTOMER_ID, SANDBOX_EMAIL
 
 SECRET = "webhook-secret"
 START = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)

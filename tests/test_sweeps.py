@@ -14,7 +14,7 @@ from engine.rulefile import load_texts
 from jobs.sweeps import Sweeper
 from jobs.worker import Worker
 from sandbox.freshdesk import AGENT_ID as FD_AGENT_ID
-from sandbox.zendesk import AGENT_ID, HUMAN_AGENT_ID
+from sandbox.zendesk_state import AGENT_ID, HUMAN_AGENT_ID
 from store import Store
 from store.models import ticket_work
 from tests.sweep_helpers import Clock, at, choozle, freshdesk_world, zendesk_world

@@ -12,7 +12,8 @@ from connectors.zendesk import ZendeskConnector
 from engine.rulefile import load_rules
 from jobs.worker import Worker, changes_from
 from sandbox import serve_in_thread
-from sandbox.zendesk import CUSTOMER_ID, SANDBOX_EMAIL, SANDBOX_TOKEN, create_sandbox
+from sandbox.zendesk import SANDBOX_TOKEN, create_sandbox
+from sandbox.zendesk_state import CUSTOMER_ID, SANDBOX_EMAIL
 
 RULES = load_rules(Path(__file__).resolve().parent.parent / "rules" / "deskpilot.yaml")
 FIELDS = {name: int(i) for name, i in RULES.helpdesk["zendesk"].fields.items()}

@@ -25,7 +25,8 @@ from connectors.base import (
     TicketChanges,
     TransientError,
 )
-from connectors.zendesk import ZendeskConnector, ticket_from_zendesk
+from connectors.zendesk import ZendeskConnector
+from connectors.zendesk_tickets import ticket_from_zendesk
 from engine.ticket import Event
 
 FIXTURES = Path(__file__).parent / "fixtures" / "zendesk_api"

@@ -1,0 +1,130 @@
+"""Freshdesk ticket JSON (with stats and conversations) mapped to the engine's Ticket."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from connectors.base import ConnectorError
+from engine.ticket import Event, Ticket, to_epoch
+
+# Priority and status ids: https://developers.freshdesk.com/api/#tickets
+# Freshdesk's "Medium" is the engine's "normal"; its "Resolved" is "solved".
+PRIORITY_NAMES = {1: "low", 2: "normal", 3: "high", 4: "urgent"}
+PRIORITY_IDS = {name: pid for pid, name in PRIORITY_NAMES.items()}
+STATUS_NAMES = {2: "open", 3: "pending", 4: "solved", 5: "closed"}
+STATUS_IDS = {name: sid for sid, name in STATUS_NAMES.items()}
+OUTBOUND_EMAIL_SOURCE = 10  # ticket `source` of an agent-initiated outbound email
+
+
+def ticket_from_freshdesk(
+    data: Mapping[str, Any],
+    conversations: Iterable[Mapping[str, Any]],
+    *,
+    field_names: Mapping[str, str],
+    group_names: Mapping[int, str],
+    status_map: Mapping[int, str],
+    bot_agent_id: int | None = None,
+) -> Ticket:
+    """The engine's Ticket from a Freshdesk ticket (with `include=stats`) and its conversations.
+
+    `field_names` maps Freshdesk custom fields (cf_plan) to engine names,
+    `group_names` group ids to engine names, `status_map` custom status ids
+    to engine statuses. A reply or note by `bot_agent_id` is marked `bot`.
+    """
+    tid = data.get("id")
+    created = _instant(data.get("created_at"), f"ticket {tid} created_at")
+    status = _engine_status(data.get("status"), tid, status_map)
+    priority = data.get("priority")
+    if priority is not None and priority not in PRIORITY_NAMES:
+        raise ConnectorError(f"Freshdesk ticket {tid} has unknown priority {priority!r}")
+    # Mapped custom fields appear under their engine name, the rest under Freshdesk's own.
+    fields = {
+        field_names.get(key, key): value
+        for key, value in (data.get("custom_fields") or {}).items()
+    }
+    # The description is the requester's first message, except on an
+    # outbound email, which an agent writes (source 10 in the docs' table).
+    opener = "agent" if data.get("source") == OUTBOUND_EMAIL_SOURCE else "customer"
+    events = [Event(at=created, type="comment", author=opener, public=True)]
+    for item in conversations:
+        incoming = bool(item.get("incoming"))
+        events.append(Event(
+            at=_instant(item.get("created_at"), f"ticket {tid} conversation {item.get('id')}"),
+            type="comment",
+            author="customer" if incoming else "agent",
+            public=not item.get("private", False),
+            bot=not incoming and bot_agent_id is not None
+            and item.get("user_id") == bot_agent_id,
+        ))
+    events.extend(_status_events(data.get("stats") or {}, status, tid))
+    events.sort(key=lambda event: (event.at, event.type != "comment"))
+    return Ticket(
+        id=str(tid),
+        status=status,
+        created_at=created,
+        priority=PRIORITY_NAMES.get(priority) if priority is not None else None,
+        subject=data.get("subject") or "",
+        description=data.get("description_text") or "",
+        tags=frozenset(data.get("tags") or ()),
+        fields=fields,
+        events=tuple(events),
+        group=group_names.get(data.get("group_id")),
+    )
+
+
+def _engine_status(status: Any, tid: Any, status_map: Mapping[int, str]) -> str:
+    if status in STATUS_NAMES:
+        return STATUS_NAMES[status]
+    if status in status_map:
+        return status_map[status]
+    raise ConnectorError(
+        f"Freshdesk ticket {tid} has status {status!r}, which is not mapped: add it to "
+        f"the connector's status_map (FRESHDESK_STATUS_MAP), e.g. {{\"{status}\": \"on_hold\"}}"
+    )
+
+
+def _status_events(stats: Mapping[str, Any], status: str, tid: Any) -> list[Event]:
+    """The status changes that Freshdesk's ticket stats still show.
+
+    Freshdesk's API keeps no status history (the activity log is not in API
+    v2), only the last instant of a few transitions (`include=stats`:
+    https://developers.freshdesk.com/api/#view_a_ticket). So the timeline is
+    rebuilt from: resolved_at, closed_at, reopened_at (after one of them),
+    pending_since (while pending), and the current status at
+    status_updated_at. Earlier pauses that were left are lost, so pause time
+    before the latest transition counts as open time.
+    """
+    at = {
+        key: _instant(value, f"ticket {tid} stats.{key}")
+        for key, value in stats.items()
+        if key in ("status_updated_at", "resolved_at", "closed_at", "reopened_at", "pending_since")
+        and value
+    }
+    current_at = at.get("status_updated_at")
+    candidates = [(at[key], name) for key, name in (("resolved_at", "solved"), ("closed_at", "closed"))
+                  if key in at]
+    reopened = at.get("reopened_at")
+    if reopened is not None and any(instant < reopened for instant, _ in candidates):
+        candidates.append((reopened, "open"))
+    if status == "pending" and "pending_since" in at:
+        candidates.append((at["pending_since"], "pending"))
+    if current_at is not None:
+        candidates = [c for c in candidates if c[0] < current_at]
+    order = {"open": 0, "pending": 1, "solved": 2, "closed": 3}
+    candidates.sort(key=lambda c: (c[0], order.get(c[1], 1)))
+    if current_at is not None:
+        candidates.append((current_at, status))
+    events: list[Event] = []
+    for instant, name in candidates:
+        if not events or events[-1].status != name:
+            events.append(Event(at=instant, type="status", status=name))
+    return events
+
+
+def _instant(value: Any, what: str) -> int:
+    try:
+        return to_epoch(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+    except ValueError as err:
+        raise ConnectorError(f"Freshdesk {what} {value!r} is not an ISO-8601 instant") from err
