@@ -23,7 +23,7 @@ from connectors.base import (
     TicketChanges,
     TransientError,
 )
-from connectors.freshdesk_tickets import PRIORITY_IDS, STATUS_IDS, _instant, ticket_from_freshdesk
+from connectors.freshdesk_tickets import PRIORITY_IDS, STATUS_IDS, instant, ticket_from_freshdesk
 from engine.ticket import STATUSES, to_epoch
 
 log = logging.getLogger(__name__)
@@ -210,7 +210,7 @@ class FreshdeskConnector:
             if pages < MAX_LIST_PAGES or len(last_batch) < PER_PAGE:
                 return list(seen)
             # Page 300 was full: start a new window at the last instant seen.
-            if last_updated is None or _instant(last_updated, "updated_at") <= _instant(
+            if last_updated is None or instant(last_updated, "updated_at") <= instant(
                     since, "updated_since"):
                 raise ConnectorError(
                     f"more than {MAX_LIST_PAGES * PER_PAGE} Freshdesk tickets share "

@@ -34,7 +34,7 @@ def ticket_from_freshdesk(
     to engine statuses. A reply or note by `bot_agent_id` is marked `bot`.
     """
     tid = data.get("id")
-    created = _instant(data.get("created_at"), f"ticket {tid} created_at")
+    created = instant(data.get("created_at"), f"ticket {tid} created_at")
     status = _engine_status(data.get("status"), tid, status_map)
     priority = data.get("priority")
     if priority is not None and priority not in PRIORITY_NAMES:
@@ -51,7 +51,7 @@ def ticket_from_freshdesk(
     for item in conversations:
         incoming = bool(item.get("incoming"))
         events.append(Event(
-            at=_instant(item.get("created_at"), f"ticket {tid} conversation {item.get('id')}"),
+            at=instant(item.get("created_at"), f"ticket {tid} conversation {item.get('id')}"),
             type="comment",
             author="customer" if incoming else "agent",
             public=not item.get("private", False),
@@ -97,7 +97,7 @@ def _status_events(stats: Mapping[str, Any], status: str, tid: Any) -> list[Even
     before the latest transition counts as open time.
     """
     at = {
-        key: _instant(value, f"ticket {tid} stats.{key}")
+        key: instant(value, f"ticket {tid} stats.{key}")
         for key, value in stats.items()
         if key in ("status_updated_at", "resolved_at", "closed_at", "reopened_at", "pending_since")
         and value
@@ -106,7 +106,7 @@ def _status_events(stats: Mapping[str, Any], status: str, tid: Any) -> list[Even
     candidates = [(at[key], name) for key, name in (("resolved_at", "solved"), ("closed_at", "closed"))
                   if key in at]
     reopened = at.get("reopened_at")
-    if reopened is not None and any(instant < reopened for instant, _ in candidates):
+    if reopened is not None and any(moment < reopened for moment, _ in candidates):
         candidates.append((reopened, "open"))
     if status == "pending" and "pending_since" in at:
         candidates.append((at["pending_since"], "pending"))
@@ -117,13 +117,13 @@ def _status_events(stats: Mapping[str, Any], status: str, tid: Any) -> list[Even
     if current_at is not None:
         candidates.append((current_at, status))
     events: list[Event] = []
-    for instant, name in candidates:
+    for moment, name in candidates:
         if not events or events[-1].status != name:
-            events.append(Event(at=instant, type="status", status=name))
+            events.append(Event(at=moment, type="status", status=name))
     return events
 
 
-def _instant(value: Any, what: str) -> int:
+def instant(value: Any, what: str) -> int:
     try:
         return to_epoch(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
     except ValueError as err:

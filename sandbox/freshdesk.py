@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from flask import Flask, Response, current_app, jsonify, request
 
 from sandbox import WebhookSender, serve_in_thread
-from sandbox.freshdesk_state import DONE, SandboxState, _apply, _iso, _set_status, _text
+from sandbox.freshdesk_state import DONE, SandboxState, apply_update, iso, set_status, text_of
 
 __all__ = ["FreshdeskSandbox", "create_sandbox", "serve_in_thread"]
 
@@ -242,7 +242,7 @@ def _create_ticket() -> Response:
         description = data.get("description") or ""
         state.tickets[tid] = {
             "id": tid, "subject": data["subject"], "description": description,
-            "description_text": _text(description), "status": data["status"],
+            "description_text": text_of(description), "status": data["status"],
             "priority": data["priority"], "source": 2, "type": data.get("type"),
             "requester_id": data.get("requester_id", REQUESTER_ID),
             "responder_id": data.get("responder_id"), "group_id": data.get("group_id"),
@@ -293,7 +293,7 @@ def _update_ticket(tid: int) -> Response:
     with state.lock:
         if tid not in state.tickets:
             return _not_found()
-        _notify(tid, _apply(state, tid, data))
+        _notify(tid, apply_update(state, tid, data))
         return jsonify(state.ticket_json(tid))
 
 
@@ -313,13 +313,13 @@ def _list_tickets() -> Response:
     with state.lock:
         if since_text:
             try:
-                since = _iso(datetime.fromisoformat(since_text.replace("Z", "+00:00")))
+                since = iso(datetime.fromisoformat(since_text.replace("Z", "+00:00")))
             except ValueError:
                 return _validation("updated_since", "It should be in the 'valid date' format",
                                    "invalid_date")
             chosen = [t for t in state.tickets.values() if t["updated_at"] >= since]
         else:  # without updated_since, only tickets created in the last 30 days
-            cutoff = _iso(state.clock() - timedelta(days=30))
+            cutoff = iso(state.clock() - timedelta(days=30))
             chosen = [t for t in state.tickets.values() if t["created_at"] >= cutoff]
         reverse = request.args.get("order_type", "desc") == "desc"
         chosen.sort(key=lambda t: (t[order_by], t["id"]), reverse=reverse)
@@ -334,7 +334,7 @@ def _converse(state: SandboxState, tid: int, body: str, kind: str, *, private: b
     now, ticket, stats = state.now(), state.tickets[tid], state.stats[tid]
     customer = kind == "customer"
     item = {
-        "id": state.next_conversation, "ticket_id": tid, "body": body, "body_text": _text(body),
+        "id": state.next_conversation, "ticket_id": tid, "body": body, "body_text": text_of(body),
         "incoming": customer or incoming, "private": private,
         "user_id": REQUESTER_ID if customer else agent, "source": 2 if kind == "note" else 0,
         "support_email": None, "to_emails": [], "from_email": None, "cc_emails": [],
@@ -353,7 +353,7 @@ def _converse(state: SandboxState, tid: int, body: str, kind: str, *, private: b
         event = "{ticket_action:updated}"
         if ticket["status"] in (3, *DONE):
             event = f"{{status:{{from:{ticket['status']},to:2}}}}"
-            _set_status(ticket, stats, 2, now)
+            set_status(ticket, stats, 2, now)
     else:
         event = "{note_type:private}" if private else "{note_type:public}"
     _notify(tid, event)
@@ -426,7 +426,7 @@ def _bulk_update() -> Response:
                 continue
             if reply is not None:  # the reply first: a reply to a resolved ticket does not reopen it
                 _converse(state, tid, reply["body"], "reply")
-            _notify(tid, _apply(state, tid, properties))
+            _notify(tid, apply_update(state, tid, properties))
             results.append({"id": tid, "success": True})
         # Applied at once, so the job is complete when first asked about.
         now = state.now()

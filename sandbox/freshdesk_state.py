@@ -13,11 +13,11 @@ STATUS_LABELS = {2: "Open", 3: "Pending", 4: "Resolved", 5: "Closed"}
 DONE = (4, 5)
 
 
-def _iso(value: datetime) -> str:
+def iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _text(body: str) -> str:
+def text_of(body: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", re.sub(r"<br\s*/?>", "\n", body)))
 
 
@@ -43,7 +43,7 @@ class SandboxState:
             self.next_ticket, self.next_conversation = 1, 1
 
     def now(self) -> str:
-        return _iso(self.clock())
+        return iso(self.clock())
 
     def take_call(self) -> tuple[int, int]:
         """Count one API call in the current minute: (calls used, seconds to the next minute)."""
@@ -60,7 +60,7 @@ class SandboxState:
         return data
 
 
-def _apply(state: SandboxState, tid: int, data: Mapping[str, Any]) -> str:
+def apply_update(state: SandboxState, tid: int, data: Mapping[str, Any]) -> str:
     """Apply checked properties; returns the webhook's triggered_event."""
     ticket, stats, now = state.tickets[tid], state.stats[tid], state.now()
     # {{triggered_event}} names the property that changed, with ids: {status:{from:2,to:3}}.
@@ -71,13 +71,13 @@ def _apply(state: SandboxState, tid: int, data: Mapping[str, Any]) -> str:
             before, after = ("" if v is None else v for v in (ticket[key], data[key]))
             event = f"{{{key}:{{from:{before},to:{after}}}}}"
     if "status" in data:
-        _set_status(ticket, stats, data["status"], now)
+        set_status(ticket, stats, data["status"], now)
     for key in ("subject", "priority", "group_id", "responder_id", "type"):
         if key in data:
             ticket[key] = data[key]
     if "description" in data:
         ticket["description"] = data["description"]
-        ticket["description_text"] = _text(data["description"])
+        ticket["description_text"] = text_of(data["description"])
     if "tags" in data:
         ticket["tags"] = list(dict.fromkeys(data["tags"]))  # a PUT replaces the tags
     if "custom_fields" in data:
@@ -86,7 +86,7 @@ def _apply(state: SandboxState, tid: int, data: Mapping[str, Any]) -> str:
     return event
 
 
-def _set_status(ticket: dict[str, Any], stats: dict[str, Any], status: int, now: str) -> None:
+def set_status(ticket: dict[str, Any], stats: dict[str, Any], status: int, now: str) -> None:
     old = ticket["status"]
     if status == old:
         return

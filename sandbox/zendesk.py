@@ -17,7 +17,7 @@ from flask import Flask, Response, current_app, jsonify, request
 
 from connectors.signature import sign
 from sandbox import WebhookSender, serve_in_thread
-from sandbox.zendesk_state import AGENT_ID, HUMAN_AGENT_ID, SANDBOX_EMAIL, ApiError, SandboxState, _iso
+from sandbox.zendesk_state import AGENT_ID, HUMAN_AGENT_ID, SANDBOX_EMAIL, ApiError, SandboxState, iso
 
 __all__ = ["ZendeskSandbox", "create_sandbox", "serve_in_thread"]
 
@@ -314,7 +314,7 @@ def _update_many() -> Any:
         job_id = uuid.uuid4().hex
         job = {"id": job_id, "job_type": "bulk_update", "url": f"{request.host_url}api/v2/job_statuses/"
                f"{job_id}.json", "total": len(ids), "progress": len(ids), "status": "completed",
-               "message": f"Completed at {_iso(state.now())}", "results": results}
+               "message": f"Completed at {iso(state.now())}", "results": results}
         state.jobs[job_id] = job
         return jsonify({"job_status": dict(job, status="queued", progress=None, message=None,
                                            results=None)})

@@ -38,7 +38,7 @@ def _invalid(field: str, description: str) -> ApiError:
                     {field: [{"description": description, "error": "InvalidValue"}]})
 
 
-def _iso(epoch: int) -> str:
+def iso(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -106,7 +106,7 @@ class SandboxState:
         author = int(comment.get("author_id") or AGENT_ID)  # Zendesk: the API user by default
         ticket = {
             "url": f"{base_url}api/v2/tickets/{tid}.json", "id": tid, "external_id": None,
-            "via": {"channel": "api"}, "created_at": _iso(at), "updated_at": _iso(at),
+            "via": {"channel": "api"}, "created_at": iso(at), "updated_at": iso(at),
             "type": data.get("type"), "subject": data.get("subject") or "",
             "raw_subject": data.get("subject") or "", "description": comment["body"],
             "priority": priority, "status": status, "recipient": None, "requester_id": requester,
@@ -168,7 +168,7 @@ class SandboxState:
             who = int(comment.get("author_id") or author)
             events.insert(0, self._comment(who, comment["body"], bool(comment.get("public", True))))
             changes.append(("comment", None, events[0]))
-        ticket["updated_at"], self.updated[tid] = _iso(at), at
+        ticket["updated_at"], self.updated[tid] = iso(at), at
         return ticket, self._audit(tid, at, author, events, channel), changes
 
     def _comment(self, author: int, body: str, public: bool) -> dict[str, Any]:
@@ -178,7 +178,7 @@ class SandboxState:
 
     def _audit(self, tid: int, at: int, author: int, events: list[dict[str, Any]],
                channel: str) -> dict[str, Any]:
-        audit = {"id": next(self._other_ids), "ticket_id": tid, "created_at": _iso(at),
+        audit = {"id": next(self._other_ids), "ticket_id": tid, "created_at": iso(at),
                  "author_id": author, "metadata": {"system": {}, "custom": {}},
                  "via": {"channel": channel, "source": {"from": {}, "to": {}, "rel": None}},
                  "events": events}
