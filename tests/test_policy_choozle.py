@@ -1,5 +1,7 @@
 """choozle: business-week calendar (Mon 00:00 - Fri 24:00 Denver), pauses, reopen, auto-close."""
 
+from pathlib import Path
+
 import pytest
 
 from tests.engine_helpers import comment, decide, status, target
@@ -196,31 +198,16 @@ def at_(text):
     return at(text)
 
 
-REMINDER_RULES = """
-version: 1
-calendars:
-  business-week:
-    timezone: America/Denver
-    hours: {mon-fri: ["00:00-24:00"]}
-    holidays: {country: US}
-auto_close:
-  - id: close
-    when: {status: pending, tags_all: [resolution_proposed]}
-    after: 72h
-    calendar: business-week
-    reply: Closing now.
-    remind_before: 24h
-    reminder: We will close this ticket tomorrow unless we hear from you.
-"""
+REMINDER_RULES = Path(__file__).parent / "fixtures" / "rules" / "reminder.yaml"
 
 
 def test_auto_close_reminder_then_close():
     from engine.evaluate import evaluate
-    from engine.rulefile import load_texts
+    from engine.rulefile import load_rules
     from engine.ticketjson import parse_ticket
     from tests.engine_helpers import at
 
-    rules = load_texts([("r.yaml", REMINDER_RULES)])
+    rules = load_rules(REMINDER_RULES)
     base = {
         "id": "1",
         "status": "pending",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
 import sqlalchemy as sa
 
 from connectors.base import TicketChanges
-from engine.rulefile import load_texts
+from engine.rulefile import load_rules
 from jobs.sweeps import Sweeper
 from jobs.worker import Worker
 from sandbox.freshdesk import AGENT_ID as FD_AGENT_ID
@@ -127,28 +128,13 @@ def test_a_customer_reply_before_the_moment_cancels_the_close(store):
         assert snapshot["next_check"] is None or snapshot["next_check"] > clock()
 
 
-REMINDER_RULES = """
-version: 1
-calendars:
-  business-week:
-    timezone: America/Denver
-    hours: {mon-fri: ["00:00-24:00"]}
-    holidays: {country: US}
-auto_close:
-  - id: close
-    when: {status: pending, tags_all: [resolution_proposed]}
-    after: 72h
-    calendar: business-week
-    reply: Closing now.
-    remind_before: 24h
-    reminder: We will close this ticket tomorrow unless we hear from you.
-"""
+REMINDER_RULES = Path(__file__).parent / "fixtures" / "rules" / "reminder.yaml"
 
 
 @SQLITE_ONLY
 def test_the_bots_own_reminder_does_not_restart_the_wait(store):
     """Connectors mark Deskpilot's comments (the API user's) as bot: the close stays on time."""
-    clock, rules = Clock("2026-11-04T16:00:00Z"), load_texts([("r.yaml", REMINDER_RULES)])
+    clock, rules = Clock("2026-11-04T16:00:00Z"), load_rules(REMINDER_RULES)
     with zendesk_world(clock) as world:
         tid = world.create()
         clock.set("2026-11-04T18:00:00Z")
