@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from connectors.base import ConnectorError, Helpdesk, RateLimitedError
 from engine.ticket import to_epoch
+from jobs.runtime import resolve_helpdesk
 from jobs.worker import utc_now
 from store import Store
 
@@ -79,9 +80,7 @@ class Reconciler:
         self.export_requests_per_minute = export_requests_per_minute
 
     def helpdesk(self) -> Helpdesk:
-        if hasattr(self._helpdesk, "fetch_ticket"):
-            return self._helpdesk  # type: ignore[return-value]
-        return self._helpdesk()  # type: ignore[operator]
+        return resolve_helpdesk(self._helpdesk)
 
     def run(self) -> ReconcileReport:
         """One reconciliation; at most one runs at a time per helpdesk across processes."""

@@ -7,6 +7,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from config import ConfigError, Settings, load_settings
 from connectors.base import Helpdesk
@@ -101,6 +102,13 @@ class RulesHolder:
             if changed:
                 log.info("rules %s loaded from %s (%d files)", rules.version, self.path, len(rules.files))
             return changed
+
+
+def resolve_helpdesk(helpdesk: Any, *args: Any) -> Helpdesk:
+    """A connector as given, or built by calling the factory given (e.g. ConnectorCache with the rules)."""
+    if hasattr(helpdesk, "fetch_ticket"):
+        return helpdesk
+    return helpdesk(*args)
 
 
 def build_store(settings: Settings) -> Store:

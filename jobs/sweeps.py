@@ -28,6 +28,7 @@ from engine.rulefile import RuleFileError
 from engine.ruleset import RuleSet
 from engine.ticket import Event, to_epoch
 from jobs.budget import WriteBudget
+from jobs.runtime import resolve_helpdesk
 from jobs.worker import Worker, _action_log, _ticket_json, changes_from, utc_now
 from store import Claim, Store
 
@@ -152,9 +153,7 @@ class Sweeper:
         self.worker_id = worker_id or f"sweep:{socket.gethostname()}:{os.getpid()}"
 
     def helpdesk(self, rules: RuleSet) -> Helpdesk:
-        if hasattr(self._helpdesk, "fetch_ticket"):
-            return self._helpdesk  # type: ignore[return-value]
-        return self._helpdesk(rules)  # type: ignore[operator]
+        return resolve_helpdesk(self._helpdesk, rules)
 
     def sweep(self, *, dry_run: bool = False, limit: int | None = None) -> SweepReport:
         """One sweep. With dry_run, only the plan: no helpdesk writes, no store writes.

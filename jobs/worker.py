@@ -26,6 +26,7 @@ from engine.rulefile import RuleFileError
 from engine.ruleset import RuleSet
 from engine.ticket import to_epoch
 from jobs.budget import OverBudget, WriteBudget
+from jobs.runtime import resolve_helpdesk
 from store import Claim, Store
 
 log = logging.getLogger(__name__)
@@ -215,9 +216,7 @@ class Worker:
         return True
 
     def helpdesk(self, rules: RuleSet) -> Helpdesk:
-        if hasattr(self._helpdesk, "fetch_ticket"):
-            return self._helpdesk  # type: ignore[return-value]
-        return self._helpdesk(rules)  # type: ignore[operator]
+        return resolve_helpdesk(self._helpdesk, rules)
 
     def _decide_and_write(self, claim: Claim, outcome: Outcome, rules: RuleSet) -> None:
         helpdesk = self.helpdesk(rules)
