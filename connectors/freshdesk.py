@@ -23,12 +23,20 @@ from connectors.base import (
     TicketChanges,
     TransientError,
 )
-from connectors.freshdesk_tickets import PRIORITY_IDS, STATUS_IDS, instant, ticket_from_freshdesk
+from connectors.freshdesk_tickets import (
+    DEFAULT_WAITING_STATUSES,
+    PRIORITY_IDS,
+    STATUS_IDS,
+    instant,
+    ticket_from_freshdesk,
+)
 from engine.ticket import STATUSES, to_epoch
 
 log = logging.getLogger(__name__)
 
-FIRST_CUSTOM_STATUS = 6  # admins' own statuses are numbered from 6 up
+# Ids from 6 up are account statuses: 6 and 7 ("Waiting on Customer", "Waiting
+# on Third Party") come with every account and map by default; others are admins' own.
+FIRST_CUSTOM_STATUS = 6
 PER_PAGE = 100  # the largest page the API serves (https://developers.freshdesk.com/api/#pagination)
 MAX_LIST_PAGES = 300  # GET /tickets serves pages 1..300 only; past that, narrow updated_since
 RATE_WINDOW_SECONDS = 60.0  # limits are per minute (https://developers.freshdesk.com/api/#ratelimit)
@@ -390,6 +398,9 @@ class FreshdeskConnector:
         custom = sorted(sid for sid, name in self.status_map.items() if name == status)
         if custom:
             return custom[0]
+        default = sorted(sid for sid, name in DEFAULT_WAITING_STATUSES.items() if name == status)
+        if default:
+            return default[0]
         raise ConnectorError(
             f"status {status!r} has no Freshdesk status: map a custom status id to it in "
             f"status_map (FRESHDESK_STATUS_MAP), e.g. {{\"6\": \"{status}\"}}"

@@ -15,6 +15,11 @@ PRIORITY_NAMES = {1: "low", 2: "normal", 3: "high", 4: "urgent"}
 PRIORITY_IDS = {name: pid for pid, name in PRIORITY_NAMES.items()}
 STATUS_NAMES = {2: "open", 3: "pending", 4: "solved", 5: "closed"}
 STATUS_IDS = {name: sid for sid, name in STATUS_NAMES.items()}
+# Statuses every Freshdesk account has beside the four above (Admin > Ticket
+# Fields > Status): 6 "Waiting on Customer" and 7 "Waiting on Third Party".
+# Both stop the SLA clock in Freshdesk's own SLA policies; an account's
+# `statuses:` mapping (status_map) overrides them.
+DEFAULT_WAITING_STATUSES = {6: "pending", 7: "on_hold"}
 OUTBOUND_EMAIL_SOURCE = 10  # ticket `source` of an agent-initiated outbound email
 
 
@@ -79,6 +84,8 @@ def _engine_status(status: Any, tid: Any, status_map: Mapping[int, str]) -> str:
         return STATUS_NAMES[status]
     if status in status_map:
         return status_map[status]
+    if status in DEFAULT_WAITING_STATUSES:
+        return DEFAULT_WAITING_STATUSES[status]
     raise ConnectorError(
         f"Freshdesk ticket {tid} has status {status!r}, which is not mapped: add it to "
         f"the connector's status_map (FRESHDESK_STATUS_MAP), e.g. {{\"{status}\": \"on_hold\"}}"

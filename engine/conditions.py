@@ -25,6 +25,23 @@ def _norm(value: Any) -> Any:
     return value.casefold() if isinstance(value, str) else value
 
 
+def _field_matches(value: Any, accepted: frozenset[Any]) -> bool:
+    """A field value against a condition's accepted values.
+
+    A multi-select field arrives as a list: it matches when any selected
+    option is accepted (an empty selection matches only `null`). Values that
+    cannot be hashed (a nested object) match nothing rather than failing.
+    """
+    if isinstance(value, list | tuple | set | frozenset):
+        if not value:
+            return None in accepted
+        return any(_field_matches(item, accepted) for item in value)
+    try:
+        return _norm(value) in accepted
+    except TypeError:
+        return False
+
+
 def _search(pattern: re.Pattern[str], ticket: Ticket) -> str | None:
     """'subject matches 'how do I'' for the first field the pattern is found in."""
     for where, text in (("subject", ticket.subject), ("description", ticket.description)):
@@ -96,7 +113,7 @@ class Matcher:
         if self.tags_none and not self.tags_none.isdisjoint(tags):
             return None
         for name, accepted in self.fields:
-            if _norm(ticket.fields.get(name)) not in accepted:
+            if not _field_matches(ticket.fields.get(name), accepted):
                 return None
         if self.text_none is not None and _search(self.text_none, ticket):
             return None

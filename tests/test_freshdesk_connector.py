@@ -175,9 +175,24 @@ def test_status_mapping(rsps, fd, number, name):
 
 
 def test_unmapped_custom_status_names_the_id_and_the_setting(rsps, fd):
-    stub_ticket(rsps, dict(fixture("ticket_open_with_stats.json"), status=6))
-    with pytest.raises(ConnectorError, match=r"status 6.*status_map"):
+    stub_ticket(rsps, dict(fixture("ticket_open_with_stats.json"), status=8))
+    with pytest.raises(ConnectorError, match=r"status 8.*status_map"):
         fd.fetch_ticket("1001")
+
+
+@pytest.mark.parametrize("number, name", [(6, "pending"), (7, "on_hold")])
+def test_default_waiting_statuses_need_no_configuration(rsps, sleeps, number, name):
+    # Every Freshdesk account has 6 "Waiting on Customer" and 7 "Waiting on Third Party".
+    bare = FreshdeskConnector("acme.freshdesk.com", "secret-key", sleep=sleeps, bot_agent_id=9999)
+    stub_ticket(rsps, dict(fixture("ticket_custom_status_with_stats.json"), status=number))
+    assert bare.fetch_ticket("1005").ticket.status == name
+
+
+def test_on_hold_is_written_as_waiting_on_third_party_without_configuration(rsps, sleeps):
+    bare = FreshdeskConnector("acme.freshdesk.com", "secret-key", sleep=sleeps, bot_agent_id=9999)
+    rsps.put(f"{API}/tickets/1001", json=fixture("ticket_updated.json"))
+    bare.apply(remote(fixture("ticket_open_with_stats.json")), TicketChanges(status="on_hold"))
+    assert [sent(c) for c in rsps.calls] == [{"status": 7}]
 
 
 def test_custom_status_event_at_status_updated_at(rsps, fd):
