@@ -24,7 +24,7 @@ from connectors.base import (
     TransientError,
 )
 from connectors.freshdesk_tickets import (
-    DEFAULT_WAITING_STATUSES,
+    DEFAULT_WAITING_IDS,
     PRIORITY_IDS,
     STATUS_IDS,
     instant,
@@ -398,9 +398,8 @@ class FreshdeskConnector:
         custom = sorted(sid for sid, name in self.status_map.items() if name == status)
         if custom:
             return custom[0]
-        default = sorted(sid for sid, name in DEFAULT_WAITING_STATUSES.items() if name == status)
-        if default:
-            return default[0]
+        if status in DEFAULT_WAITING_IDS:
+            return DEFAULT_WAITING_IDS[status]
         raise ConnectorError(
             f"status {status!r} has no Freshdesk status: map a custom status id to it in "
             f"status_map (FRESHDESK_STATUS_MAP), e.g. {{\"6\": \"{status}\"}}"

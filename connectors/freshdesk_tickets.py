@@ -20,6 +20,8 @@ STATUS_IDS = {name: sid for sid, name in STATUS_NAMES.items()}
 # Both stop the SLA clock in Freshdesk's own SLA policies; an account's
 # `statuses:` mapping (status_map) overrides them.
 DEFAULT_WAITING_STATUSES = {6: "pending", 7: "on_hold"}
+# Written only for an engine status the four above cannot say (`on_hold` -> 7).
+DEFAULT_WAITING_IDS = {name: sid for sid, name in DEFAULT_WAITING_STATUSES.items() if name not in STATUS_IDS}
 OUTBOUND_EMAIL_SOURCE = 10  # ticket `source` of an agent-initiated outbound email
 
 
