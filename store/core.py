@@ -252,6 +252,24 @@ class Store:
             for row in rows
         ]
 
+    def replay_dead_letters(
+        self, now: datetime, source: str | None = None, ticket_ids: Iterable[str] | None = None
+    ) -> int:
+        """Re-queue parked tickets (all, one source's, or the listed ones), fresh, with their events.
+
+        The parked events go back to pending so the next claim carries them;
+        attempts restart from zero. Returns how many tickets were re-queued.
+        """
+        _aware(now, "now")
+        with write_transaction(self.engine) as conn:
+            return queue.replay_dead(conn, now, source, None if ticket_ids is None else list(ticket_ids))
+
+    def drop_dead_letter(self, source: str, ticket_id: str, now: datetime) -> bool:
+        """Discard a parked ticket's work; its events are settled, their error kept as evidence."""
+        _aware(now, "now")
+        with write_transaction(self.engine) as conn:
+            return queue.drop_dead(conn, source, ticket_id, now)
+
     # -- snapshots, due tickets, audit trail, cursors ---------------------------------
 
     def save_snapshot(

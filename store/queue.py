@@ -529,3 +529,62 @@ def dead_letter(conn: Connection, held: Claim, now: datetime, error: str) -> Non
             **_RELEASE,
         )
     )
+
+
+def _dead_where(source: str | None, ticket_ids: list[str] | None) -> Any:
+    where = [work.c.dead == sa.true()]
+    if source is not None:
+        where.append(work.c.source == source)
+    if ticket_ids is not None:
+        where.append(work.c.ticket_id.in_(ticket_ids))
+    return sa.and_(*where)
+
+
+def replay_dead(conn: Connection, now: datetime, source: str | None, ticket_ids: list[str] | None) -> int:
+    if ticket_ids is not None and not ticket_ids:
+        return 0
+    parked = conn.execute(
+        sa.select(work.c.source, work.c.ticket_id).where(_dead_where(source, ticket_ids))
+    ).all()
+    for chunk_start in range(0, len(parked), _CHUNK):
+        chunk = parked[chunk_start : chunk_start + _CHUNK]
+        keys = sa.tuple_(work.c.source, work.c.ticket_id).in_([tuple(row) for row in chunk])
+        conn.execute(
+            sa.update(work)
+            .where(keys)
+            .values(
+                dead=False,
+                dead_at=None,
+                attempts=0,
+                available_at=now,
+                queued_at=now,
+                reason="replay",
+                generation=work.c.generation + 1,
+                **_RELEASE,
+            )
+        )
+        event_keys = sa.tuple_(inbox.c.source, inbox.c.ticket_id).in_([tuple(row) for row in chunk])
+        conn.execute(
+            sa.update(inbox)
+            .where(event_keys, inbox.c.status == DEAD)
+            .values(status=PENDING, processed_at=None)
+        )
+    return len(parked)
+
+
+_DROPPED = "dropped by an operator"
+
+
+def drop_dead(conn: Connection, source: str, ticket_id: str, now: datetime) -> bool:
+    dropped = conn.execute(sa.delete(work).where(_dead_where(source, [ticket_id]))).rowcount
+    if dropped:
+        conn.execute(
+            sa.update(inbox)
+            .where(inbox.c.source == source, inbox.c.ticket_id == ticket_id, inbox.c.status == DEAD)
+            .values(
+                status=DONE,
+                processed_at=now,
+                error=sa.func.coalesce(_DROPPED + ": " + inbox.c.error, _DROPPED),
+            )
+        )
+    return bool(dropped)

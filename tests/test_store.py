@@ -529,3 +529,32 @@ def test_purge_keeps_work_and_evidence(store):
     assert store.health()["inbox_pending"] == 1
     assert store.dead_letters()[0]["ticket_id"] == "dead"
     assert store.purge(t0 + timedelta(days=10)) == 0
+
+
+def test_replaying_a_dead_letter_requeues_it_with_its_events(store):
+    event(store, "a", "9")
+    event(store, "b", "10")
+    claims = {c.ticket_id: c for c in store.claim("w", at(1))}
+    store.dead_letter(claims["9"], at(2), "poison")
+    store.dead_letter(claims["10"], at(2), "poison too")
+    assert store.replay_dead_letters(at(3), ticket_ids=["9"]) == 1
+    assert [d["ticket_id"] for d in store.dead_letters()] == ["10"]
+    replayed = only(store.claim("w", at(4)))
+    assert replayed.ticket_id == "9" and replayed.attempts == 0
+    assert [p["key"] for p in replayed.payloads] == ["a"]
+    assert store.replay_dead_letters(at(5), ticket_ids=[]) == 0
+    assert store.replay_dead_letters(at(5), source="freshdesk") == 0
+    assert store.replay_dead_letters(at(5)) == 1
+    assert only(store.claim("w", at(6))).ticket_id == "10"
+
+
+def test_dropping_a_dead_letter_discards_its_work_and_keeps_the_evidence(store):
+    event(store, "a", "9")
+    store.dead_letter(only(store.claim("w", at(1))), at(2), "poison")
+    assert store.drop_dead_letter(ZD, "10", at(3)) is False
+    assert store.drop_dead_letter(ZD, "9", at(3)) is True
+    assert store.dead_letters() == [] and store.health()["dead_letters"] == 0
+    assert inbox_statuses(store)["a"] == "done"
+    assert store.claim("w", at(4)) == []
+    assert store.replay_dead_letters(at(4)) == 0
+    assert store.purge(at(10)) == 1
