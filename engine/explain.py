@@ -12,6 +12,7 @@ TARGET_LABELS = {
     "first_response": "First response",
     "resolution": "Resolution",
     "next_update": "Next update",
+    "next_reply": "Next reply",
 }
 
 
@@ -37,6 +38,8 @@ def budget_words(seconds: int, calendar: Calendar) -> str:
 
 
 def budget(target: Target) -> str:
+    if target.days is not None:
+        return f"{target.days} business day{'s' if target.days != 1 else ''}"
     return budget_words(target.budget, target.calendar)
 
 

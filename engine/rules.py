@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -18,10 +19,10 @@ from pydantic import (
 
 from engine.ticket import PRIORITIES, STATUSES
 
-TARGET_NAMES = ("first_response", "resolution", "next_update")
+TARGET_NAMES = ("first_response", "resolution", "next_update", "next_reply")
 Priority = Literal["low", "normal", "high", "urgent"]
 Status = Literal["new", "open", "pending", "on_hold", "solved", "closed"]
-TargetName = Literal["first_response", "resolution", "next_update"]
+TargetName = Literal["first_response", "resolution", "next_update", "next_reply"]
 RuleId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)]
 
 _DURATION = re.compile(r"^\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$")
@@ -44,6 +45,44 @@ def parse_duration(value: Any) -> int:
 
 Duration = Annotated[int, BeforeValidator(parse_duration)]
 
+_BUSINESS_DAYS = re.compile(r"^\s*(\d+)\s*(?:bd|business\s+days?)\s*$")
+_PLAIN_DAYS = re.compile(r"^\s*(\d+)\s*(?:d|days?)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessDays:
+    """'2 business days': the same local time on the 2nd following open day of the calendar."""
+
+    days: int
+
+    def __str__(self) -> str:
+        return f"{self.days} business day{'s' if self.days != 1 else ''}"
+
+
+def parse_span(value: Any) -> int | BusinessDays:
+    """A duration ('2h', '90m') in seconds, or business days ('2 business days', '1 business day', '2bd')."""
+    if isinstance(value, str):
+        match = _BUSINESS_DAYS.match(value.lower())
+        if match:
+            days = int(match.group(1))
+            if days > 0:
+                return BusinessDays(days)
+        if _PLAIN_DAYS.match(value.lower()):
+            raise ValueError(
+                f"{value!r} is ambiguous: write business days ('2 business days', '2bd')"
+                " or business hours ('16h')"
+            )
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise ValueError(
+            f"expected a positive duration like '2h', '90m', '1h30m' or business days like"
+            f" '2 business days', '1 business day', '2bd', got {value!r}"
+        ) from None
+
+
+Span = Annotated[int | BusinessDays, BeforeValidator(parse_span)]
+
 
 def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str) or value is None else value
@@ -52,13 +91,13 @@ def _one_or_many(value: Any) -> Any:
 class Strict(BaseModel):
     """Every rule-file mapping: unknown keys are errors, values are not coerced."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     @model_validator(mode="before")
     @classmethod
     def _known_keys(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            allowed = set(cls.model_fields)
+            allowed = {field.alias or name for name, field in cls.model_fields.items()}
             for key in data:
                 if key not in allowed:
                     raise ValueError(f"unknown key {key!r}; expected one of: {', '.join(sorted(allowed))}")
@@ -136,13 +175,88 @@ class Closure(Strict):
         return hours
 
 
+class Opening(Strict):
+    """Open during `hours` (local) on `date`, instead of the week's hours of that date."""
+
+    date: date
+    hours: list[TimeRange] = Field(min_length=1)
+
+
+_MONTH_DAY = re.compile(r"^(\d{2})-(\d{2})$")
+
+
+def _month_day(text: str) -> tuple[int, int]:
+    match = _MONTH_DAY.match(text.strip())
+    if match:
+        month, day = int(match.group(1)), int(match.group(2))
+        try:
+            date(2000, month, day)  # a leap year: 02-29 is a valid yearly date
+            return month, day
+        except ValueError:
+            pass
+    raise ValueError(f"expected a month-day like '12-24', got {text!r}")
+
+
+def parse_yearly(value: Any) -> tuple[tuple[int, int], tuple[int, int]]:
+    """'12-24' -> ((12, 24), (12, 24)); '12-24..01-01' -> a closure every year across the year end."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a month-day like '12-24' or a range like '12-24..01-01', got {value!r}")
+    first, sep, last = value.partition("..")
+    start = _month_day(first)
+    return start, (_month_day(last) if sep else start)
+
+
+def parse_date_range(value: Any) -> tuple[date, date]:
+    """'2026-12-24..2027-01-01' (inclusive local dates), or one date."""
+    if isinstance(value, date):
+        return value, value
+    if not isinstance(value, str):
+        raise ValueError(f"expected dates like '2026-12-24..2027-01-01', got {value!r}")
+    first, sep, last = value.partition("..")
+    try:
+        start = date.fromisoformat(first.strip())
+        end = date.fromisoformat(last.strip()) if sep else start
+    except ValueError:
+        raise ValueError(f"expected dates like '2026-12-24..2027-01-01', got {value!r}") from None
+    if end < start:
+        raise ValueError(f"range {value!r} ends before it starts")
+    if (end - start).days > 366:
+        raise ValueError(f"range {value!r} is longer than a year")
+    return start, end
+
+
+YearlyDates = Annotated[tuple[tuple[int, int], tuple[int, int]], BeforeValidator(parse_yearly)]
+DateRange = Annotated[tuple[date, date], BeforeValidator(parse_date_range)]
+
+
 class Holidays(Strict):
     country: str | None = Field(
         None, description="ISO country code for the `holidays` package, e.g. US, DE, SK"
     )
     subdivision: str | None = Field(None, description="state/region code, e.g. BY")
     dates: list[date] = Field(default_factory=list, description="extra whole days closed")
+    yearly: list[YearlyDates] = Field(
+        default_factory=list,
+        description="month-days closed every year: '12-24', or a range '12-24..01-01' (inclusive)",
+    )
+    ranges: list[DateRange] = Field(
+        default_factory=list, description="inclusive local date ranges closed: '2026-12-24..2027-01-01'"
+    )
     closures: list[Closure] = Field(default_factory=list, description="partial-day closures")
+    openings: list[Opening] = Field(
+        default_factory=list,
+        description="hours replacing the week's for a date (open even on a holiday): {date, hours}",
+    )
+
+    @field_validator("openings")
+    @classmethod
+    def _one_opening_per_date(cls, openings: list[Opening]) -> list[Opening]:
+        seen: set[date] = set()
+        for opening in openings:
+            if opening.date in seen:
+                raise ValueError(f"two openings for {opening.date}; list all its hours in one")
+            seen.add(opening.date)
+        return openings
 
     @model_validator(mode="after")
     def _subdivision_needs_country(self) -> Holidays:
@@ -245,14 +359,39 @@ class Reclassify(Strict):
     explain: str | None = Field(None, description="why, for the internal note")
 
 
+class CalendarChoice(Strict):
+    """The calendar named by a ticket field's value: `{field: region, map: {EMEA: emea}, default: amer}`."""
+
+    field: Annotated[str, StringConstraints(min_length=1)] = Field(description="custom field name")
+    map: dict[str, Annotated[str, StringConstraints(min_length=1)]] = Field(
+        min_length=1, description="field value -> calendar name (values compare case-insensitively)"
+    )
+    default: str | None = Field(None, description="calendar for any other value, or no value")
+
+    @field_validator("map", mode="before")
+    @classmethod
+    def _string_keys(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k).lower() if isinstance(k, bool) else str(k): v for k, v in value.items()}
+        return value
+
+
+CalendarRef = str | CalendarChoice
+
+
 class TargetSpec(Strict):
-    within: Duration
-    calendar: str | None = None
+    within: Span
+    calendar: CalendarRef | None = None
     warn_after: Duration | None = Field(None, description="business time after the start to warn at")
     pause_on: list[Status] | None = Field(
         None, description="statuses that stop the clock (resolution defaults to pending, on_hold)"
     )
     until_tags: list[str] = Field(default_factory=list, description="next_update stops once any is present")
+    start_from: Literal["created", "agent_update"] | None = Field(
+        None,
+        alias="from",
+        description="next_update: `created` starts the timer at creation while no agent has written yet",
+    )
 
 
 def _target_shorthand(value: Any) -> Any:
@@ -285,7 +424,7 @@ class Policy(Strict):
     id: RuleId
     name: str | None = Field(None, description="shown in notes, e.g. 'Professional plan'")
     when: Condition = Field(default_factory=Condition)
-    calendar: str | None = Field(None, description="default calendar of the targets")
+    calendar: CalendarRef | None = Field(None, description="default calendar of the targets")
     targets: dict[TargetName, Annotated[TargetMatrix, BeforeValidator(_target_form)]] = Field(
         default_factory=dict
     )
