@@ -236,6 +236,10 @@ def _by_field(
 
 def _compile_policy(src: _Source, index: int, policy: Policy, calendars, levels) -> PolicyRule:
     targets: dict[str, dict[str | None, Target]] = {}
+    if isinstance(policy.calendar, CalendarChoice):  # names checked even with no target using them
+        _by_field(src, ("policies", index, "calendar"), policy.calendar, calendars)
+    elif policy.calendar is not None:
+        _calendar(src, ("policies", index, "calendar"), policy.calendar, calendars)
     for target_name, matrix in policy.targets.items():
         loc = ("policies", index, "targets", target_name)
         cells: list[tuple[tuple[Any, ...], str | None, list[str | None], Any]] = []

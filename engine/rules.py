@@ -11,8 +11,10 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     StringConstraints,
+    Tag,
     field_validator,
     model_validator,
 )
@@ -376,7 +378,15 @@ class CalendarChoice(Strict):
         return value
 
 
-CalendarRef = str | CalendarChoice
+def _calendar_form(value: Any) -> str:
+    return "by field" if isinstance(value, dict) else "name"
+
+
+# A calendar's name, or a choice by a ticket field: tagged, so that an error in
+# the mapping form reports that form's problem, not "expected a string".
+CalendarRef = Annotated[
+    Annotated[str, Tag("name")] | Annotated[CalendarChoice, Tag("by field")], Discriminator(_calendar_form)
+]
 
 
 class TargetSpec(Strict):
