@@ -299,23 +299,28 @@ class Calendar:
         day = local.date()
         tod = local.hour * 3600 + local.minute * 60 + local.second
         one = timedelta(days=1)
-        chunk = max(14, 2 * days + 7)
+        position = self.position
+        lo = self._wall_instant(wall_seconds(day + one))
         found = 0
-        horizon = day + timedelta(days=366 * _MAX_YEARS)
-        while day < horizon:
-            last = day + timedelta(days=chunk)
-            wall = self._wall_open(day - one, last)
-            d = day + one
-            while d <= last:
-                lo, hi = wall_seconds(d), wall_seconds(d) + DAY
-                pieces = [(max(a, lo), min(b, hi)) for a, b in wall if a < hi and b > lo]
-                if pieces:
-                    found += 1
-                    if found == days:
-                        return self._wall_instant(_clamp(pieces, lo + tod))
-                d += one
-            day = last
+        for _ in range(366 * _MAX_YEARS):
+            day += one
+            hi = self._wall_instant(wall_seconds(day + one))
+            if position(hi) > position(lo):
+                found += 1
+                if found == days:
+                    return self._clamp(lo, self._wall_instant(wall_seconds(day, tod)))
+            lo = hi
         raise CalendarError(f"calendar {self.name!r}: no {days} open days within {_MAX_YEARS} years")
+
+    def _clamp(self, day_start: int, t: int) -> int:
+        """`t` if open then or just closing; else the end of the open time before it since
+        `day_start`; else, with none, the next opening."""
+        if self.is_open(t) or (t > day_start and self.is_open(t - 1)):
+            return t
+        pos = self.position(t)
+        if pos == self.position(day_start):
+            return self.next_open(t)
+        return self.at_position(pos, day_start)
 
     def _wall_instant(self, wall: int) -> int:
         """UTC epoch seconds of naive local wall seconds (the earlier one when a time occurs twice;
@@ -358,20 +363,6 @@ class Calendar:
                 remaining -= available
             cur = p_end
         return self.at_position(self.position(cur) + remaining, cur)
-
-
-def _clamp(pieces: list[Interval], t: int) -> int:
-    """`t` if inside (or at the end of) one of the sorted `pieces`; else the end of the last piece
-    before it; else, if all come later, the first piece's start."""
-    if t < pieces[0][0]:
-        return pieces[0][0]
-    best = pieces[0][0]
-    for a, b in pieces:
-        if a <= t <= b:
-            return t
-        if b <= t:
-            best = b
-    return best
 
 
 def merge_pauses(pauses: Iterable[Interval]) -> list[Interval]:

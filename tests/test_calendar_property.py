@@ -108,12 +108,15 @@ class Case:
         closures: dict[date, list[tuple[int, int]]] = {}
         for day, start, end in spec.closures:
             closures.setdefault(day, []).append((start, end))
+        openings: dict[date, list[tuple[int, int]]] = {}
+        for day, start, end in spec.openings:
+            openings.setdefault(day, []).append((start, end))
         holiday_set = spec.holidays
         return Calendar(
             "prop", spec.zone,
             [WeeklyInterval(*w) for w in spec.weekly],
             holidays=lambda year: {d for d in holiday_set if d.year == year},
-            closures=closures, always=spec.always,
+            closures=closures, always=spec.always, openings=openings,
         )
 
 
@@ -159,7 +162,13 @@ def cases(draw, zone: tzinfo, max_days_of_open: int = 14) -> Case:
         begin = draw(st.integers(0, 23)) * H + draw(st.sampled_from([0, 15, 30, 47])) * 60
         low, high = draw(st.sampled_from([(1, 59), (60, 240), (241, 1440)]))
         closures.append((day, begin, min(DAY, begin + draw(_minutes(low, high)))))
-    spec = oracle.Spec(zone, tuple(weekly), holidays, tuple(closures), always)
+    openings = []
+    for day in sorted(set(_several(draw, days_after(-1, max_days_of_open), 3))):
+        # A date's own hours (an extra Saturday, a short Christmas Eve), often on a holiday.
+        openings += [(day, a, b) for a, b in draw(day_shifts())]
+    if openings and draw(st.booleans()):
+        holidays = holidays | {openings[0][0]}
+    spec = oracle.Spec(zone, tuple(weekly), holidays, tuple(closures), always, tuple(openings))
     # Up to `max_days_of_open` days' worth of this calendar's open time (weekly
     # intervals may overlap; the sum still bounds the real time to scan).
     per_week = WEEK_MINUTES if always else sum(b - a for _, a, b in weekly) // 60
@@ -218,6 +227,22 @@ def test_add_is_monotone_and_elapsed_is_additive(zone: tzinfo, data: st.DataObje
     c = due + more
     assert calendar.elapsed(a, b, pauses) + calendar.elapsed(b, c, pauses) == calendar.elapsed(a, c, pauses)
     assert calendar.elapsed(c, a, pauses) == 0
+
+
+@pytest.mark.parametrize("zone", ZONES, ids=str)
+@settings(PROPERTY, max_examples=6)
+@given(data=st.data(), days=st.integers(1, 6))
+def test_business_days_agree_with_the_oracle(zone: tzinfo, data: st.DataObject, days: int):
+    """'N business days' (with its pauses) against the definition, minute by minute."""
+    case = data.draw(cases(zone))
+    calendar, spec, a = case.calendar(), case.spec, case.start
+    plain = calendar.add_days(a, days)
+    assert plain == oracle.add_days(spec, a, days)
+    budget = calendar.elapsed(a, plain)
+    assert budget == oracle.elapsed(spec, a, plain)
+    paused = calendar.add(a, budget, case.pauses)
+    assert paused == oracle.add(spec, a, budget, case.pauses)
+    assert (plain == a) is False and calendar.add_days(a, days + 1) > plain
 
 
 # -- named edge cases -----------------------------------------------------------------
@@ -344,6 +369,18 @@ calendars:
     timezone: "-03:30"
     hours:
       daily: ["20:00-04:00"]
+  yearend:
+    timezone: America/New_York
+    hours:
+      mon-fri: ["08:00-18:00"]
+      sat: ["22:00-02:00"]
+    holidays:
+      yearly: ["12-24..01-01", "07-04", "02-29"]
+      ranges: ["2026-11-26..2026-11-27", "2027-03-12..2027-03-15"]
+      openings:
+        - {date: 2026-12-31, hours: ["10:00-14:00"]}
+        - {date: 2027-03-14, hours: ["01:00-04:00"]}
+        - {date: 2026-11-28, hours: ["20:00-01:00"]}
 """
 
 
@@ -358,7 +395,23 @@ def _rule_file_specs() -> dict[str, oracle.Spec]:
     )
     minus_0330 = timezone(-timedelta(hours=3, minutes=30))
     night = oracle.Spec(minus_0330, tuple((d, 20 * H, 28 * H) for d in range(7)))
-    return {"support": support, "night": night}
+    closed: set[date] = set()
+    for year in range(2025, 2030):
+        closed |= {date(year, 12, 24) + timedelta(days=n) for n in range(9)}
+        closed.add(date(year, 7, 4))
+    closed |= {date(2028, 2, 29), date(2026, 11, 26), date(2026, 11, 27)}
+    closed |= {date(2027, 3, 12) + timedelta(days=n) for n in range(4)}
+    yearend = oracle.Spec(
+        NEW_YORK,
+        tuple((d, 8 * H, 18 * H) for d in range(5)) + ((5, 22 * H, 26 * H),),
+        holidays=frozenset(closed),
+        openings=(
+            (date(2026, 12, 31), 10 * H, 14 * H),
+            (date(2027, 3, 14), 1 * H, 4 * H),  # across the spring-forward gap
+            (date(2026, 11, 28), 20 * H, 25 * H),  # an extra Saturday evening, past midnight
+        ),
+    )
+    return {"support": support, "night": night, "yearend": yearend}
 
 
 @pytest.mark.parametrize(
@@ -369,6 +422,11 @@ def _rule_file_specs() -> dict[str, oracle.Spec]:
         ("support", "2026-10-23T15:00Z", 40 * 60),  # the fall-back Saturday night shift
         ("support", "2026-03-27T16:00Z", 45 * 60),  # the spring-forward Saturday night shift
         ("night", "2026-06-30T23:59Z", 20 * 60),
+        ("yearend", "2026-12-22T20:00Z", 14 * 60),  # closed across the year end, open on Dec 31
+        ("yearend", "2027-12-23T15:00Z", 8 * 60),  # the yearly closure of the next year end
+        ("yearend", "2026-11-25T20:00Z", 9 * 60),  # a range, then an extra Saturday evening
+        ("yearend", "2027-03-11T21:00Z", 4 * 60),  # a range around an opening on the DST day
+        ("yearend", "2028-02-25T21:00Z", 20 * 60),  # Feb 29 closed in a leap year
     ],
 )
 def test_rule_file_calendar_matches_the_oracle(name, start, minutes):
@@ -380,3 +438,5 @@ def test_rule_file_calendar_matches_the_oracle(name, start, minutes):
     assert calendar.elapsed(a, due + 3 * DAY) == oracle.elapsed(spec, a, due + 3 * DAY)
     pauses = [(a + 60 * H, a + 80 * H)]
     assert calendar.add(a, minutes * 60, pauses) == oracle.add(spec, a, minutes * 60, pauses)
+    for days in (1, 2, 5):
+        assert calendar.add_days(a, days) == oracle.add_days(spec, a, days), days
