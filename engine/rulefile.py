@@ -380,14 +380,19 @@ def compile_sources(sources: list[_Source], version: str) -> RuleSet:
     return rules
 
 
-def load_texts(files: list[tuple[str, str]]) -> RuleSet:
-    """Compile rule files given as (name, text) pairs, in the order given."""
+def compile_texts(files: list[tuple[str, str]]) -> tuple[RuleSet, list[_Source]]:
+    """The rule set of files given as (name, text) pairs, and their parsed sources."""
     digest = hashlib.sha256()
     sources = []
     for name, text in files:
         digest.update(json.dumps([Path(name).name, text]).encode())
         sources.append(parse_file(name, text))
-    return compile_sources(sources, digest.hexdigest()[:12])
+    return compile_sources(sources, digest.hexdigest()[:12]), sources
+
+
+def load_texts(files: list[tuple[str, str]]) -> RuleSet:
+    """Compile rule files given as (name, text) pairs, in the order given."""
+    return compile_texts(files)[0]
 
 
 def rule_paths(path: str | Path) -> list[Path]:
@@ -405,6 +410,11 @@ def rule_paths(path: str | Path) -> list[Path]:
 
 def load_rules(path: str | Path) -> RuleSet:
     """Load a rule file or a directory of them. Raises RuleFileError; never half-loads."""
+    return compile_texts(read_rule_files(path))[0]
+
+
+def read_rule_files(path: str | Path) -> list[tuple[str, str]]:
+    """(name, text) of the rule files at `path`. Raises RuleFileError."""
     files = []
     for file in rule_paths(path):
         try:
@@ -414,4 +424,4 @@ def load_rules(path: str | Path) -> RuleSet:
         except OSError as err:
             raise RuleFileError(str(file), 0, "", f"cannot read: {err.strerror}") from None
         files.append((str(file), text))
-    return load_texts(files)
+    return files
