@@ -259,7 +259,8 @@ def test_check_warnings(tmp_path):
         f"warning: {path}:10: policies[0].calendar: no `default`: tickets whose 'region' is empty or not"
         " one of EMEA get no target from this calendar",
         f"warning: {path}:10: policies[0].calendar.field: field 'region' is not mapped in"
-        " helpdesk.zendesk.fields: tickets from Zendesk never carry it, so the calendar is always the default",
+        " helpdesk.zendesk.fields: tickets from Zendesk never carry it,"
+        " so the calendar is always the default",
         f"warning: {path}:12: policies[1].id: policy 'everyone' matches every ticket, so the policies after"
         " it never apply: 'never' (give it a `when`, or move it last)",
         f"warning: {path}:20: sla_fields.first_response.due: field 'sla_due' is not mapped in"
@@ -272,13 +273,14 @@ def test_check_warnings(tmp_path):
 def test_check_warns_on_unmapped_condition_fields(tmp_path):
     text = WARNED.replace("{fields: {plan: enterprise}}", "{fields: {tier: enterprise}}")
     text = text.replace("fields: {plan: 9001}", "fields: {plan: 9001, region: 9002, sla_due: 9003}")
-    text = text.replace("  P5: []\n", "").replace("map: {EMEA: office}", "map: {EMEA: office}, default: office")
+    text = text.replace("  P5: []\n", "")
+    text = text.replace("map: {EMEA: office}", "map: {EMEA: office}, default: office")
     text = text.replace("  - id: everyone\n", "  - id: everyone\n    when: {priority: [low]}\n")
     path = write(tmp_path, text, "fields.yaml")
     code, _, err = run("check", "--strict", path)
     assert code == 2 and err.splitlines() == [
-        f"warning: {path}:8: policies[0].when.fields.tier: field 'tier' is not mapped in helpdesk.zendesk.fields:"
-        " tickets from Zendesk never carry it, so this condition never matches"
+        f"warning: {path}:8: policies[0].when.fields.tier: field 'tier' is not mapped in"
+        " helpdesk.zendesk.fields: tickets from Zendesk never carry it, so this condition never matches"
     ]
     mapped = write(tmp_path, text.replace("fields: {plan: 9001,", "fields: {tier: 1, plan: 9001,"), "ok.yaml")
     assert run("check", "--strict", mapped)[:3:2] == (0, "")
