@@ -11,7 +11,7 @@ from typing import Any, TextIO
 from engine import lint, yamlsafe
 from engine.evaluate import evaluate
 from engine.rulefile import RuleFileError, compile_texts, load_rules, read_rule_files
-from engine.rules import RuleFile
+from engine.rules import SPEC_REF_PLACEHOLDER, RuleFile, TargetSpec
 from engine.ruleset import RuleSet
 from engine.ticket import TicketError, to_epoch
 from engine.ticketjson import parse_ticket
@@ -128,6 +128,26 @@ def _check(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 def schema() -> dict[str, Any]:
     """The JSON Schema of a rule file, generated from the models."""
     out = RuleFile.model_json_schema()
+    defs = out["$defs"]
+    # Targets are written in several forms (see rules._MATRIX_SCHEMA), each of which
+    # refers to TargetSpec; the parsed TargetMatrix is not what admins write.
+    spec = TargetSpec.model_json_schema(ref_template="#/$defs/{model}")
+    defs.update(spec.pop("$defs", {}))
+    defs["TargetSpec"] = spec
+    for internal in ("TargetMatrix", "BusinessDays"):
+        defs.pop(internal, None)
+    out["$defs"] = dict(sorted(defs.items()))
+
+    def refs(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get(SPEC_REF_PLACEHOLDER):
+                return {"$ref": "#/$defs/TargetSpec"}
+            return {key: refs(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [refs(value) for value in node]
+        return node
+
+    out = refs(out)
     out["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     out["title"] = "Deskpilot rule file"
     return out

@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     StringConstraints,
     Tag,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -45,7 +46,16 @@ def parse_duration(value: Any) -> int:
     )
 
 
-Duration = Annotated[int, BeforeValidator(parse_duration)]
+# The JSON Schema describes the YAML as admins write it (strings like '2h'),
+# not the parsed values: editors validate the file, not the model.
+DURATION_PATTERN = r"^\s*(?:\d+\s*[hH])?\s*(?:\d+\s*[mM])?\s*(?:\d+\s*[sS])?\s*$"
+DURATION_SCHEMA = {
+    "type": "string",
+    "pattern": DURATION_PATTERN,
+    "minLength": 2,
+    "description": "business time: '2h', '90m', '1h30m', '45s'",
+}
+Duration = Annotated[int, BeforeValidator(parse_duration), WithJsonSchema(DURATION_SCHEMA)]
 
 _BUSINESS_DAYS = re.compile(r"^\s*(\d+)\s*(?:bd|business\s+days?)\s*$")
 _PLAIN_DAYS = re.compile(r"^\s*(\d+)\s*(?:d|days?)\s*$")
@@ -83,11 +93,25 @@ def parse_span(value: Any) -> int | BusinessDays:
         ) from None
 
 
-Span = Annotated[int | BusinessDays, BeforeValidator(parse_span)]
+SPAN_SCHEMA = {
+    "anyOf": [
+        DURATION_SCHEMA,
+        {
+            "type": "string",
+            "pattern": r"^\s*\d+\s*(?:[bB][dD]|[bB]usiness\s+[dD]ays?)\s*$",
+            "description": "business days: '2 business days', '1 business day', '2bd'",
+        },
+    ]
+}
+Span = Annotated[int | BusinessDays, BeforeValidator(parse_span), WithJsonSchema(SPAN_SCHEMA)]
 
 
 def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str) or value is None else value
+
+
+def _one_or_many_schema(item: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [item, {"type": "array", "items": item}]}
 
 
 class Strict(BaseModel):
@@ -156,7 +180,12 @@ def parse_range(text: Any) -> tuple[int, int]:
     return start, end
 
 
-TimeRange = Annotated[tuple[int, int], BeforeValidator(parse_range)]
+RANGE_SCHEMA = {
+    "type": "string",
+    "pattern": r"^\s*\d{2}:\d{2}\s*-\s*\d{2}:\d{2}\s*$",
+    "description": "local times 'HH:MM-HH:MM'; an end before the start runs past midnight",
+}
+TimeRange = Annotated[tuple[int, int], BeforeValidator(parse_range), WithJsonSchema(RANGE_SCHEMA)]
 
 
 class Closure(Strict):
@@ -227,8 +256,16 @@ def parse_date_range(value: Any) -> tuple[date, date]:
     return start, end
 
 
-YearlyDates = Annotated[tuple[tuple[int, int], tuple[int, int]], BeforeValidator(parse_yearly)]
-DateRange = Annotated[tuple[date, date], BeforeValidator(parse_date_range)]
+YearlyDates = Annotated[
+    tuple[tuple[int, int], tuple[int, int]],
+    BeforeValidator(parse_yearly),
+    WithJsonSchema({"type": "string", "pattern": r"^\s*\d{2}-\d{2}(?:\.\.\d{2}-\d{2})?\s*$"}),
+]
+DateRange = Annotated[
+    tuple[date, date],
+    BeforeValidator(parse_date_range),
+    WithJsonSchema({"type": "string", "pattern": r"^\s*\d{4}-\d{2}-\d{2}(?:\.\.\d{4}-\d{2}-\d{2})?\s*$"}),
+]
 
 
 class Holidays(Strict):
@@ -302,7 +339,25 @@ def parse_hours(value: Any) -> Any:
 
 class CalendarModel(Strict):
     timezone: str = Field(description="IANA zone (Europe/Berlin) or fixed offset (+02:00)")
-    hours: Annotated[Literal["24/7"] | dict[str, list[tuple[int, int]]], BeforeValidator(parse_hours)] = (
+    hours: Annotated[
+        Literal["24/7"] | dict[str, list[tuple[int, int]]],
+        BeforeValidator(parse_hours),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"const": "24/7"},
+                    {
+                        "type": "object",
+                        "minProperties": 1,
+                        "propertyNames": {"pattern": r"^[a-z ,-]+$"},
+                        "additionalProperties": {
+                            "anyOf": [RANGE_SCHEMA, {"type": "array", "items": RANGE_SCHEMA, "minItems": 1}]
+                        },
+                    },
+                ]
+            }
+        ),
+    ] = (
         Field(
             description="'24/7', or days ('mon-fri', 'sat', 'daily') -> open ranges"
             " ('09:00-12:00', '22:00-06:00')"
@@ -324,14 +379,29 @@ PriorityOrNone = Priority | Literal["none"] | None
 class Condition(Strict):
     """All the given tests must hold. Text tests look at subject and description."""
 
-    priority: Annotated[list[PriorityOrNone], BeforeValidator(_one_or_many)] | None = Field(
+    priority: Annotated[
+        list[PriorityOrNone],
+        BeforeValidator(_one_or_many),
+        WithJsonSchema(_one_or_many_schema({"enum": ["low", "normal", "high", "urgent", "none", None]})),
+    ] | None = Field(
         None, description="one priority or a list; 'none' (or null) matches a ticket with no priority"
     )
-    status: Annotated[list[Status], BeforeValidator(_one_or_many)] | None = None
+    status: Annotated[
+        list[Status],
+        BeforeValidator(_one_or_many),
+        WithJsonSchema(_one_or_many_schema({"enum": list(STATUSES)})),
+    ] | None = None
     tags_all: list[str] = Field(default_factory=list)
     tags_any: list[str] = Field(default_factory=list)
     tags_none: list[str] = Field(default_factory=list)
-    fields: dict[str, Annotated[list[str | int | float | bool | None], BeforeValidator(_one_or_many)]] = (
+    fields: dict[
+        str,
+        Annotated[
+            list[str | int | float | bool | None],
+            BeforeValidator(_one_or_many),
+            WithJsonSchema(_one_or_many_schema({"type": ["string", "number", "boolean", "null"]})),
+        ],
+    ] = (
         Field(default_factory=dict, description="custom field name -> value or list of accepted values")
     )
     text_any: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
@@ -430,13 +500,35 @@ def _target_form(value: Any) -> Any:
     return value
 
 
+# Replaced by a $ref to TargetSpec when the schema is assembled (engine.cli.schema).
+SPEC_REF_PLACEHOLDER = "x-deskpilot-target-spec"
+_SPEC_REF = {SPEC_REF_PLACEHOLDER: True}
+_MATRIX_SCHEMA = {
+    "anyOf": [
+        SPAN_SCHEMA,
+        _SPEC_REF,
+        {
+            "type": "object",
+            "description": "priority or level name -> a budget, {within: ...}, or none",
+            "propertyNames": {
+                "not": {"enum": ["within", "calendar", "warn_after", "pause_on", "until_tags", "from"]}
+            },
+            "additionalProperties": {"anyOf": [SPAN_SCHEMA, _SPEC_REF, {"const": "none"}, {"type": "null"}]},
+        },
+    ]
+}
+
+
 class Policy(Strict):
     id: RuleId
     name: str | None = Field(None, description="shown in notes, e.g. 'Professional plan'")
     when: Condition = Field(default_factory=Condition)
     calendar: CalendarRef | None = Field(None, description="default calendar of the targets")
-    targets: dict[TargetName, Annotated[TargetMatrix, BeforeValidator(_target_form)]] = Field(
-        default_factory=dict
+    targets: dict[
+        TargetName, Annotated[TargetMatrix, BeforeValidator(_target_form), WithJsonSchema(_MATRIX_SCHEMA)]
+    ] = Field(
+        default_factory=dict,
+        description="per target: one budget ('4h', '2 business days', {within: ...}), or one per priority",
     )
 
 
