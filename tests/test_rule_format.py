@@ -447,3 +447,64 @@ def test_errors_for_calendar_exceptions(holidays, field, message):
     err = caught.value
     assert (err.line, err.field) == (6, field), str(err)
     assert message in err.message, str(err)
+
+
+# -- the docs' examples are true -----------------------------------------------------------
+
+
+def _docs() -> str:
+    from tests.engine_helpers import ROOT
+
+    return (ROOT / "docs" / "rules.md").read_text()
+
+
+def _snippet(marker: str) -> str:
+    import re
+
+    for match in re.finditer(r"^```yaml\n(.*?)^```", _docs(), re.S | re.M):
+        if marker in match.group(1):
+            return match.group(1)
+    raise AssertionError(f"no docs snippet with {marker!r}")
+
+
+def test_docs_business_days_table():
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    text = _snippet("a short Christmas Eve")
+    text += "policies:\n  - id: p\n    calendar: office\n    targets:\n"
+    text += "      first_response: {low: 1 business day, normal: 2 business days}\n"
+    rules = load_texts([("docs.yaml", text)])
+    berlin = ZoneInfo("Europe/Berlin")
+
+    def instant(words: str) -> str:
+        words = words.replace(" CEST", "").replace(" CET", "")
+        local = datetime.strptime(f"{words} 2026", "%a %d %b %H:%M %Y")
+        if local.month == 1:
+            local = local.replace(year=2027)
+        return local.replace(tzinfo=berlin).astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    table = _docs().split("| created (Berlin) | budget | due (Berlin) | why |")[1].split("\n\n")[0]
+    rows = [line.split("|")[1:4] for line in table.strip().splitlines()[1:]]
+    assert len(rows) >= 8
+    for created, budget, due in rows:
+        priority = {"1 business day": "low", "2 business days": "normal"}[budget.strip()]
+        result = decide(rules, instant(created.strip()), priority=priority)
+        assert target(result, "first_response") == (instant(due.strip()), "running"), (created, budget)
+
+
+def test_docs_next_reply_example():
+    rules = load_texts([("docs.yaml", _snippet("reply-overdue"))])
+    created = "2026-11-23T08:00:00Z"  # Mon 09:00 Amsterdam
+    events = [comment("2026-11-23T08:30:00Z")]
+    result = decide(rules, "2026-11-23T09:00:00Z", created_at=created, events=events)
+    assert target(result, "next_reply") is None
+    events += [comment("2026-11-23T10:00:00Z", "customer"), comment("2026-11-23T11:00:00Z", "customer")]
+    result = decide(rules, "2026-11-23T12:00:00Z", created_at=created, events=events)
+    assert target(result, "next_reply") == ("2026-11-23T14:00:00Z", "running")
+    events += [comment("2026-11-23T13:00:00Z")]
+    result = decide(rules, "2026-11-23T15:00:00Z", created_at=created, events=events)
+    assert target(result, "next_reply") == ("2026-11-23T14:00:00Z", "met")
+    events += [comment("2026-11-23T16:00:00Z", "customer")]
+    result = decide(rules, "2026-11-23T17:00:00Z", created_at=created, events=events)
+    assert target(result, "next_reply") == ("2026-11-24T10:00:00Z", "running")
