@@ -440,3 +440,116 @@ def test_rule_file_calendar_matches_the_oracle(name, start, minutes):
     assert calendar.add(a, minutes * 60, pauses) == oracle.add(spec, a, minutes * 60, pauses)
     for days in (1, 2, 5):
         assert calendar.add_days(a, days) == oracle.add_days(spec, a, days), days
+
+
+# -- next reply over random timelines ------------------------------------------------------
+
+REPLY_SPEC = oracle.Spec(
+    BERLIN, tuple((d, 9 * H, 17 * H) for d in range(5)),
+    holidays=frozenset({date(2026, 12, 25), date(2027, 1, 1)}),
+    openings=((date(2026, 12, 24), 9 * H, 12 * H),),
+)
+REPLY_RULES = """\
+version: 1
+calendars:
+  office:
+    timezone: Europe/Berlin
+    hours: {{mon-fri: ["09:00-17:00"]}}
+    holidays: {{dates: [2026-12-25, 2027-01-01], openings: [{{date: 2026-12-24, hours: ["09:00-12:00"]}}]}}
+policies:
+  - id: p
+    calendar: office
+    targets:
+      next_reply: {{within: {hours}h, pause_on: [on_hold]}}
+{first_response}"""
+
+
+@cache
+def _reply_rules(hours: int, with_first_response: bool):
+    extra = "      first_response: 1h\n" if with_first_response else ""
+    return load_texts([("reply.yaml", REPLY_RULES.format(hours=hours, first_response=extra))])
+
+
+def _oracle_next_reply(created, events, now, budget, creation_counts):
+    """The next-reply clock from its definition: cycles from the timeline, minutes from the oracle."""
+    spans = [(created, "open")]
+    for at, kind, _ in events:
+        if kind == "status" and _ != spans[-1][1]:
+            spans.append((at, _))
+
+    def status_at(t):
+        return [s for a, s in spans if a <= t][-1]
+
+    entries = [a for i, (a, s) in enumerate(spans) if s == "solved" and i and spans[i - 1][1] != "solved"]
+    open_since = created if creation_counts else None
+    answered, last = creation_counts, None
+    timeline = sorted([(a, 0, "solve") for a in entries] + [(a, 1, who) for a, k, who in events
+                                                            if k == "comment"])
+    for at, _, what in timeline:
+        if what == "solve":
+            if open_since is not None and at >= open_since:
+                last, open_since = (open_since, at), None
+            answered = True
+        elif what == "agent":
+            if open_since is not None:
+                last, open_since = (open_since, at), None
+            answered = True
+        elif what == "customer" and open_since is None and answered:
+            open_since = at
+    if open_since is not None:
+        cycle = (open_since, open_since) if spans[-1][1] == "solved" else (open_since, None)
+    elif last is None:
+        return None
+    else:
+        cycle = last
+    start, achieved = cycle
+    until = now if achieved is None else achieved
+    paused_minutes = [m for m in range(start, until, 60) if status_at(m) == "on_hold"]
+    pauses = [(m, m + 60) for m in paused_minutes]
+    due = oracle.add(REPLY_SPEC, start, budget, pauses)
+    if achieved is not None:
+        in_time = achieved <= due or all(status_at(m) == "on_hold" for m in range(due, achieved, 60))
+        return (due, "met" if in_time else "breached")
+    if spans[-1][1] == "on_hold":
+        since = spans[-1][0]
+        return (due, "breached") if due < since else (None, "paused")
+    return (due, "breached" if due < now else "running")
+
+
+@st.composite
+def reply_timelines(draw):
+    created = draw(starts(BERLIN))
+    t, events = created, []
+    for _ in range(draw(st.integers(0, 9))):
+        t += draw(_minutes(0, 2 * 1440, 1))
+        kinds = ["customer", "customer", "agent", "private", "on_hold", "open", "solved"]
+        kind = draw(st.sampled_from(kinds))
+        if kind in ("customer", "agent"):
+            events.append((t, "comment", kind))
+        elif kind == "private":
+            events.append((t, "private", "agent"))
+        else:
+            events.append((t, "status", kind))
+    now = t + draw(_minutes(0, 2 * 1440))
+    return created, events, now
+
+
+@settings(PROPERTY, max_examples=60)
+@given(timeline=reply_timelines(), hours=st.integers(1, 12), with_first_response=st.booleans())
+def test_next_reply_agrees_with_the_oracle(timeline, hours, with_first_response):
+    from engine.evaluate import evaluate
+    from engine.ticket import Event, Ticket
+
+    created, events, now = timeline
+    statuses = [value for _, kind, value in events if kind == "status"]
+    ticket = Ticket(
+        id="1", status=statuses[-1] if statuses else "open", created_at=created, priority="normal",
+        events=tuple(
+            Event(at, "status", status=value) if kind == "status"
+            else Event(at, "comment", author=value, public=kind == "comment")
+            for at, kind, value in events
+        ),
+    )
+    result = evaluate(ticket, _reply_rules(hours, with_first_response), now).targets.get("next_reply")
+    expected = _oracle_next_reply(created, events, now, hours * H, not with_first_response)
+    assert (None if result is None else (result.due, result.state)) == expected
