@@ -167,11 +167,18 @@ def _auto_close(
         if history.last_public_author != "agent" or history.last_agent is None:
             continue
         since = history.last_human_agent or history.last_agent
-        moment = rule.calendar.add(since, rule.after)
+        calendar = rule.calendar
+        if rule.after_days is None:
+            moment = calendar.add(since, rule.after)
+        else:
+            moment = calendar.add_days(since, rule.after_days)
         if now < moment:
             if rule.remind_before is None:
                 return moment
-            remind_at = rule.calendar.add(since, rule.after - rule.remind_before)
+            if rule.after_days is None:
+                remind_at = calendar.add(since, rule.after - rule.remind_before)
+            else:  # that much open time before the close, and not before the wait began
+                remind_at = calendar.at_position(calendar.position(moment) - rule.remind_before, since)
             reminded = history.last_agent > since
             if reminded:
                 return moment
@@ -199,7 +206,11 @@ def _auto_close(
         actions.append(Action("reply", rule.id, body=rule.reply))
         # The same words for every ticket the rule closes, so sweeps can close
         # many tickets in one bulk update.
-        waited = explain.budget_words(rule.after, rule.calendar)
+        waited = (
+            explain.budget_words(rule.after, rule.calendar)
+            if rule.after_days is None
+            else f"{rule.after_days} business day{'s' if rule.after_days != 1 else ''}"
+        )
         actions.append(
             Action(
                 "note",

@@ -361,7 +361,8 @@ def compile_sources(sources: list[_Source], version: str) -> RuleSet:
                 AutoCloseRule(
                     id=rule.id,
                     when=Matcher(rule.when),
-                    after=rule.after,
+                    after=0 if isinstance(rule.after, BusinessDays) else rule.after,
+                    after_days=rule.after.days if isinstance(rule.after, BusinessDays) else None,
                     calendar=_calendar(src, ("auto_close", i, "calendar"), rule.calendar, cals),
                     set_status=rule.set_status,
                     reply=rule.reply,

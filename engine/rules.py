@@ -532,6 +532,17 @@ class Policy(Strict):
     )
 
 
+def _calendar_name(value: Any) -> Any:
+    if isinstance(value, dict):
+        raise ValueError(
+            "expected a calendar name here; a calendar chosen by a ticket field is for policies and targets"
+        )
+    return value
+
+
+CalendarName = Annotated[str, BeforeValidator(_calendar_name)]
+
+
 class Trigger(Strict):
     """When an escalation fires; with no trigger it fires as soon as `when` holds."""
 
@@ -540,7 +551,7 @@ class Trigger(Strict):
     before_breach: TargetName | None = None
     within: Duration | None = Field(None, description="with before_breach: business time left")
     after_created: Duration | None = None
-    calendar: str | None = Field(None, description="with after_created")
+    calendar: CalendarName | None = Field(None, description="with after_created")
 
     @model_validator(mode="after")
     def _one_kind(self) -> Trigger:
@@ -578,13 +589,15 @@ class Escalation(Strict):
     do: EscalationActions
 
 
+
+
 class AutoClose(Strict):
     """Close a ticket after business time with no customer reply since the agent's last public comment."""
 
     id: RuleId
     when: Condition
-    after: Duration
-    calendar: str
+    after: Span = Field(description="business time ('72h') or business days ('3 business days')")
+    calendar: CalendarName
     set_status: Literal["solved", "closed"] = "solved"
     reply: str = Field(min_length=1, description="public comment posted with the close")
     add_tags: list[str] = Field(default_factory=list)
@@ -597,7 +610,8 @@ class AutoClose(Strict):
     def _reminder(self) -> AutoClose:
         if (self.remind_before is None) != (self.reminder is None):
             raise ValueError("remind_before and reminder go together")
-        if self.remind_before is not None and self.remind_before >= self.after:
+        hours = isinstance(self.after, int)
+        if self.remind_before is not None and hours and self.remind_before >= self.after:
             raise ValueError("remind_before must be shorter than `after`")
         return self
 

@@ -108,6 +108,7 @@ class AutoCloseRule:
     add_tags: tuple[str, ...]
     remind_before: int | None = None
     reminder: str | None = None
+    after_days: int | None = None  # `after` in business days instead of seconds
 
 
 @dataclass(slots=True)

@@ -508,3 +508,43 @@ def test_docs_next_reply_example():
     events += [comment("2026-11-23T16:00:00Z", "customer")]
     result = decide(rules, "2026-11-23T17:00:00Z", created_at=created, events=events)
     assert target(result, "next_reply") == ("2026-11-24T10:00:00Z", "running")
+
+
+AUTO_CLOSE = """\
+version: 1
+calendars:
+  office: {timezone: Europe/Berlin, hours: {mon-fri: ["09:00-17:00"]}}
+auto_close:
+  - id: close-after-3-business-days
+    when: {status: pending}
+    after: 3 business days
+    calendar: office
+    reply: "Closing: no reply for 3 business days."
+    remind_before: 8h
+    reminder: "We will close this tomorrow."
+"""
+
+
+def test_auto_close_after_business_days():
+    rules = load_texts([("close.yaml", AUTO_CLOSE)])
+    base = {"created_at": "2026-11-19T08:00:00Z", "status": "pending"}
+    agent = comment("2026-11-20T14:00:00Z")  # Fri 15:00 CET: closes Wed 15:00, reminds Tue 15:00
+    early = decide(rules, "2026-11-24T13:59:59Z", events=[agent], **base)
+    assert early["actions"] == [] and early["next_check"] == "2026-11-24T14:00:00Z"
+    remind = decide(rules, "2026-11-24T14:00:00Z", events=[agent], **base)
+    assert [a["type"] for a in remind["actions"]] == ["reply", "note"]
+    assert remind["next_check"] == "2026-11-25T14:00:00Z"
+    bot = {**comment("2026-11-24T14:00:00Z"), "bot": True}
+    waiting = decide(rules, "2026-11-25T13:59:59Z", events=[agent, bot], **base)
+    assert waiting["actions"] == [] and waiting["next_check"] == "2026-11-25T14:00:00Z"
+    close = decide(rules, "2026-11-25T14:00:00Z", events=[agent, bot], **base)
+    assert [a["type"] for a in close["actions"]] == ["set_status", "reply", "note"]
+    assert "no customer reply for 3 business days" in close["actions"][-1]["body"]
+
+
+def test_str_only_calendars_say_so():
+    text = AUTO_CLOSE.replace("    calendar: office\n", "    calendar: {field: region, map: {x: office}}\n")
+    with pytest.raises(RuleFileError) as caught:
+        load_texts([("close.yaml", text)])
+    assert caught.value.line == 8 and caught.value.field == "auto_close[0].calendar"
+    assert "a calendar chosen by a ticket field is for policies and targets" in caught.value.message
