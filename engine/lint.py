@@ -50,10 +50,21 @@ def _calendar_choices(src: _Source):
                     yield (*cell_loc, "calendar"), spec.calendar
 
 
+def _field_names(src: _Source) -> set[str]:
+    names = {name for _, condition in _conditions(src) for name in condition.fields}
+    names |= {choice.field for _, choice in _calendar_choices(src)}
+    for target_fields in src.model.sla_fields.values():
+        names |= {n for n in (target_fields.due, target_fields.state) if n}
+    return names
+
+
 def _unmapped_fields(rules: RuleSet, sources: list[_Source]) -> list[RuleWarning]:
     out: list[RuleWarning] = []
     for vendor, mapping in sorted(rules.helpdesk.items()):
         mapped = set(mapping.fields)
+        if vendor == "freshdesk":
+            # Freshdesk tickets carry unmapped custom fields under their own names (cf_...).
+            mapped |= {n for src in sources for n in _field_names(src) if n.startswith("cf_")}
         section = f"helpdesk.{vendor}.fields"
         for src in sources:
             for loc, condition in _conditions(src):

@@ -290,3 +290,18 @@ def test_check_shipped_rules_have_no_warnings():
     paths = [str(ROOT / "rules"), *sorted(str(p) for p in (ROOT / "rules" / "examples").glob("*.yaml"))]
     code, out, err = run("check", "--strict", *paths)
     assert (code, err) == (0, "") and out.count("ok: ") == len(paths)
+
+
+def test_check_freshdesk_fields_pass_through_by_their_own_names(tmp_path):
+    text = (
+        "version: 1\ncalendars:\n  c: {timezone: UTC, hours: 24/7}\npolicies:\n"
+        "  - {id: a, when: {fields: {cf_plan: gold}}, calendar: c, targets: {first_response: 1h}}\n"
+        "  - {id: b, when: {fields: {tier: gold}}, calendar: c, targets: {first_response: 1h}}\n"
+        "helpdesk:\n  freshdesk:\n    groups: {L2: 1}\n"
+    )
+    path = write(tmp_path, text, "fd.yaml")
+    code, _, err = run("check", path)
+    assert code == 0 and err.splitlines() == [
+        f"warning: {path}:6: policies[1].when.fields.tier: field 'tier' is not mapped in"
+        " helpdesk.freshdesk.fields: tickets from Freshdesk never carry it, so this condition never matches"
+    ]
