@@ -553,3 +553,67 @@ def test_next_reply_agrees_with_the_oracle(timeline, hours, with_first_response)
     result = evaluate(ticket, _reply_rules(hours, with_first_response), now).targets.get("next_reply")
     expected = _oracle_next_reply(created, events, now, hours * H, not with_first_response)
     assert (None if result is None else (result.due, result.state)) == expected
+
+
+# -- calendars chosen by a ticket field ------------------------------------------------------
+
+LOS_ANGELES, AMSTERDAM, BRISBANE = (ZoneInfo(n) for n in ("America/Los_Angeles", "Europe/Amsterdam",
+                                                           "Australia/Brisbane"))
+REGIONS = {
+    "amer": oracle.Spec(LOS_ANGELES, tuple((d, 5 * H, 17 * H) for d in range(5)),
+                        holidays=frozenset({date(2026, 11, 26), date(2026, 12, 25)})),
+    "emea": oracle.Spec(AMSTERDAM, tuple((d, 8 * H, 18 * H) for d in range(5)),
+                        holidays=frozenset(date(y, 12, 24) + timedelta(days=n)
+                                           for y in range(2024, 2028) for n in range(9))),
+    "apac": oracle.Spec(BRISBANE, tuple((d, 9 * H, 21 * H) for d in range(5)),
+                        openings=((date(2026, 12, 19), 9 * H, 13 * H),)),
+}
+REGION_RULES = """\
+version: 1
+calendars:
+  amer:
+    timezone: America/Los_Angeles
+    hours: {{mon-fri: ["05:00-17:00"]}}
+    holidays: {{dates: [2026-11-26, 2026-12-25]}}
+  emea:
+    timezone: Europe/Amsterdam
+    hours: {{mon-fri: ["08:00-18:00"]}}
+    holidays: {{yearly: ["12-24..01-01"]}}
+  apac:
+    timezone: Australia/Brisbane
+    hours: {{mon-fri: ["09:00-21:00"]}}
+    holidays: {{openings: [{{date: 2026-12-19, hours: ["09:00-13:00"]}}]}}
+policies:
+  - id: regional
+    calendar: {{field: region, map: {{AMER: amer, EMEA: emea, APAC: apac}}, default: amer}}
+    targets:
+      first_response: {budget}
+"""
+
+
+@cache
+def _region_rules(budget: str):
+    return load_texts([("regions.yaml", REGION_RULES.format(budget=budget))])
+
+
+@settings(PROPERTY, max_examples=60)
+@given(
+    created=starts(AMSTERDAM),
+    region=st.sampled_from(["AMER", "EMEA", "APAC", "emea", "Apac", None, "LATAM", ["APAC"]]),
+    hours=st.integers(1, 40),
+    days=st.integers(0, 4),
+)
+def test_region_calendars_agree_with_the_oracle(created, region, hours, days):
+    from engine.evaluate import evaluate
+    from engine.ticket import Ticket
+
+    name = {"amer": "amer", "emea": "emea", "apac": "apac"}.get(
+        (region[0] if isinstance(region, list) else region or "").lower(), "amer"
+    )
+    budget = f"{days} business days" if days else f"{hours}h"
+    fields = {} if region is None else {"region": region}
+    ticket = Ticket(id="1", status="open", created_at=created, priority="normal", fields=fields)
+    result = evaluate(ticket, _region_rules(budget), created).targets["first_response"]
+    spec = REGIONS[name]
+    expected = oracle.add_days(spec, created, days) if days else oracle.add(spec, created, hours * H)
+    assert (result.calendar, result.due) == (name, expected)
