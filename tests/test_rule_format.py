@@ -548,3 +548,33 @@ def test_str_only_calendars_say_so():
         load_texts([("close.yaml", text)])
     assert caught.value.line == 8 and caught.value.field == "auto_close[0].calendar"
     assert "a calendar chosen by a ticket field is for policies and targets" in caught.value.message
+
+
+def test_target_level_calendar_choice():
+    text = """\
+version: 1
+calendars:
+  emea: {timezone: Europe/Amsterdam, hours: {mon-fri: ["08:00-18:00"]}}
+  apac: {timezone: Australia/Brisbane, hours: {mon-fri: ["09:00-21:00"]}}
+  always: {timezone: UTC, hours: 24/7}
+policies:
+  - id: p
+    calendar: always
+    targets:
+      first_response:
+        urgent: {within: 1h, calendar: {field: region, map: {EMEA: emea, APAC: apac}, default: emea}}
+        high: 1h
+"""
+    rules = load_texts([("t.yaml", text)])
+    apac = decide(rules, "2026-11-23T16:30:00Z", priority="urgent", fields={"region": "APAC"})
+    assert target(apac, "first_response") == ("2026-11-24T00:00:00Z", "running")
+    other = decide(rules, "2026-11-23T16:30:00Z", priority="urgent", fields={"region": "?"})
+    assert target(other, "first_response") == ("2026-11-24T07:30:00Z", "running")
+    high = decide(rules, "2026-11-23T16:30:00Z", priority="high", fields={"region": "APAC"})
+    assert target(high, "first_response") == ("2026-11-23T17:30:00Z", "running")
+    bad = text.replace("APAC: apac}", "APAC: apak}")
+    with pytest.raises(RuleFileError) as caught:
+        load_texts([("t.yaml", bad)])
+    assert (caught.value.line, caught.value.field) == (
+        11, "policies[0].targets.first_response.urgent.calendar.map.APAC"
+    )
