@@ -116,7 +116,8 @@ def _choices_without_default(sources: list[_Source]) -> list[RuleWarning]:
     return [
         _warn(src, loc, (
             f"no `default`: tickets whose {choice.field!r} is empty or not one of"
-            f" {', '.join(sorted(choice.map))} get no target from this calendar"
+            f" {', '.join(sorted(choice.map)) if choice.map else 'the calendar names'}"
+            " get no target from this calendar"
         ))
         for src in sources
         for loc, choice in _calendar_choices(src)

@@ -228,6 +228,8 @@ def _by_field(
     by_value: dict[Any, Calendar] = {}
     for value, name in choice.map.items():
         by_value[value.casefold()] = _calendar(src, (*loc, "map", value), name, calendars)
+    if not choice.map:  # the field's value names the calendar itself
+        by_value = {name.casefold(): calendar for name, calendar in calendars.items()}
     default = None
     if choice.default is not None:
         default = _calendar(src, (*loc, "default"), choice.default, calendars)

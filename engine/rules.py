@@ -436,7 +436,9 @@ class CalendarChoice(Strict):
 
     field: Annotated[str, StringConstraints(min_length=1)] = Field(description="custom field name")
     map: dict[str, Annotated[str, StringConstraints(min_length=1)]] = Field(
-        min_length=1, description="field value -> calendar name (values compare case-insensitively)"
+        default_factory=dict,
+        description="field value -> calendar name (values compare case-insensitively);"
+        " without a map the value is the calendar's name",
     )
     default: str | None = Field(None, description="calendar for any other value, or no value")
 

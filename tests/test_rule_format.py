@@ -398,7 +398,7 @@ def test_pause_boundary(rules, case, events, now, expected):
 @pytest.mark.parametrize(
     ("snippet", "line", "field", "message"),
     [
-        ("    calendar: {field: region}\n", 7, "policies[0].calendar", "required key 'map' is missing"),
+        ("    calendar: {map: {EMEA: emea}}\n", 7, "policies[0].calendar", "required key 'field' is missing"),
         ("    calendar: {field: region, map: {EMEA: emeaa}}\n", 7, "policies[0].calendar.map.EMEA",
          "unknown calendar 'emeaa'; defined calendars: always, emea"),
         ("    calendar: {field: region, map: {EMEA: emea}, default: amer}\n", 7,
@@ -578,3 +578,21 @@ policies:
     assert (caught.value.line, caught.value.field) == (
         11, "policies[0].targets.first_response.urgent.calendar.map.APAC"
     )
+
+
+def test_calendar_named_by_the_field_value_itself():
+    text = """\
+version: 1
+calendars:
+  emea: {timezone: Europe/Amsterdam, hours: {mon-fri: ["08:00-18:00"]}}
+  apac: {timezone: Australia/Brisbane, hours: {mon-fri: ["09:00-21:00"]}}
+policies:
+  - id: p
+    calendar: {field: region, default: emea}
+    targets: {first_response: 1h}
+"""
+    rules = load_texts([("t.yaml", text)])
+    for region, due in [("APAC", "2026-11-24T00:00:00Z"), ("apac", "2026-11-24T00:00:00Z"),
+                        ("emea", "2026-11-24T07:30:00Z"), ("mars", "2026-11-24T07:30:00Z")]:
+        result = decide(rules, "2026-11-23T16:30:00Z", fields={"region": region})
+        assert target(result, "first_response") == (due, "running"), region

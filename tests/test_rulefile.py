@@ -40,7 +40,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "rules"
         ("unknown_level", 8, "policies[0].targets.first_response.P9", "unknown priority or level 'P9'"),
         ("duplicate_id", 4, "reclassify[1].id", "duplicate rule id 'same'"),
         ("bad_business_days", 9, "policies[0].targets.first_response.low", "'2 days' is ambiguous"),
-        ("calendar_choice_without_map", 6, "policies[0].calendar", "required key 'map' is missing"),
+        ("calendar_choice_without_field", 6, "policies[0].calendar", "required key 'field' is missing"),
         ("bad_yearly", 7, "calendars.office.holidays.yearly[0]", "expected a month-day like '12-24'"),
         ("bad_from", 9, "policies[0].targets.next_update.urgent.from", "Input should be 'created' or"),
     ],

@@ -26,7 +26,7 @@ VALID_FIXTURES = [FIXTURES / "basic.yaml", FIXTURES / "reminder.yaml"]
 # Invalid fixtures the schema rejects: their mistake is in the file's shape.
 REJECTED = [
     "empty", "not_a_mapping", "unknown_key", "bad_duration", "bad_time",
-    "bad_business_days", "calendar_choice_without_map", "bad_yearly", "bad_from",
+    "bad_business_days", "calendar_choice_without_field", "bad_yearly", "bad_from",
 ]
 # Invalid fixtures only the loader can tell: YAML it refuses to read, or names and
 # meanings a schema cannot know (time zones, countries, calendar and level names,
@@ -95,7 +95,7 @@ def test_every_invalid_fixture_is_classified():
         "policies: [{id: p, calendar: c, targets: {first_response: 4}}]",  # a bare number
         "policies: [{id: p, calendar: c, targets: {first_response: {P1: [1h]}}}]",
         "policies: [{id: p, calendar: c, targets: {first_response: {within: 2h, calender: c}}}]",
-        "policies: [{id: p, calendar: {field: region}}]",
+        "policies: [{id: p, calendar: {map: {EMEA: emea}}}]",
         "policies: [{id: p, calendar: {field: region, map: {EMEA: emea}, other: x}}]",
         "policies: [{id: p, calendar: c, targets: {next_update: {within: 2h, from: creation}}}]",
         "policies: [{id: p, calendar: c, targets: {next_replies: 2h}}]",
