@@ -79,9 +79,14 @@ def _escalation_due(rule: EscalationRule, ticket: Ticket, targets, now: int) -> 
     if rule.kind == "immediate":
         return True, None, "its conditions hold"
     if rule.kind == "after_created":
-        moment = rule.calendar.add(ticket.created_at, rule.within)
-        hours = explain.budget_words(rule.within, rule.calendar)
-        return now >= moment, moment, f"{hours} have passed since the ticket was created"
+        if rule.days is None:
+            moment = rule.calendar.add(ticket.created_at, rule.within)
+            hours = explain.budget_words(rule.within, rule.calendar)
+        else:
+            moment = rule.calendar.add_days(ticket.created_at, rule.days)
+            hours = f"{rule.days} business day{'s' if rule.days != 1 else ''}"
+        verb = "has" if rule.days == 1 else "have"
+        return now >= moment, moment, f"{hours} {verb} passed since the ticket was created"
     result = targets.get(rule.target)
     label = explain.TARGET_LABELS[rule.target].lower()
     if result is None:

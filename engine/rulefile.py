@@ -222,6 +222,10 @@ def _calendar(
     return calendars[name]
 
 
+def _seconds(span: int | BusinessDays | None) -> int | None:
+    return 0 if isinstance(span, BusinessDays) else span
+
+
 def _by_field(
     src: _Source, loc: tuple[Any, ...], choice: CalendarChoice, calendars: dict[str, Calendar]
 ) -> CalendarByField:
@@ -349,7 +353,10 @@ def compile_sources(sources: list[_Source], version: str) -> RuleSet:
                     when=Matcher(esc.when),
                     kind=kind,
                     target=None if on is None else (on.breach or on.warning or on.before_breach),
-                    within=None if on is None else (on.within or on.after_created),
+                    within=None if on is None else (on.within or _seconds(on.after_created)),
+                    days=on.after_created.days
+                    if on is not None and isinstance(on.after_created, BusinessDays)
+                    else None,
                     calendar=calendar,
                     unless_tags=frozenset(esc.unless_tags),
                     add_tags=tuple(esc.do.add_tags),

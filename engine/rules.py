@@ -552,7 +552,7 @@ class Trigger(Strict):
     warning: TargetName | None = None
     before_breach: TargetName | None = None
     within: Duration | None = Field(None, description="with before_breach: business time left")
-    after_created: Duration | None = None
+    after_created: Span | None = Field(None, description="business time or business days since creation")
     calendar: CalendarName | None = Field(None, description="with after_created")
 
     @model_validator(mode="after")

@@ -95,6 +95,7 @@ class EscalationRule:
     assign_group: str | None
     set_priority: str | None
     note: str | None
+    days: int | None = None  # after_created in business days instead of `within` seconds
 
 
 @dataclass(slots=True, frozen=True)

@@ -596,3 +596,22 @@ policies:
                         ("emea", "2026-11-24T07:30:00Z"), ("mars", "2026-11-24T07:30:00Z")]:
         result = decide(rules, "2026-11-23T16:30:00Z", fields={"region": region})
         assert target(result, "first_response") == (due, "running"), region
+
+
+def test_escalation_after_created_in_business_days():
+    text = """\
+version: 1
+calendars:
+  office: {timezone: Europe/Berlin, hours: {mon-fri: ["09:00-17:00"]}}
+escalations:
+  - id: stale
+    on: {after_created: 2 business days, calendar: office}
+    do: {add_tags: [stale]}
+"""
+    rules = load_texts([("e.yaml", text)])
+    created = "2026-11-20T14:30:00Z"  # Fri 15:30 CET: Tue 15:30 CET
+    before = decide(rules, "2026-11-24T14:29:59Z", created_at=created)
+    assert before["actions"] == [] and before["next_check"] == "2026-11-24T14:30:00Z"
+    fired = decide(rules, "2026-11-24T14:30:00Z", created_at=created)
+    assert fired["actions"][0] == {"type": "add_tags", "values": ["stale"], "rule": "stale"}
+    assert "2 business days have passed since the ticket was created" in fired["actions"][1]["body"]
