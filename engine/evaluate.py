@@ -84,7 +84,7 @@ def _escalation_due(rule: EscalationRule, ticket: Ticket, targets, now: int) -> 
             hours = explain.budget_words(rule.within, rule.calendar)
         else:
             moment = rule.calendar.add_days(ticket.created_at, rule.days)
-            hours = f"{rule.days} business day{'s' if rule.days != 1 else ''}"
+            hours = explain.days_words(rule.days)
         verb = "has" if rule.days == 1 else "have"
         return now >= moment, moment, f"{hours} {verb} passed since the ticket was created"
     result = targets.get(rule.target)
@@ -214,7 +214,7 @@ def _auto_close(
         waited = (
             explain.budget_words(rule.after, rule.calendar)
             if rule.after_days is None
-            else f"{rule.after_days} business day{'s' if rule.after_days != 1 else ''}"
+            else explain.days_words(rule.after_days)
         )
         actions.append(
             Action(
