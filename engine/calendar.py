@@ -128,6 +128,9 @@ class Calendar:
         holidays: given a year, the local dates closed all day.
         closures: local date -> closed (start, end) seconds of that day.
         always: open at every instant (holidays and closures still apply).
+        openings: local date -> open (start, end) seconds replacing the week's
+            hours of that date (an end past 86400 runs into the next date); the
+            date is open then even if it is a holiday. Closures still apply.
     """
 
     def __init__(
@@ -138,6 +141,7 @@ class Calendar:
         holidays: HolidayLookup | None = None,
         closures: dict[date, list[Interval]] | None = None,
         always: bool = False,
+        openings: dict[date, list[Interval]] | None = None,
     ) -> None:
         self.name = name
         self.zone = zone
@@ -145,10 +149,11 @@ class Calendar:
         self._weekly = tuple(weekly)
         self._holidays = holidays
         self._closures = dict(closures or {})
+        self._openings = {day: list(pieces) for day, pieces in (openings or {}).items()}
         if not always and not any(w.end > w.start for w in self._weekly):
             raise CalendarError(f"calendar {name!r} has no open hours")
         # Plain 24/7 needs no table: open time is real time.
-        self.trivial = always and holidays is None and not self._closures
+        self.trivial = always and holidays is None and not self._closures and not self._openings
         self._years: tuple[int, int] | None = None
         self._lo = self._hi = 0
         self._starts: list[int] = []
@@ -171,9 +176,12 @@ class Calendar:
         raw: list[Interval] = []
         day = first
         one = timedelta(days=1)
+        openings = self._openings
         while day <= last:
             base = wall_seconds(day)
-            if self.always:
+            if openings and day in openings:
+                raw.extend((base + a, base + b) for a, b in openings[day])
+            elif self.always:
                 raw.append((base, base + DAY))
             else:
                 weekday = day.weekday()
@@ -182,7 +190,7 @@ class Calendar:
         closed = [
             (wall_seconds(d), wall_seconds(d) + DAY)
             for d in self._closed_dates(first.year, last.year)
-            if first <= d <= last
+            if first <= d <= last and d not in openings
         ]
         for day, pieces in self._closures.items():
             if first <= day <= last:
@@ -268,6 +276,60 @@ class Calendar:
                 raise CalendarError(f"calendar {self.name!r}: span beyond {_MAX_YEARS} years")
             # Extending keeps earlier positions: the table only grows at the end.
             self._build(first, last + max(2, (last - first)))
+
+    def next_open(self, t: int) -> int:
+        """`t` if the calendar is open then, else the instant it next opens."""
+        if self.trivial or self.is_open(t):
+            return t
+        return self.at_position(self.position(t) + 1, t) - 1
+
+    def add_days(self, start: int, days: int) -> int:
+        """The same local time of day on the `days`-th open date after the start's.
+
+        A start outside open time counts from the next opening. An open date is
+        a local date with any open time. When that date's open time does not
+        include the time of day, the due is clamped into it: its first opening
+        if the time comes earlier, else the end of the last open interval
+        before the time (a shorter day, or a lunch break).
+        """
+        if days <= 0:
+            return start
+        begin = self.next_open(start)
+        local = datetime.fromtimestamp(begin, self.zone)
+        day = local.date()
+        tod = local.hour * 3600 + local.minute * 60 + local.second
+        one = timedelta(days=1)
+        position = self.position
+        lo = self._wall_instant(wall_seconds(day + one))
+        found = 0
+        for _ in range(366 * _MAX_YEARS):
+            day += one
+            hi = self._wall_instant(wall_seconds(day + one))
+            if position(hi) > position(lo):
+                found += 1
+                if found == days:
+                    return self._clamp(lo, self._wall_instant(wall_seconds(day, tod)))
+            lo = hi
+        raise CalendarError(f"calendar {self.name!r}: no {days} open days within {_MAX_YEARS} years")
+
+    def _clamp(self, day_start: int, t: int) -> int:
+        """`t` if open then or just closing; else the end of the open time before it since
+        `day_start`; else, with none, the next opening."""
+        if self.is_open(t) or (t > day_start and self.is_open(t - 1)):
+            return t
+        pos = self.position(t)
+        if pos == self.position(day_start):
+            return self.next_open(t)
+        return self.at_position(pos, day_start)
+
+    def _wall_instant(self, wall: int) -> int:
+        """UTC epoch seconds of naive local wall seconds (the earlier one when a time occurs twice;
+        a time skipped by a DST change moves forward by the change)."""
+        days, seconds = divmod(wall, DAY)
+        naive = datetime.combine(date.fromordinal(days + _EPOCH_ORDINAL), datetime.min.time()) + timedelta(
+            seconds=seconds
+        )
+        return int(naive.replace(tzinfo=self.zone).timestamp())
 
     def is_open(self, t: int) -> bool:
         return self.position(t + 1) > self.position(t)

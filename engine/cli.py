@@ -8,10 +8,10 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from engine import yamlsafe
+from engine import lint, yamlsafe
 from engine.evaluate import evaluate
-from engine.rulefile import RuleFileError, load_rules
-from engine.rules import RuleFile
+from engine.rulefile import RuleFileError, compile_texts, load_rules, read_rule_files
+from engine.rules import SPEC_REF_PLACEHOLDER, RuleFile, TargetSpec
 from engine.ruleset import RuleSet
 from engine.ticket import TicketError, to_epoch
 from engine.ticketjson import parse_ticket
@@ -96,20 +96,31 @@ def _evaluate(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
 
 
 def _check(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    """Each path is one rule set (a file, or a directory merged); all are checked."""
+    """Each path is one rule set (a file, or a directory merged); all are checked.
+
+    Errors exit 2. Warnings (rules that load but cannot do what they say)
+    are printed and exit 0, or 2 with --strict.
+    """
     status = 0
     for path in args.paths:
         try:
-            rules = load_rules(path)
+            rules, sources = compile_texts(read_rule_files(path))
         except RuleFileError as err:
             stderr.write(f"error: {err}\n")
             status = EXIT_INVALID
             continue
+        found = lint.warnings(rules, sources)
+        for warning in found:
+            stderr.write(f"warning: {warning}\n")
+        if found and args.strict:
+            status = EXIT_INVALID
         counts = (
             f"{len(rules.calendars)} calendars, {len(rules.reclassify)} reclassify rules, "
             f"{len(rules.policies)} policies, {len(rules.escalations)} escalations, "
             f"{len(rules.auto_close)} auto-close rules"
         )
+        if found:
+            counts += f"; {len(found)} warning{'s' if len(found) != 1 else ''}"
         stdout.write(f"ok: {path}: {len(rules.files)} file(s), version {rules.version}: {counts}\n")
     return status
 
@@ -117,6 +128,26 @@ def _check(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 def schema() -> dict[str, Any]:
     """The JSON Schema of a rule file, generated from the models."""
     out = RuleFile.model_json_schema()
+    defs = out["$defs"]
+    # Targets are written in several forms (see rules._MATRIX_SCHEMA), each of which
+    # refers to TargetSpec; the parsed TargetMatrix is not what admins write.
+    spec = TargetSpec.model_json_schema(ref_template="#/$defs/{model}")
+    defs.update(spec.pop("$defs", {}))
+    defs["TargetSpec"] = spec
+    for internal in ("TargetMatrix", "BusinessDays"):
+        defs.pop(internal, None)
+    out["$defs"] = dict(sorted(defs.items()))
+
+    def refs(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get(SPEC_REF_PLACEHOLDER):
+                return {"$ref": "#/$defs/TargetSpec"}
+            return {key: refs(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [refs(value) for value in node]
+        return node
+
+    out = refs(out)
     out["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     out["title"] = "Deskpilot rule file"
     return out
@@ -127,16 +158,20 @@ def main(
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
+    prog: str = "python -m engine",
 ) -> int:
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
-    parser = _Parser(prog="python -m engine", description=__doc__)
+    parser = _Parser(prog=prog, description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     ev = commands.add_parser("evaluate", help="what would the rules do to this ticket, and why")
     ev.add_argument("--rules", required=True, help="a rule file or a directory of them")
     ev.add_argument("--ticket", required=True, help="a JSON ticket file, or - for JSON Lines on stdin")
     ev.add_argument("--now", help="the evaluation instant, ISO-8601 (default: the current time)")
-    ck = commands.add_parser("check", help="validate rule sets (exit 0 all valid, 2 any invalid)")
+    ck = commands.add_parser(
+        "check", help="validate rule sets (exit 0 all valid, 2 any invalid); warnings exit 0 unless --strict"
+    )
     ck.add_argument("paths", nargs="+", metavar="PATH", help="a rule file or a directory (one rule set each)")
+    ck.add_argument("--strict", action="store_true", help="exit 2 on warnings too")
     commands.add_parser("schema", help="print the JSON Schema of the rule-file format")
     try:
         args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""SLA clocks: first_response, resolution and next_update, driven by a ticket's timeline."""
+"""SLA clocks: first_response, resolution, next_update and next_reply, driven by a ticket's timeline."""
 
 from __future__ import annotations
 
@@ -29,11 +29,13 @@ class History:
         "created",
         "now",
         "first_done",
+        "events",
     )
 
     def __init__(self, ticket: Ticket, now: int, status: str, aliases: dict[str, str]) -> None:
         self.created = ticket.created_at
         self.now = now
+        self.events = ticket.events
         spans: list[tuple[int, str]] = [(ticket.created_at, "open")]
         first_agent = last_agent = last_human_agent = None
         last_public_author = None
@@ -91,15 +93,46 @@ class History:
         return out
 
 
+def due_of(target: Target, start: int, pauses=()) -> tuple[int, int]:
+    """(due, business seconds allowed) of `target`'s clock started at `start`, stopped during `pauses`.
+
+    A budget in business days is due at the same local time on the Nth open
+    day; pauses move that due by the open time they cover before it.
+    """
+    calendar = target.calendar
+    if target.days is None:
+        return calendar.add(start, target.budget, pauses), target.budget
+    plain = calendar.add_days(start, target.days)
+    budget = calendar.position(plain) - calendar.position(start)
+    if not pauses:
+        return plain, budget
+    due = calendar.add(start, budget, pauses)
+    return (due if due > plain else plain), budget
+
+
+def _covered(pauses, start: int, end: int) -> bool:
+    """Whether the sorted, merged `pauses` cover all of [start, end)."""
+    for p_start, p_end in pauses:
+        if p_start <= start < p_end:
+            return end <= p_end
+    return False
+
+
 def _result(
     target: Target, start: int, achieved: int | None, pauses, paused_since: int | None, now: int
 ) -> TargetResult:
-    """The clock of `target` started at `start`, stopped during `pauses`."""
-    calendar, budget = target.calendar, target.budget
-    due = calendar.add(start, budget, pauses)
+    """The clock of `target` started at `start`, stopped during `pauses`.
+
+    Achieved in time means at or before the due, or with the clock paused
+    from the due until it was achieved: a pause that begins the instant the
+    budget runs out leaves 0 left, not a breach.
+    """
+    calendar = target.calendar
+    due, budget = due_of(target, start, pauses)
     if achieved is not None:
+        in_time = achieved <= due or _covered(pauses, due, achieved)
         return TargetResult(
-            "met" if achieved <= due else "breached", due, budget, calendar.name, achieved_at=achieved
+            "met" if in_time else "breached", due, budget, calendar.name, achieved_at=achieved
         )
     if paused_since is not None:
         if due < paused_since:  # the budget ran out before the pause began
@@ -146,12 +179,83 @@ def resolution(target: Target, history: History) -> TargetResult:
 
 
 def next_update(target: Target, history: History, tags: frozenset[str]) -> TargetResult | None:
-    """From the latest public agent comment to the next, until solved or a stop tag appears."""
-    if history.status in DONE_STATUSES or history.last_agent is None:
-        return None
-    if target.until_tags and not target.until_tags.isdisjoint(tags):
+    """From the latest public agent comment to the next, until solved or a stop tag appears.
+
+    With `from: created` the timer runs from creation while no agent has written yet.
+    """
+    if history.status in DONE_STATUSES:
         return None
     start = history.last_agent
+    if start is None:
+        if target.start_from != "created":
+            return None
+        start = history.created
+    if target.until_tags and not target.until_tags.isdisjoint(tags):
+        return None
     pauses = history.pauses(target.pause_on, start) if target.pause_on else ()
     paused = _since(history, target.pause_on)
     return _result(target, start, None, pauses, paused, history.now)
+
+
+def _reply_cycle(history: History, creation_counts: bool) -> tuple[int, int | None] | None:
+    """(start, achieved or None) of the ticket's current next-reply cycle, else its last one.
+
+    A cycle starts at the oldest public customer comment not yet answered and
+    ends at the next public agent comment, or when the ticket is solved. The
+    customer's opening message (the ticket's creation) starts the first cycle
+    only when `creation_counts` (no first_response target covers it).
+    """
+    done_entries = [
+        at
+        for i, (at, status) in enumerate(history.spans)
+        if status in DONE_STATUSES and (i == 0 or history.spans[i - 1][1] not in DONE_STATUSES)
+    ]
+    created, now = history.created, history.now
+    open_since: int | None = created if creation_counts else None
+    answered = creation_counts
+    last: tuple[int, int | None] | None = None
+    d = 0
+    for event in history.events:
+        at = event.at
+        if at > now:
+            break
+        if event.type != "comment" or not event.public or at < created:
+            continue
+        while d < len(done_entries) and done_entries[d] <= at:
+            if open_since is not None and done_entries[d] >= open_since:
+                last, open_since = (open_since, done_entries[d]), None
+            answered = True
+            d += 1
+        if event.author == "agent":
+            if open_since is not None:
+                last, open_since = (open_since, at), None
+            answered = True
+        elif open_since is None and answered:
+            open_since = at
+    while d < len(done_entries):
+        if open_since is not None and done_entries[d] >= open_since:
+            last, open_since = (open_since, done_entries[d]), None
+        d += 1
+    if open_since is not None:
+        if history.status in DONE_STATUSES:  # written while solved, and still solved
+            return open_since, open_since
+        return open_since, None
+    return last
+
+
+def next_reply(target: Target, history: History, creation_counts: bool) -> TargetResult | None:
+    """From the oldest unanswered public customer comment to the next public agent comment.
+
+    Every customer message after an answer starts a new cycle; the result is
+    the current cycle (running or paused), else the last one (met or breached),
+    else None when the customer has not written since the first reply.
+    """
+    cycle = _reply_cycle(history, creation_counts)
+    if cycle is None:
+        return None
+    start, achieved = cycle
+    pauses = history.pauses(target.pause_on, start, achieved) if target.pause_on else ()
+    paused = None
+    if achieved is None and target.pause_on:
+        paused = _since(history, target.pause_on)
+    return _result(target, start, achieved, pauses, paused, history.now)

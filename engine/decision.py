@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-TARGET_NAMES = ("first_response", "resolution", "next_update")
+TARGET_NAMES = ("first_response", "resolution", "next_update", "next_reply")
 ACTION_TYPES = ("set_priority", "set_status", "assign_group", "add_tags", "note", "reply", "set_fields")
 # Actions that change the ticket; `note` and `reply` only explain or announce.
 CHANGE_ACTIONS = frozenset({"set_priority", "set_status", "assign_group", "add_tags", "set_fields"})

@@ -10,11 +10,14 @@ from engine.ticket import PRIORITY_RANK, Ticket
 SLA_FIELDS_RULE = "sla-fields"
 
 
-def _clock(name: str, target, history: clocks.History, ticket: Ticket) -> TargetResult | None:
+def _clock(name: str, target, history: clocks.History, ticket: Ticket, chosen) -> TargetResult | None:
     if name == "first_response":
         return clocks.first_response(target, history)
     if name == "resolution":
         return clocks.resolution(target, history)
+    if name == "next_reply":
+        # The customer's opening message belongs to first_response when it applies.
+        return clocks.next_reply(target, history, creation_counts="first_response" not in chosen)
     return clocks.next_update(target, history, ticket.tags)
 
 
@@ -51,7 +54,7 @@ def _priority_note(
     reasons: list[str],
     policy: PolicyRule | None,
     targets: dict[str, TargetResult | None],
-    priority: str,
+    chosen: dict,
 ) -> str:
     if old is None:
         verb = "set"
@@ -66,8 +69,7 @@ def _priority_note(
         for name in TARGET_NAMES:
             result = targets.get(name)
             if result is not None:
-                target = policy.targets[name][priority]
-                text += " " + explain.target_sentence(result, target, policy.name)
+                text += " " + explain.target_sentence(result, chosen[name], policy.name)
                 break
     return text
 
@@ -77,9 +79,14 @@ def _escalation_due(rule: EscalationRule, ticket: Ticket, targets, now: int) -> 
     if rule.kind == "immediate":
         return True, None, "its conditions hold"
     if rule.kind == "after_created":
-        moment = rule.calendar.add(ticket.created_at, rule.within)
-        hours = explain.budget_words(rule.within, rule.calendar)
-        return now >= moment, moment, f"{hours} have passed since the ticket was created"
+        if rule.days is None:
+            moment = rule.calendar.add(ticket.created_at, rule.within)
+            hours = explain.budget_words(rule.within, rule.calendar)
+        else:
+            moment = rule.calendar.add_days(ticket.created_at, rule.days)
+            hours = explain.days_words(rule.days)
+        verb = "has" if rule.days == 1 else "have"
+        return now >= moment, moment, f"{hours} {verb} passed since the ticket was created"
     result = targets.get(rule.target)
     label = explain.TARGET_LABELS[rule.target].lower()
     if result is None:
@@ -96,14 +103,14 @@ def _escalation_due(rule: EscalationRule, ticket: Ticket, targets, now: int) -> 
 
 
 def _escalate(
-    rule: EscalationRule, ticket: Ticket, state: _State, targets, policy, now: int, actions: list[Action]
+    rule: EscalationRule, ticket: Ticket, state: _State, targets, chosen, now: int, actions: list[Action]
 ) -> int | None:
     if not rule.unless_tags.isdisjoint(state.tags):
         return None
     if rule.when.test(ticket, state.priority, state.status) is None:
         return None
     if rule.kind == "before_breach":
-        fires, moment, reason = _before_breach(rule, policy, targets, state.priority, now)
+        fires, moment, reason = _before_breach(rule, chosen, targets, now)
     else:
         fires, moment, reason = _escalation_due(rule, ticket, targets, now)
     if not fires:
@@ -133,16 +140,16 @@ def _escalate(
     return None
 
 
-def _before_breach(rule: EscalationRule, policy, targets, priority, now: int):
+def _before_breach(rule: EscalationRule, chosen, targets, now: int):
     result = targets.get(rule.target)
     label = explain.TARGET_LABELS[rule.target].lower()
-    if result is None or policy is None:
+    if result is None:
         return False, None, ""
     if result.state == "breached":
         return True, None, f"{label} breached (due {iso_utc(result.due)})"
     if result.state != "running":
         return False, None, ""
-    calendar = policy.targets[rule.target][priority].calendar
+    calendar = chosen[rule.target].calendar
     left = calendar.position(result.due) - calendar.position(now)
     if left <= rule.within:
         return True, None, f"{label} due {iso_utc(result.due)}, {explain.amount(left)} left"
@@ -165,11 +172,18 @@ def _auto_close(
         if history.last_public_author != "agent" or history.last_agent is None:
             continue
         since = history.last_human_agent or history.last_agent
-        moment = rule.calendar.add(since, rule.after)
+        calendar = rule.calendar
+        if rule.after_days is None:
+            moment = calendar.add(since, rule.after)
+        else:
+            moment = calendar.add_days(since, rule.after_days)
         if now < moment:
             if rule.remind_before is None:
                 return moment
-            remind_at = rule.calendar.add(since, rule.after - rule.remind_before)
+            if rule.after_days is None:
+                remind_at = calendar.add(since, rule.after - rule.remind_before)
+            else:  # that much open time before the close, and not before the wait began
+                remind_at = calendar.at_position(calendar.position(moment) - rule.remind_before, since)
             reminded = history.last_agent > since
             if reminded:
                 return moment
@@ -197,7 +211,11 @@ def _auto_close(
         actions.append(Action("reply", rule.id, body=rule.reply))
         # The same words for every ticket the rule closes, so sweeps can close
         # many tickets in one bulk update.
-        waited = explain.budget_words(rule.after, rule.calendar)
+        waited = (
+            explain.budget_words(rule.after, rule.calendar)
+            if rule.after_days is None
+            else explain.days_words(rule.after_days)
+        )
         actions.append(
             Action(
                 "note",
@@ -248,11 +266,16 @@ def evaluate(ticket: Ticket, rules: RuleSet, now: int) -> Decision:
             policy = candidate
             break
     targets: dict[str, TargetResult | None] = {}
+    chosen = {}  # target name -> the Target that applies, on the ticket's calendar
     if policy is not None:
         for name, by_priority in policy.targets.items():
             target = by_priority.get(priority)
+            if target is not None and target.by_field is not None:
+                target = target.for_ticket(ticket.fields)
             if target is not None:
-                targets[name] = _clock(name, target, history, ticket)
+                chosen[name] = target
+        for name, target in chosen.items():
+            targets[name] = _clock(name, target, history, ticket, chosen)
 
     if prule is not None:
         actions.append(Action("set_priority", prule.id, value=priority))
@@ -260,7 +283,7 @@ def evaluate(ticket: Ticket, rules: RuleSet, now: int) -> Decision:
             Action(
                 "note",
                 prule.id,
-                body=_priority_note(ticket.priority, priority, prule, reasons, policy, targets, priority),
+                body=_priority_note(ticket.priority, priority, prule, reasons, policy, targets, chosen),
             )
         )
 
@@ -275,7 +298,7 @@ def evaluate(ticket: Ticket, rules: RuleSet, now: int) -> Decision:
 
     state = _State(ticket, priority, status)
     for rule in rules.escalations:
-        moment = _escalate(rule, ticket, state, targets, policy, now, actions)
+        moment = _escalate(rule, ticket, state, targets, chosen, now, actions)
         if moment is not None:
             checks.append(moment)
     moment = _auto_close(ticket, rules, state, history, now, actions)

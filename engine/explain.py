@@ -12,6 +12,7 @@ TARGET_LABELS = {
     "first_response": "First response",
     "resolution": "Resolution",
     "next_update": "Next update",
+    "next_reply": "Next reply",
 }
 
 
@@ -36,7 +37,14 @@ def budget_words(seconds: int, calendar: Calendar) -> str:
     return amount(seconds, "business ")
 
 
+def days_words(days: int) -> str:
+    """'2 business days', '1 business day'."""
+    return f"{days} business day{'s' if days != 1 else ''}"
+
+
 def budget(target: Target) -> str:
+    if target.days is not None:
+        return days_words(target.days)
     return budget_words(target.budget, target.calendar)
 
 

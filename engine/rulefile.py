@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import date, timedelta, timezone, tzinfo
 from functools import lru_cache
 from pathlib import Path
@@ -18,10 +19,11 @@ from pydantic import ValidationError
 from engine import yamlsafe
 from engine.calendar import Calendar, CalendarError, WeeklyInterval
 from engine.conditions import Matcher
-from engine.rules import CalendarModel, Policy, RuleFile, parse_days
+from engine.rules import BusinessDays, CalendarChoice, CalendarModel, Policy, RuleFile, parse_days
 from engine.ruleset import (
     DEFAULT_PAUSES,
     AutoCloseRule,
+    CalendarByField,
     EscalationRule,
     PolicyRule,
     ReclassifyRule,
@@ -113,6 +115,35 @@ def parse_zone(name: str) -> tzinfo:
         ) from None
 
 
+def _md(year: int, month: int, day: int, forward: bool) -> date:
+    """The month-day in `year`; 02-29 in a common year is 03-01 as a start, 02-28 as an end."""
+    try:
+        return date(year, month, day)
+    except ValueError:
+        return date(year, 3, 1) if forward else date(year, 2, 28)
+
+
+@lru_cache(maxsize=4096)
+def _yearly_cached(yearly: tuple, year: int) -> frozenset[date]:
+    out: set[date] = set()
+    for (m1, d1), (m2, d2) in yearly:
+        if (m2, d2) >= (m1, d1):
+            spans = [(_md(year, m1, d1, True), _md(year, m2, d2, False))]
+        else:  # across the year end: this year's tail and the head carried over from last year
+            spans = [
+                (date(year, 1, 1), _md(year, m2, d2, False)),
+                (_md(year, m1, d1, True), date(year, 12, 31)),
+            ]
+        for first, last in spans:
+            out.update(first + timedelta(days=n) for n in range((last - first).days + 1))
+    return frozenset(out)
+
+
+def yearly_dates(yearly: tuple, year: int) -> frozenset[date]:
+    """The local dates of `year` closed by yearly month-day entries ((month, day), (month, day))."""
+    return _yearly_cached(yearly, year) if yearly else frozenset()
+
+
 @lru_cache(maxsize=4096)
 def _public_holidays(country: str, subdivision: str | None, year: int) -> frozenset[date]:
     return frozenset(holidays_lib.country_holidays(country, subdiv=subdivision, years=year))
@@ -126,6 +157,7 @@ def _compile_calendar(src: _Source, name: str, spec: CalendarModel) -> Calendar:
         raise src.error((*loc, "timezone"), str(err)) from None
     lookup = None
     closures: dict[date, list[tuple[int, int]]] = {}
+    openings: dict[date, list[tuple[int, int]]] = {}
     if spec.holidays is not None:
         country, subdivision = spec.holidays.country, spec.holidays.subdivision
         if country:
@@ -136,11 +168,20 @@ def _compile_calendar(src: _Source, name: str, spec: CalendarModel) -> Calendar:
                 raise src.error(
                     (*loc, "holidays", field), f"not known to the holidays package: {err}"
                 ) from None
-        extra = frozenset(spec.holidays.dates)
+        extra = set(spec.holidays.dates)
+        for first, last in spec.holidays.ranges:
+            extra.update(first + timedelta(days=n) for n in range((last - first).days + 1))
+        extra = frozenset(extra)
+        yearly = tuple(spec.holidays.yearly)
 
-        def lookup(year: int, country=country, subdivision=subdivision, extra=extra) -> Iterable[date]:
+        def lookup(
+            year: int, country=country, subdivision=subdivision, extra=extra, yearly=yearly
+        ) -> Iterable[date]:
             days = _public_holidays(country, subdivision, year) if country else frozenset()
-            return days | {d for d in extra if d.year == year}
+            return days | {d for d in extra if d.year == year} | yearly_dates(yearly, year)
+
+        for opening in spec.holidays.openings:
+            openings[opening.date] = list(opening.hours)
 
         for closure in spec.holidays.closures:
             pieces = closures.setdefault(closure.date, [])
@@ -152,7 +193,7 @@ def _compile_calendar(src: _Source, name: str, spec: CalendarModel) -> Calendar:
             for day in parse_days(days):
                 weekly.extend(WeeklyInterval(day, start, end) for start, end in ranges)
     try:
-        return Calendar(name, zone, weekly, lookup, closures, always=spec.hours == "24/7")
+        return Calendar(name, zone, weekly, lookup, closures, always=spec.hours == "24/7", openings=openings)
     except CalendarError as err:
         raise src.error(loc, str(err)) from None
 
@@ -181,8 +222,30 @@ def _calendar(
     return calendars[name]
 
 
+def _seconds(span: int | BusinessDays | None) -> int | None:
+    return 0 if isinstance(span, BusinessDays) else span
+
+
+def _by_field(
+    src: _Source, loc: tuple[Any, ...], choice: CalendarChoice, calendars: dict[str, Calendar]
+) -> CalendarByField:
+    by_value: dict[Any, Calendar] = {}
+    for value, name in choice.map.items():
+        by_value[value.casefold()] = _calendar(src, (*loc, "map", value), name, calendars)
+    if not choice.map:  # the field's value names the calendar itself
+        by_value = {name.casefold(): calendar for name, calendar in calendars.items()}
+    default = None
+    if choice.default is not None:
+        default = _calendar(src, (*loc, "default"), choice.default, calendars)
+    return CalendarByField(choice.field, by_value, default)
+
+
 def _compile_policy(src: _Source, index: int, policy: Policy, calendars, levels) -> PolicyRule:
     targets: dict[str, dict[str | None, Target]] = {}
+    if isinstance(policy.calendar, CalendarChoice):  # names checked even with no target using them
+        _by_field(src, ("policies", index, "calendar"), policy.calendar, calendars)
+    elif policy.calendar is not None:
+        _calendar(src, ("policies", index, "calendar"), policy.calendar, calendars)
     for target_name, matrix in policy.targets.items():
         loc = ("policies", index, "targets", target_name)
         cells: list[tuple[tuple[Any, ...], str | None, list[str | None], Any]] = []
@@ -199,10 +262,21 @@ def _compile_policy(src: _Source, index: int, policy: Policy, calendars, levels)
                 calendar_loc = (*cell_loc, "calendar")
             else:
                 calendar_loc = ("policies", index, "calendar") if policy.calendar else cell_loc
-            calendar = _calendar(src, calendar_loc, spec.calendar or policy.calendar, calendars)
+            ref = spec.calendar or policy.calendar
+            by_field = None
+            if isinstance(ref, CalendarChoice):
+                by_field = _by_field(src, calendar_loc, ref, calendars)
+                calendar = by_field.default
+            else:
+                calendar = _calendar(src, calendar_loc, ref, calendars)
+            days = spec.within.days if isinstance(spec.within, BusinessDays) else None
+            if spec.start_from is not None and target_name != "next_update":
+                raise src.error(
+                    (*cell_loc, "from"), f"only next_update has `from`; {target_name} starts at its own event"
+                )
             target = Target(
                 name=target_name,
-                budget=spec.within,
+                budget=0 if days is not None else spec.within,
                 calendar=calendar,
                 pause_on=frozenset(spec.pause_on)
                 if spec.pause_on is not None
@@ -210,8 +284,14 @@ def _compile_policy(src: _Source, index: int, policy: Policy, calendars, levels)
                 warn_after=spec.warn_after,
                 until_tags=frozenset(spec.until_tags),
                 level=level,
+                days=days,
+                start_from=spec.start_from,
             )
-            if spec.warn_after is not None and spec.warn_after >= spec.within:
+            if by_field is not None:
+                chosen = {c.name: c for c in (*by_field.by_value.values(), by_field.default) if c is not None}
+                variants = {name: replace(target, calendar=c) for name, c in chosen.items()}
+                target = replace(target, by_field=by_field, variants=variants)
+            if days is None and spec.warn_after is not None and spec.warn_after >= spec.within:
                 raise src.error((*cell_loc, "warn_after"), "warn_after must be shorter than `within`")
             for priority in priorities:
                 if priority in by_priority and matrix.all is None:
@@ -273,7 +353,10 @@ def compile_sources(sources: list[_Source], version: str) -> RuleSet:
                     when=Matcher(esc.when),
                     kind=kind,
                     target=None if on is None else (on.breach or on.warning or on.before_breach),
-                    within=None if on is None else (on.within or on.after_created),
+                    within=None if on is None else (on.within or _seconds(on.after_created)),
+                    days=on.after_created.days
+                    if on is not None and isinstance(on.after_created, BusinessDays)
+                    else None,
                     calendar=calendar,
                     unless_tags=frozenset(esc.unless_tags),
                     add_tags=tuple(esc.do.add_tags),
@@ -287,7 +370,8 @@ def compile_sources(sources: list[_Source], version: str) -> RuleSet:
                 AutoCloseRule(
                     id=rule.id,
                     when=Matcher(rule.when),
-                    after=rule.after,
+                    after=0 if isinstance(rule.after, BusinessDays) else rule.after,
+                    after_days=rule.after.days if isinstance(rule.after, BusinessDays) else None,
                     calendar=_calendar(src, ("auto_close", i, "calendar"), rule.calendar, cals),
                     set_status=rule.set_status,
                     reply=rule.reply,
@@ -306,14 +390,19 @@ def compile_sources(sources: list[_Source], version: str) -> RuleSet:
     return rules
 
 
-def load_texts(files: list[tuple[str, str]]) -> RuleSet:
-    """Compile rule files given as (name, text) pairs, in the order given."""
+def compile_texts(files: list[tuple[str, str]]) -> tuple[RuleSet, list[_Source]]:
+    """The rule set of files given as (name, text) pairs, and their parsed sources."""
     digest = hashlib.sha256()
     sources = []
     for name, text in files:
         digest.update(json.dumps([Path(name).name, text]).encode())
         sources.append(parse_file(name, text))
-    return compile_sources(sources, digest.hexdigest()[:12])
+    return compile_sources(sources, digest.hexdigest()[:12]), sources
+
+
+def load_texts(files: list[tuple[str, str]]) -> RuleSet:
+    """Compile rule files given as (name, text) pairs, in the order given."""
+    return compile_texts(files)[0]
 
 
 def rule_paths(path: str | Path) -> list[Path]:
@@ -331,6 +420,11 @@ def rule_paths(path: str | Path) -> list[Path]:
 
 def load_rules(path: str | Path) -> RuleSet:
     """Load a rule file or a directory of them. Raises RuleFileError; never half-loads."""
+    return compile_texts(read_rule_files(path))[0]
+
+
+def read_rule_files(path: str | Path) -> list[tuple[str, str]]:
+    """(name, text) of the rule files at `path`. Raises RuleFileError."""
     files = []
     for file in rule_paths(path):
         try:
@@ -340,4 +434,4 @@ def load_rules(path: str | Path) -> RuleSet:
         except OSError as err:
             raise RuleFileError(str(file), 0, "", f"cannot read: {err.strerror}") from None
         files.append((str(file), text))
-    return load_texts(files)
+    return files

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -10,18 +11,21 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     StringConstraints,
+    Tag,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from engine.ticket import PRIORITIES, STATUSES
 
-TARGET_NAMES = ("first_response", "resolution", "next_update")
+TARGET_NAMES = ("first_response", "resolution", "next_update", "next_reply")
 Priority = Literal["low", "normal", "high", "urgent"]
 Status = Literal["new", "open", "pending", "on_hold", "solved", "closed"]
-TargetName = Literal["first_response", "resolution", "next_update"]
+TargetName = Literal["first_response", "resolution", "next_update", "next_reply"]
 RuleId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)]
 
 _DURATION = re.compile(r"^\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$")
@@ -42,23 +46,84 @@ def parse_duration(value: Any) -> int:
     )
 
 
-Duration = Annotated[int, BeforeValidator(parse_duration)]
+# The JSON Schema describes the YAML as admins write it (strings like '2h'),
+# not the parsed values: editors validate the file, not the model.
+DURATION_PATTERN = r"^\s*(?:\d+\s*[hH])?\s*(?:\d+\s*[mM])?\s*(?:\d+\s*[sS])?\s*$"
+DURATION_SCHEMA = {
+    "type": "string",
+    "pattern": DURATION_PATTERN,
+    "minLength": 2,
+    "description": "business time: '2h', '90m', '1h30m', '45s'",
+}
+Duration = Annotated[int, BeforeValidator(parse_duration), WithJsonSchema(DURATION_SCHEMA)]
+
+_BUSINESS_DAYS = re.compile(r"^\s*(\d+)\s*(?:bd|business\s+days?)\s*$")
+_PLAIN_DAYS = re.compile(r"^\s*(\d+)\s*(?:d|days?)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessDays:
+    """'2 business days': the same local time on the 2nd following open day of the calendar."""
+
+    days: int
+
+    def __str__(self) -> str:
+        return f"{self.days} business day{'s' if self.days != 1 else ''}"
+
+
+def parse_span(value: Any) -> int | BusinessDays:
+    """A duration ('2h', '90m') in seconds, or business days ('2 business days', '1 business day', '2bd')."""
+    if isinstance(value, str):
+        match = _BUSINESS_DAYS.match(value.lower())
+        if match:
+            days = int(match.group(1))
+            if days > 0:
+                return BusinessDays(days)
+        if _PLAIN_DAYS.match(value.lower()):
+            raise ValueError(
+                f"{value!r} is ambiguous: write business days ('2 business days', '2bd')"
+                " or business hours ('16h')"
+            )
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise ValueError(
+            f"expected a positive duration like '2h', '90m', '1h30m' or business days like"
+            f" '2 business days', '1 business day', '2bd', got {value!r}"
+        ) from None
+
+
+SPAN_SCHEMA = {
+    "anyOf": [
+        DURATION_SCHEMA,
+        {
+            "type": "string",
+            "pattern": r"^\s*\d+\s*(?:[bB][dD]|[bB]usiness\s+[dD]ays?)\s*$",
+            "description": "business days: '2 business days', '1 business day', '2bd'",
+        },
+    ]
+}
+Span = Annotated[int | BusinessDays, BeforeValidator(parse_span), WithJsonSchema(SPAN_SCHEMA)]
 
 
 def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str) or value is None else value
 
 
+def _one_or_many_schema(item: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [item, {"type": "array", "items": item}]}
+
+
 class Strict(BaseModel):
     """Every rule-file mapping: unknown keys are errors, values are not coerced."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     @model_validator(mode="before")
     @classmethod
     def _known_keys(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            allowed = set(cls.model_fields)
+            allowed = {field.alias or name for name, field in cls.model_fields.items()}
             for key in data:
                 if key not in allowed:
                     raise ValueError(f"unknown key {key!r}; expected one of: {', '.join(sorted(allowed))}")
@@ -115,7 +180,12 @@ def parse_range(text: Any) -> tuple[int, int]:
     return start, end
 
 
-TimeRange = Annotated[tuple[int, int], BeforeValidator(parse_range)]
+RANGE_SCHEMA = {
+    "type": "string",
+    "pattern": r"^\s*\d{2}:\d{2}\s*-\s*\d{2}:\d{2}\s*$",
+    "description": "local times 'HH:MM-HH:MM'; an end before the start runs past midnight",
+}
+TimeRange = Annotated[tuple[int, int], BeforeValidator(parse_range), WithJsonSchema(RANGE_SCHEMA)]
 
 
 class Closure(Strict):
@@ -136,13 +206,96 @@ class Closure(Strict):
         return hours
 
 
+class Opening(Strict):
+    """Open during `hours` (local) on `date`, instead of the week's hours of that date."""
+
+    date: date
+    hours: list[TimeRange] = Field(min_length=1)
+
+
+_MONTH_DAY = re.compile(r"^(\d{2})-(\d{2})$")
+
+
+def _month_day(text: str) -> tuple[int, int]:
+    match = _MONTH_DAY.match(text.strip())
+    if match:
+        month, day = int(match.group(1)), int(match.group(2))
+        try:
+            date(2000, month, day)  # a leap year: 02-29 is a valid yearly date
+            return month, day
+        except ValueError:
+            pass
+    raise ValueError(f"expected a month-day like '12-24', got {text!r}")
+
+
+def parse_yearly(value: Any) -> tuple[tuple[int, int], tuple[int, int]]:
+    """'12-24' -> ((12, 24), (12, 24)); '12-24..01-01' -> a closure every year across the year end."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a month-day like '12-24' or a range like '12-24..01-01', got {value!r}")
+    first, sep, last = value.partition("..")
+    start = _month_day(first)
+    return start, (_month_day(last) if sep else start)
+
+
+def parse_date_range(value: Any) -> tuple[date, date]:
+    """'2026-12-24..2027-01-01' (inclusive local dates), or one date."""
+    if isinstance(value, date):
+        return value, value
+    if not isinstance(value, str):
+        raise ValueError(f"expected dates like '2026-12-24..2027-01-01', got {value!r}")
+    first, sep, last = value.partition("..")
+    try:
+        start = date.fromisoformat(first.strip())
+        end = date.fromisoformat(last.strip()) if sep else start
+    except ValueError:
+        raise ValueError(f"expected dates like '2026-12-24..2027-01-01', got {value!r}") from None
+    if end < start:
+        raise ValueError(f"range {value!r} ends before it starts")
+    if (end - start).days > 366:
+        raise ValueError(f"range {value!r} is longer than a year")
+    return start, end
+
+
+YearlyDates = Annotated[
+    tuple[tuple[int, int], tuple[int, int]],
+    BeforeValidator(parse_yearly),
+    WithJsonSchema({"type": "string", "pattern": r"^\s*\d{2}-\d{2}(?:\.\.\d{2}-\d{2})?\s*$"}),
+]
+DateRange = Annotated[
+    tuple[date, date],
+    BeforeValidator(parse_date_range),
+    WithJsonSchema({"type": "string", "pattern": r"^\s*\d{4}-\d{2}-\d{2}(?:\.\.\d{4}-\d{2}-\d{2})?\s*$"}),
+]
+
+
 class Holidays(Strict):
     country: str | None = Field(
         None, description="ISO country code for the `holidays` package, e.g. US, DE, SK"
     )
     subdivision: str | None = Field(None, description="state/region code, e.g. BY")
     dates: list[date] = Field(default_factory=list, description="extra whole days closed")
+    yearly: list[YearlyDates] = Field(
+        default_factory=list,
+        description="month-days closed every year: '12-24', or a range '12-24..01-01' (inclusive)",
+    )
+    ranges: list[DateRange] = Field(
+        default_factory=list, description="inclusive local date ranges closed: '2026-12-24..2027-01-01'"
+    )
     closures: list[Closure] = Field(default_factory=list, description="partial-day closures")
+    openings: list[Opening] = Field(
+        default_factory=list,
+        description="hours replacing the week's for a date (open even on a holiday): {date, hours}",
+    )
+
+    @field_validator("openings")
+    @classmethod
+    def _one_opening_per_date(cls, openings: list[Opening]) -> list[Opening]:
+        seen: set[date] = set()
+        for opening in openings:
+            if opening.date in seen:
+                raise ValueError(f"two openings for {opening.date}; list all its hours in one")
+            seen.add(opening.date)
+        return openings
 
     @model_validator(mode="after")
     def _subdivision_needs_country(self) -> Holidays:
@@ -186,7 +339,25 @@ def parse_hours(value: Any) -> Any:
 
 class CalendarModel(Strict):
     timezone: str = Field(description="IANA zone (Europe/Berlin) or fixed offset (+02:00)")
-    hours: Annotated[Literal["24/7"] | dict[str, list[tuple[int, int]]], BeforeValidator(parse_hours)] = (
+    hours: Annotated[
+        Literal["24/7"] | dict[str, list[tuple[int, int]]],
+        BeforeValidator(parse_hours),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"const": "24/7"},
+                    {
+                        "type": "object",
+                        "minProperties": 1,
+                        "propertyNames": {"pattern": r"^[a-z ,-]+$"},
+                        "additionalProperties": {
+                            "anyOf": [RANGE_SCHEMA, {"type": "array", "items": RANGE_SCHEMA, "minItems": 1}]
+                        },
+                    },
+                ]
+            }
+        ),
+    ] = (
         Field(
             description="'24/7', or days ('mon-fri', 'sat', 'daily') -> open ranges"
             " ('09:00-12:00', '22:00-06:00')"
@@ -208,14 +379,29 @@ PriorityOrNone = Priority | Literal["none"] | None
 class Condition(Strict):
     """All the given tests must hold. Text tests look at subject and description."""
 
-    priority: Annotated[list[PriorityOrNone], BeforeValidator(_one_or_many)] | None = Field(
+    priority: Annotated[
+        list[PriorityOrNone],
+        BeforeValidator(_one_or_many),
+        WithJsonSchema(_one_or_many_schema({"enum": ["low", "normal", "high", "urgent", "none", None]})),
+    ] | None = Field(
         None, description="one priority or a list; 'none' (or null) matches a ticket with no priority"
     )
-    status: Annotated[list[Status], BeforeValidator(_one_or_many)] | None = None
+    status: Annotated[
+        list[Status],
+        BeforeValidator(_one_or_many),
+        WithJsonSchema(_one_or_many_schema({"enum": list(STATUSES)})),
+    ] | None = None
     tags_all: list[str] = Field(default_factory=list)
     tags_any: list[str] = Field(default_factory=list)
     tags_none: list[str] = Field(default_factory=list)
-    fields: dict[str, Annotated[list[str | int | float | bool | None], BeforeValidator(_one_or_many)]] = (
+    fields: dict[
+        str,
+        Annotated[
+            list[str | int | float | bool | None],
+            BeforeValidator(_one_or_many),
+            WithJsonSchema(_one_or_many_schema({"type": ["string", "number", "boolean", "null"]})),
+        ],
+    ] = (
         Field(default_factory=dict, description="custom field name -> value or list of accepted values")
     )
     text_any: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
@@ -245,14 +431,49 @@ class Reclassify(Strict):
     explain: str | None = Field(None, description="why, for the internal note")
 
 
+class CalendarChoice(Strict):
+    """The calendar named by a ticket field's value: `{field: region, map: {EMEA: emea}, default: amer}`."""
+
+    field: Annotated[str, StringConstraints(min_length=1)] = Field(description="custom field name")
+    map: dict[str, Annotated[str, StringConstraints(min_length=1)]] = Field(
+        default_factory=dict,
+        description="field value -> calendar name (values compare case-insensitively);"
+        " without a map the value is the calendar's name",
+    )
+    default: str | None = Field(None, description="calendar for any other value, or no value")
+
+    @field_validator("map", mode="before")
+    @classmethod
+    def _string_keys(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k).lower() if isinstance(k, bool) else str(k): v for k, v in value.items()}
+        return value
+
+
+def _calendar_form(value: Any) -> str:
+    return "by field" if isinstance(value, dict) else "name"
+
+
+# A calendar's name, or a choice by a ticket field: tagged, so that an error in
+# the mapping form reports that form's problem, not "expected a string".
+CalendarRef = Annotated[
+    Annotated[str, Tag("name")] | Annotated[CalendarChoice, Tag("by field")], Discriminator(_calendar_form)
+]
+
+
 class TargetSpec(Strict):
-    within: Duration
-    calendar: str | None = None
+    within: Span
+    calendar: CalendarRef | None = None
     warn_after: Duration | None = Field(None, description="business time after the start to warn at")
     pause_on: list[Status] | None = Field(
         None, description="statuses that stop the clock (resolution defaults to pending, on_hold)"
     )
     until_tags: list[str] = Field(default_factory=list, description="next_update stops once any is present")
+    start_from: Literal["created", "agent_update"] | None = Field(
+        None,
+        alias="from",
+        description="next_update: `created` starts the timer at creation while no agent has written yet",
+    )
 
 
 def _target_shorthand(value: Any) -> Any:
@@ -281,14 +502,47 @@ def _target_form(value: Any) -> Any:
     return value
 
 
+# Replaced by a $ref to TargetSpec when the schema is assembled (engine.cli.schema).
+SPEC_REF_PLACEHOLDER = "x-deskpilot-target-spec"
+_SPEC_REF = {SPEC_REF_PLACEHOLDER: True}
+_MATRIX_SCHEMA = {
+    "anyOf": [
+        SPAN_SCHEMA,
+        _SPEC_REF,
+        {
+            "type": "object",
+            "description": "priority or level name -> a budget, {within: ...}, or none",
+            "propertyNames": {
+                "not": {"enum": ["within", "calendar", "warn_after", "pause_on", "until_tags", "from"]}
+            },
+            "additionalProperties": {"anyOf": [SPAN_SCHEMA, _SPEC_REF, {"const": "none"}, {"type": "null"}]},
+        },
+    ]
+}
+
+
 class Policy(Strict):
     id: RuleId
     name: str | None = Field(None, description="shown in notes, e.g. 'Professional plan'")
     when: Condition = Field(default_factory=Condition)
-    calendar: str | None = Field(None, description="default calendar of the targets")
-    targets: dict[TargetName, Annotated[TargetMatrix, BeforeValidator(_target_form)]] = Field(
-        default_factory=dict
+    calendar: CalendarRef | None = Field(None, description="default calendar of the targets")
+    targets: dict[
+        TargetName, Annotated[TargetMatrix, BeforeValidator(_target_form), WithJsonSchema(_MATRIX_SCHEMA)]
+    ] = Field(
+        default_factory=dict,
+        description="per target: one budget ('4h', '2 business days', {within: ...}), or one per priority",
     )
+
+
+def _calendar_name(value: Any) -> Any:
+    if isinstance(value, dict):
+        raise ValueError(
+            "expected a calendar name here; a calendar chosen by a ticket field is for policies and targets"
+        )
+    return value
+
+
+CalendarName = Annotated[str, BeforeValidator(_calendar_name)]
 
 
 class Trigger(Strict):
@@ -298,8 +552,8 @@ class Trigger(Strict):
     warning: TargetName | None = None
     before_breach: TargetName | None = None
     within: Duration | None = Field(None, description="with before_breach: business time left")
-    after_created: Duration | None = None
-    calendar: str | None = Field(None, description="with after_created")
+    after_created: Span | None = Field(None, description="business time or business days since creation")
+    calendar: CalendarName | None = Field(None, description="with after_created")
 
     @model_validator(mode="after")
     def _one_kind(self) -> Trigger:
@@ -337,13 +591,15 @@ class Escalation(Strict):
     do: EscalationActions
 
 
+
+
 class AutoClose(Strict):
     """Close a ticket after business time with no customer reply since the agent's last public comment."""
 
     id: RuleId
     when: Condition
-    after: Duration
-    calendar: str
+    after: Span = Field(description="business time ('72h') or business days ('3 business days')")
+    calendar: CalendarName
     set_status: Literal["solved", "closed"] = "solved"
     reply: str = Field(min_length=1, description="public comment posted with the close")
     add_tags: list[str] = Field(default_factory=list)
@@ -356,7 +612,8 @@ class AutoClose(Strict):
     def _reminder(self) -> AutoClose:
         if (self.remind_before is None) != (self.reminder is None):
             raise ValueError("remind_before and reminder go together")
-        if self.remind_before is not None and self.remind_before >= self.after:
+        hours = isinstance(self.after, int)
+        if self.remind_before is not None and hours and self.remind_before >= self.after:
             raise ValueError("remind_before must be shorter than `after`")
         return self
 

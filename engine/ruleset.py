@@ -11,6 +11,7 @@ from engine.rules import HelpdeskMapping
 DEFAULT_PAUSES = {
     "first_response": frozenset(),
     "next_update": frozenset(),
+    "next_reply": frozenset(),
     # policies.md: the resolution clock stops while waiting on the customer
     # (pending) or a third party (on_hold).
     "resolution": frozenset({"pending", "on_hold"}),
@@ -18,14 +19,50 @@ DEFAULT_PAUSES = {
 
 
 @dataclass(slots=True, frozen=True)
+class CalendarByField:
+    """A calendar chosen by the value of a ticket's custom field."""
+
+    field: str
+    by_value: dict  # normalised field value -> Calendar
+    default: Calendar | None
+
+    def pick(self, fields: dict) -> Calendar | None:
+        value = fields.get(self.field)
+        for item in value if isinstance(value, list | tuple) else (value,):
+            key = item.casefold() if isinstance(item, str) else item
+            if isinstance(key, bool):
+                key = str(key).lower()
+            elif isinstance(key, int | float):
+                key = str(key)
+            try:
+                found = self.by_value.get(key)
+            except TypeError:  # an unhashable value (a nested object) matches nothing
+                found = None
+            if found is not None:
+                return found
+        return self.default
+
+
+@dataclass(slots=True, frozen=True)
 class Target:
     name: str
-    budget: int  # seconds of business time
-    calendar: Calendar
+    budget: int  # seconds of business time (0 when `days` is set)
+    calendar: Calendar | None  # None only with `by_field` and no default
     pause_on: frozenset[str]
     warn_after: int | None = None
     until_tags: frozenset[str] = frozenset()
     level: str | None = None  # the level name the target was written under, for notes
+    days: int | None = None  # a budget in business days instead of seconds
+    start_from: str | None = None  # next_update: "created" starts the timer at creation
+    by_field: CalendarByField | None = None
+    variants: dict | None = None  # calendar name -> this target on that calendar
+
+    def for_ticket(self, fields: dict) -> Target | None:
+        """This target on the ticket's calendar (None: its field picks no calendar)."""
+        if self.by_field is None:
+            return self
+        calendar = self.by_field.pick(fields)
+        return None if calendar is None else self.variants[calendar.name]
 
 
 @dataclass(slots=True, frozen=True)
@@ -58,6 +95,7 @@ class EscalationRule:
     assign_group: str | None
     set_priority: str | None
     note: str | None
+    days: int | None = None  # after_created in business days instead of `within` seconds
 
 
 @dataclass(slots=True, frozen=True)
@@ -71,6 +109,7 @@ class AutoCloseRule:
     add_tags: tuple[str, ...]
     remind_before: int | None = None
     reminder: str | None = None
+    after_days: int | None = None  # `after` in business days instead of seconds
 
 
 @dataclass(slots=True)

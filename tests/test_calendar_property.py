@@ -108,12 +108,15 @@ class Case:
         closures: dict[date, list[tuple[int, int]]] = {}
         for day, start, end in spec.closures:
             closures.setdefault(day, []).append((start, end))
+        openings: dict[date, list[tuple[int, int]]] = {}
+        for day, start, end in spec.openings:
+            openings.setdefault(day, []).append((start, end))
         holiday_set = spec.holidays
         return Calendar(
             "prop", spec.zone,
             [WeeklyInterval(*w) for w in spec.weekly],
             holidays=lambda year: {d for d in holiday_set if d.year == year},
-            closures=closures, always=spec.always,
+            closures=closures, always=spec.always, openings=openings,
         )
 
 
@@ -159,7 +162,13 @@ def cases(draw, zone: tzinfo, max_days_of_open: int = 14) -> Case:
         begin = draw(st.integers(0, 23)) * H + draw(st.sampled_from([0, 15, 30, 47])) * 60
         low, high = draw(st.sampled_from([(1, 59), (60, 240), (241, 1440)]))
         closures.append((day, begin, min(DAY, begin + draw(_minutes(low, high)))))
-    spec = oracle.Spec(zone, tuple(weekly), holidays, tuple(closures), always)
+    openings = []
+    for day in sorted(set(_several(draw, days_after(-1, max_days_of_open), 3))):
+        # A date's own hours (an extra Saturday, a short Christmas Eve), often on a holiday.
+        openings += [(day, a, b) for a, b in draw(day_shifts())]
+    if openings and draw(st.booleans()):
+        holidays = holidays | {openings[0][0]}
+    spec = oracle.Spec(zone, tuple(weekly), holidays, tuple(closures), always, tuple(openings))
     # Up to `max_days_of_open` days' worth of this calendar's open time (weekly
     # intervals may overlap; the sum still bounds the real time to scan).
     per_week = WEEK_MINUTES if always else sum(b - a for _, a, b in weekly) // 60
@@ -218,6 +227,22 @@ def test_add_is_monotone_and_elapsed_is_additive(zone: tzinfo, data: st.DataObje
     c = due + more
     assert calendar.elapsed(a, b, pauses) + calendar.elapsed(b, c, pauses) == calendar.elapsed(a, c, pauses)
     assert calendar.elapsed(c, a, pauses) == 0
+
+
+@pytest.mark.parametrize("zone", ZONES, ids=str)
+@settings(PROPERTY, max_examples=6)
+@given(data=st.data(), days=st.integers(1, 6))
+def test_business_days_agree_with_the_oracle(zone: tzinfo, data: st.DataObject, days: int):
+    """'N business days' (with its pauses) against the definition, minute by minute."""
+    case = data.draw(cases(zone))
+    calendar, spec, a = case.calendar(), case.spec, case.start
+    plain = calendar.add_days(a, days)
+    assert plain == oracle.add_days(spec, a, days)
+    budget = calendar.elapsed(a, plain)
+    assert budget == oracle.elapsed(spec, a, plain)
+    paused = calendar.add(a, budget, case.pauses)
+    assert paused == oracle.add(spec, a, budget, case.pauses)
+    assert (plain == a) is False and calendar.add_days(a, days + 1) > plain
 
 
 # -- named edge cases -----------------------------------------------------------------
@@ -344,6 +369,18 @@ calendars:
     timezone: "-03:30"
     hours:
       daily: ["20:00-04:00"]
+  yearend:
+    timezone: America/New_York
+    hours:
+      mon-fri: ["08:00-18:00"]
+      sat: ["22:00-02:00"]
+    holidays:
+      yearly: ["12-24..01-01", "07-04", "02-29"]
+      ranges: ["2026-11-26..2026-11-27", "2027-03-12..2027-03-15"]
+      openings:
+        - {date: 2026-12-31, hours: ["10:00-14:00"]}
+        - {date: 2027-03-14, hours: ["01:00-04:00"]}
+        - {date: 2026-11-28, hours: ["20:00-01:00"]}
 """
 
 
@@ -358,7 +395,23 @@ def _rule_file_specs() -> dict[str, oracle.Spec]:
     )
     minus_0330 = timezone(-timedelta(hours=3, minutes=30))
     night = oracle.Spec(minus_0330, tuple((d, 20 * H, 28 * H) for d in range(7)))
-    return {"support": support, "night": night}
+    closed: set[date] = set()
+    for year in range(2025, 2030):
+        closed |= {date(year, 12, 24) + timedelta(days=n) for n in range(9)}
+        closed.add(date(year, 7, 4))
+    closed |= {date(2028, 2, 29), date(2026, 11, 26), date(2026, 11, 27)}
+    closed |= {date(2027, 3, 12) + timedelta(days=n) for n in range(4)}
+    yearend = oracle.Spec(
+        NEW_YORK,
+        tuple((d, 8 * H, 18 * H) for d in range(5)) + ((5, 22 * H, 26 * H),),
+        holidays=frozenset(closed),
+        openings=(
+            (date(2026, 12, 31), 10 * H, 14 * H),
+            (date(2027, 3, 14), 1 * H, 4 * H),  # across the spring-forward gap
+            (date(2026, 11, 28), 20 * H, 25 * H),  # an extra Saturday evening, past midnight
+        ),
+    )
+    return {"support": support, "night": night, "yearend": yearend}
 
 
 @pytest.mark.parametrize(
@@ -369,6 +422,11 @@ def _rule_file_specs() -> dict[str, oracle.Spec]:
         ("support", "2026-10-23T15:00Z", 40 * 60),  # the fall-back Saturday night shift
         ("support", "2026-03-27T16:00Z", 45 * 60),  # the spring-forward Saturday night shift
         ("night", "2026-06-30T23:59Z", 20 * 60),
+        ("yearend", "2026-12-22T20:00Z", 14 * 60),  # closed across the year end, open on Dec 31
+        ("yearend", "2027-12-23T15:00Z", 8 * 60),  # the yearly closure of the next year end
+        ("yearend", "2026-11-25T20:00Z", 9 * 60),  # a range, then an extra Saturday evening
+        ("yearend", "2027-03-11T21:00Z", 4 * 60),  # a range around an opening on the DST day
+        ("yearend", "2028-02-25T21:00Z", 20 * 60),  # Feb 29 closed in a leap year
     ],
 )
 def test_rule_file_calendar_matches_the_oracle(name, start, minutes):
@@ -380,3 +438,182 @@ def test_rule_file_calendar_matches_the_oracle(name, start, minutes):
     assert calendar.elapsed(a, due + 3 * DAY) == oracle.elapsed(spec, a, due + 3 * DAY)
     pauses = [(a + 60 * H, a + 80 * H)]
     assert calendar.add(a, minutes * 60, pauses) == oracle.add(spec, a, minutes * 60, pauses)
+    for days in (1, 2, 5):
+        assert calendar.add_days(a, days) == oracle.add_days(spec, a, days), days
+
+
+# -- next reply over random timelines ------------------------------------------------------
+
+REPLY_SPEC = oracle.Spec(
+    BERLIN, tuple((d, 9 * H, 17 * H) for d in range(5)),
+    holidays=frozenset({date(2026, 12, 25), date(2027, 1, 1)}),
+    openings=((date(2026, 12, 24), 9 * H, 12 * H),),
+)
+REPLY_RULES = """\
+version: 1
+calendars:
+  office:
+    timezone: Europe/Berlin
+    hours: {{mon-fri: ["09:00-17:00"]}}
+    holidays: {{dates: [2026-12-25, 2027-01-01], openings: [{{date: 2026-12-24, hours: ["09:00-12:00"]}}]}}
+policies:
+  - id: p
+    calendar: office
+    targets:
+      next_reply: {{within: {hours}h, pause_on: [on_hold]}}
+{first_response}"""
+
+
+@cache
+def _reply_rules(hours: int, with_first_response: bool):
+    extra = "      first_response: 1h\n" if with_first_response else ""
+    return load_texts([("reply.yaml", REPLY_RULES.format(hours=hours, first_response=extra))])
+
+
+def _oracle_next_reply(created, events, now, budget, creation_counts):
+    """The next-reply clock from its definition: cycles from the timeline, minutes from the oracle."""
+    spans = [(created, "open")]
+    for at, kind, _ in events:
+        if kind == "status" and _ != spans[-1][1]:
+            spans.append((at, _))
+
+    def status_at(t):
+        return [s for a, s in spans if a <= t][-1]
+
+    entries = [a for i, (a, s) in enumerate(spans) if s == "solved" and i and spans[i - 1][1] != "solved"]
+    open_since = created if creation_counts else None
+    answered, last = creation_counts, None
+    timeline = sorted([(a, 0, "solve") for a in entries] + [(a, 1, who) for a, k, who in events
+                                                            if k == "comment"])
+    for at, _, what in timeline:
+        if what == "solve":
+            if open_since is not None and at >= open_since:
+                last, open_since = (open_since, at), None
+            answered = True
+        elif what == "agent":
+            if open_since is not None:
+                last, open_since = (open_since, at), None
+            answered = True
+        elif what == "customer" and open_since is None and answered:
+            open_since = at
+    if open_since is not None:
+        cycle = (open_since, open_since) if spans[-1][1] == "solved" else (open_since, None)
+    elif last is None:
+        return None
+    else:
+        cycle = last
+    start, achieved = cycle
+    until = now if achieved is None else achieved
+    paused_minutes = [m for m in range(start, until, 60) if status_at(m) == "on_hold"]
+    pauses = [(m, m + 60) for m in paused_minutes]
+    due = oracle.add(REPLY_SPEC, start, budget, pauses)
+    if achieved is not None:
+        in_time = achieved <= due or all(status_at(m) == "on_hold" for m in range(due, achieved, 60))
+        return (due, "met" if in_time else "breached")
+    if spans[-1][1] == "on_hold":
+        since = spans[-1][0]
+        return (due, "breached") if due < since else (None, "paused")
+    return (due, "breached" if due < now else "running")
+
+
+@st.composite
+def reply_timelines(draw):
+    created = draw(starts(BERLIN))
+    t, events = created, []
+    for _ in range(draw(st.integers(0, 9))):
+        t += draw(_minutes(0, 2 * 1440, 1))
+        kinds = ["customer", "customer", "agent", "private", "on_hold", "open", "solved"]
+        kind = draw(st.sampled_from(kinds))
+        if kind in ("customer", "agent"):
+            events.append((t, "comment", kind))
+        elif kind == "private":
+            events.append((t, "private", "agent"))
+        else:
+            events.append((t, "status", kind))
+    now = t + draw(_minutes(0, 2 * 1440))
+    return created, events, now
+
+
+@settings(PROPERTY, max_examples=60)
+@given(timeline=reply_timelines(), hours=st.integers(1, 12), with_first_response=st.booleans())
+def test_next_reply_agrees_with_the_oracle(timeline, hours, with_first_response):
+    from engine.evaluate import evaluate
+    from engine.ticket import Event, Ticket
+
+    created, events, now = timeline
+    statuses = [value for _, kind, value in events if kind == "status"]
+    ticket = Ticket(
+        id="1", status=statuses[-1] if statuses else "open", created_at=created, priority="normal",
+        events=tuple(
+            Event(at, "status", status=value) if kind == "status"
+            else Event(at, "comment", author=value, public=kind == "comment")
+            for at, kind, value in events
+        ),
+    )
+    result = evaluate(ticket, _reply_rules(hours, with_first_response), now).targets.get("next_reply")
+    expected = _oracle_next_reply(created, events, now, hours * H, not with_first_response)
+    assert (None if result is None else (result.due, result.state)) == expected
+
+
+# -- calendars chosen by a ticket field ------------------------------------------------------
+
+LOS_ANGELES, AMSTERDAM, BRISBANE = (ZoneInfo(n) for n in ("America/Los_Angeles", "Europe/Amsterdam",
+                                                           "Australia/Brisbane"))
+REGIONS = {
+    "amer": oracle.Spec(LOS_ANGELES, tuple((d, 5 * H, 17 * H) for d in range(5)),
+                        holidays=frozenset({date(2026, 11, 26), date(2026, 12, 25)})),
+    "emea": oracle.Spec(AMSTERDAM, tuple((d, 8 * H, 18 * H) for d in range(5)),
+                        holidays=frozenset(date(y, 12, 24) + timedelta(days=n)
+                                           for y in range(2024, 2028) for n in range(9))),
+    "apac": oracle.Spec(BRISBANE, tuple((d, 9 * H, 21 * H) for d in range(5)),
+                        openings=((date(2026, 12, 19), 9 * H, 13 * H),)),
+}
+REGION_RULES = """\
+version: 1
+calendars:
+  amer:
+    timezone: America/Los_Angeles
+    hours: {{mon-fri: ["05:00-17:00"]}}
+    holidays: {{dates: [2026-11-26, 2026-12-25]}}
+  emea:
+    timezone: Europe/Amsterdam
+    hours: {{mon-fri: ["08:00-18:00"]}}
+    holidays: {{yearly: ["12-24..01-01"]}}
+  apac:
+    timezone: Australia/Brisbane
+    hours: {{mon-fri: ["09:00-21:00"]}}
+    holidays: {{openings: [{{date: 2026-12-19, hours: ["09:00-13:00"]}}]}}
+policies:
+  - id: regional
+    calendar: {{field: region, map: {{AMER: amer, EMEA: emea, APAC: apac}}, default: amer}}
+    targets:
+      first_response: {budget}
+"""
+
+
+@cache
+def _region_rules(budget: str):
+    return load_texts([("regions.yaml", REGION_RULES.format(budget=budget))])
+
+
+@settings(PROPERTY, max_examples=60)
+@given(
+    created=starts(AMSTERDAM),
+    region=st.sampled_from(["AMER", "EMEA", "APAC", "emea", "Apac", None, "LATAM", ["APAC"]]),
+    hours=st.integers(1, 40),
+    days=st.integers(0, 4),
+)
+def test_region_calendars_agree_with_the_oracle(created, region, hours, days):
+    from engine.evaluate import evaluate
+    from engine.ticket import Ticket
+
+    name = {"amer": "amer", "emea": "emea", "apac": "apac"}.get(
+        (region[0] if isinstance(region, list) else region or "").lower(), "amer"
+    )
+    budget = f"{days} business days" if days else f"{hours}h"
+    fields = {} if region is None else {"region": region}
+    ticket = Ticket(id="1", status="open", created_at=created, priority="normal", fields=fields)
+    result = evaluate(ticket, _region_rules(budget), created).targets["first_response"]
+    spec = REGIONS[name]
+    expected = oracle.add_days(spec, created, days) if days else oracle.add(spec, created, hours * H)
+    assert (result.calendar, result.due) == (name, expected)

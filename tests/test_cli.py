@@ -221,3 +221,87 @@ def test_real_process_never_prints_a_traceback(tmp_path):
         ok.returncode == 0
         and json.loads(ok.stdout)["targets"]["first_response"]["due"] == "2026-11-23T09:30:00Z"
     )
+
+
+WARNED = """\
+version: 1
+calendars:
+  office: {timezone: Europe/Berlin, hours: {mon-fri: ["09:00-17:00"]}}
+levels:
+  P1: [urgent]
+  P5: []
+policies:
+  - id: enterprise
+    when: {fields: {plan: enterprise}}
+    calendar: {field: region, map: {EMEA: office}}
+    targets: {first_response: {P1: 1h}}
+  - id: everyone
+    calendar: office
+    targets: {first_response: 8h}
+  - id: never
+    when: {tags_any: [vip]}
+    calendar: office
+    targets: {first_response: 2h}
+sla_fields:
+  first_response: {due: sla_due}
+helpdesk:
+  zendesk:
+    fields: {plan: 9001}
+"""
+
+
+def test_check_warnings(tmp_path):
+    path = write(tmp_path, WARNED, "warned.yaml")
+    code, out, err = run("check", path)
+    assert code == 0 and out.startswith(f"ok: {path}:") and out.rstrip().endswith("; 5 warnings")
+    assert err.splitlines() == [
+        f"warning: {path}:6: levels.P5: level 'P5' names no priorities: targets under it never apply",
+        f"warning: {path}:10: policies[0].calendar: no `default`: tickets whose 'region' is empty or not"
+        " one of EMEA get no target from this calendar",
+        f"warning: {path}:10: policies[0].calendar.field: field 'region' is not mapped in"
+        " helpdesk.zendesk.fields: tickets from Zendesk never carry it,"
+        " so the calendar is always the default",
+        f"warning: {path}:12: policies[1].id: policy 'everyone' matches every ticket, so the policies after"
+        " it never apply: 'never' (give it a `when`, or move it last)",
+        f"warning: {path}:20: sla_fields.first_response.due: field 'sla_due' is not mapped in"
+        " helpdesk.zendesk.fields: the bot cannot write it",
+    ]
+    code, out, err = run("check", "--strict", path)
+    assert code == 2 and err.count("warning: ") == 5
+
+
+def test_check_warns_on_unmapped_condition_fields(tmp_path):
+    text = WARNED.replace("{fields: {plan: enterprise}}", "{fields: {tier: enterprise}}")
+    text = text.replace("fields: {plan: 9001}", "fields: {plan: 9001, region: 9002, sla_due: 9003}")
+    text = text.replace("  P5: []\n", "")
+    text = text.replace("map: {EMEA: office}", "map: {EMEA: office}, default: office")
+    text = text.replace("  - id: everyone\n", "  - id: everyone\n    when: {priority: [low]}\n")
+    path = write(tmp_path, text, "fields.yaml")
+    code, _, err = run("check", "--strict", path)
+    assert code == 2 and err.splitlines() == [
+        f"warning: {path}:8: policies[0].when.fields.tier: field 'tier' is not mapped in"
+        " helpdesk.zendesk.fields: tickets from Zendesk never carry it, so this condition never matches"
+    ]
+    mapped = write(tmp_path, text.replace("fields: {plan: 9001,", "fields: {tier: 1, plan: 9001,"), "ok.yaml")
+    assert run("check", "--strict", mapped)[:3:2] == (0, "")
+
+
+def test_check_shipped_rules_have_no_warnings():
+    paths = [str(ROOT / "rules"), *sorted(str(p) for p in (ROOT / "rules" / "examples").glob("*.yaml"))]
+    code, out, err = run("check", "--strict", *paths)
+    assert (code, err) == (0, "") and out.count("ok: ") == len(paths)
+
+
+def test_check_freshdesk_fields_pass_through_by_their_own_names(tmp_path):
+    text = (
+        "version: 1\ncalendars:\n  c: {timezone: UTC, hours: 24/7}\npolicies:\n"
+        "  - {id: a, when: {fields: {cf_plan: gold}}, calendar: c, targets: {first_response: 1h}}\n"
+        "  - {id: b, when: {fields: {tier: gold}}, calendar: c, targets: {first_response: 1h}}\n"
+        "helpdesk:\n  freshdesk:\n    groups: {L2: 1}\n"
+    )
+    path = write(tmp_path, text, "fd.yaml")
+    code, _, err = run("check", path)
+    assert code == 0 and err.splitlines() == [
+        f"warning: {path}:6: policies[1].when.fields.tier: field 'tier' is not mapped in"
+        " helpdesk.freshdesk.fields: tickets from Freshdesk never carry it, so this condition never matches"
+    ]

@@ -81,7 +81,9 @@ def test_first_response_due(case, plan, priority, created, due):
 def test_basic_plan_has_no_target():
     decision = decide("cloudtalk", FRI_1430, priority="urgent", fields={"plan": "basic"}, created_at=FRI_1430)
     assert decision.policy == "basic"
-    assert decision.to_dict()["targets"] == {"first_response": None, "resolution": None, "next_update": None}
+    assert decision.to_dict()["targets"] == {
+        "first_response": None, "resolution": None, "next_update": None, "next_reply": None
+    }
 
 
 def test_no_plan_no_policy():
