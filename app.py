@@ -320,8 +320,17 @@ def healthz() -> Response:
         "inbox_pending": health.get("inbox_pending"),
         "dead_letters": health.get("dead_letters"),
         "last_dead_letter": last,
+        # A connector's configuration error (wrong API URL, missing rights): webhooks are still
+        # stored, but no ticket gets through until it is fixed.
+        "configuration_error": _config_error(state),
     }
     return _json(body, 200 if ok else 503)
+
+
+def _config_error(state: dict[str, Any]) -> dict[str, str] | None:
+    from jobs.runtime import config_error
+
+    return config_error(state["store"], state["settings"].helpdesk) if state.get("store") else None
 
 
 # -- scheduler -------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import logging
@@ -15,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 
 from connectors.base import (
+    ConfigurationError,
     ConflictError,
     ConnectorError,
     NotFoundError,
@@ -22,12 +24,19 @@ from connectors.base import (
     RemoteTicket,
     TicketChanges,
     TransientError,
+    ValidationError,
+    signed,
 )
+from connectors.fields import FieldType
 from connectors.freshdesk_tickets import (
     DEFAULT_WAITING_IDS,
+    DEFAULT_WAITING_STATUSES,
     PRIORITY_IDS,
     STATUS_IDS,
+    STATUS_NAMES,
+    field_types_from_freshdesk,
     instant,
+    status_choices,
     ticket_from_freshdesk,
 )
 from engine.ticket import STATUSES, to_epoch
@@ -41,6 +50,8 @@ PER_PAGE = 100  # the largest page the API serves (https://developers.freshdesk.
 MAX_LIST_PAGES = 300  # GET /tickets serves pages 1..300 only; past that, narrow updated_since
 RATE_WINDOW_SECONDS = 60.0  # limits are per minute (https://developers.freshdesk.com/api/#ratelimit)
 _TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
+METADATA_SECONDS = 600.0  # the agent list and ticket_fields are read again after this long
+UNKNOWN_USER_REFRESH_SECONDS = 60.0  # an unknown conversation author re-reads agents at most this often
 # Job states of GET /jobs/{id} that will not change any more.
 _JOB_DONE = frozenset({"completed", "failed", "partially_completed", "cancelled"})
 
@@ -61,8 +72,9 @@ class FreshdeskConnector:
         backoff_base: first backoff in seconds; it doubles on each retry.
         sleep: injectable for tests.
         rate_limit_floor: when X-RateLimit-Remaining falls to this, space calls out.
-        bot_agent_id: the API key's agent, whose replies and notes are
-            Deskpilot's own (`Event.bot`); None looks it up once (GET /agents/me).
+        monotonic: a monotonic clock in seconds (injectable for tests).
+        metadata_seconds: how long the agent list and ticket_fields are kept
+            before they are read again.
 
     `rate_limit_remaining` holds the last X-RateLimit-Remaining seen (None before any).
     """
@@ -83,7 +95,8 @@ class FreshdeskConnector:
         backoff_base: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
         rate_limit_floor: int = 10,
-        bot_agent_id: int | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        metadata_seconds: float = METADATA_SECONDS,
     ) -> None:
         if not api_key:
             raise ConnectorError("Freshdesk API key is empty: set FRESHDESK_API_KEY")
@@ -106,7 +119,10 @@ class FreshdeskConnector:
         self.sleep = sleep
         self.rate_limit_floor = rate_limit_floor
         self.rate_limit_remaining: int | None = None
-        self._bot_agent_id = bot_agent_id
+        self._monotonic = monotonic
+        self._metadata_seconds = metadata_seconds
+        self._agents: tuple[float, frozenset[int]] | None = None
+        self._fields: tuple[float, list[dict[str, Any]]] | None = None
         self.session = requests.Session()
         self.session.auth = (api_key, "X")
         self.session.headers.update({"Accept": "application/json", "User-Agent": "deskpilot"})
@@ -138,43 +154,109 @@ class FreshdeskConnector:
 
     # -- reading ---------------------------------------------------------------
 
-    def bot_agent_id(self) -> int:
-        """The API key's agent id (its conversations are Deskpilot's); asked once, then cached.
+    def check(self) -> list[str]:
+        """Configuration problems: the API key's agent (GET /agents/me), every status of
+        the account's status field without an engine status, mapped custom fields the
+        account lacks. Empty when the connector can work.
 
-        https://developers.freshdesk.com/api/#me
+        https://developers.freshdesk.com/api/#me , https://developers.freshdesk.com/api/#ticket-fields
         """
-        if self._bot_agent_id is None:
-            data = self._json("GET", "/agents/me")
-            if not isinstance(data, dict) or not isinstance(data.get("id"), int):
-                raise ConnectorError(
-                    "Freshdesk GET /agents/me did not name the API key's agent: check "
-                    "FRESHDESK_API_KEY belongs to an agent"
-                )
-            self._bot_agent_id = data["id"]
-        return self._bot_agent_id
+        problems: list[str] = []
+        try:
+            me = self._json("GET", "/agents/me")
+            if not isinstance(me, dict) or not isinstance(me.get("id"), int):
+                problems.append("Freshdesk GET /agents/me did not name the API key's agent: check "
+                                "FRESHDESK_API_KEY belongs to an agent")
+            fields = self._ticket_fields(refresh=True)
+        except ConnectorError as err:
+            return [*problems, str(err)]
+        unmapped = {sid: label for sid, label in status_choices(fields).items()
+                    if sid not in STATUS_NAMES and sid not in self.status_map
+                    and sid not in DEFAULT_WAITING_STATUSES}
+        if unmapped:
+            listed = ", ".join(f"{sid} ({label!r})" for sid, label in sorted(unmapped.items()))
+            problems.append(
+                f"Freshdesk custom status(es) {listed} have no engine status: map each under "
+                "helpdesk: freshdesk: statuses: in the rule files, e.g. "
+                f"{min(unmapped)}: on_hold"
+            )
+        names = {item.get("name") for item in fields}
+        missing = sorted(name for name, cf in self.field_names.items() if cf not in names)
+        if missing:
+            problems.append(
+                f"field(s) {', '.join(missing)} under helpdesk: freshdesk: fields: name custom "
+                "fields this Freshdesk account does not have (GET /ticket_fields)"
+            )
+        return problems
+
+    def agent_ids(self, refresh: bool = False) -> frozenset[int]:
+        """Ids of the account's agents (GET /agents, all pages): a conversation by one of them
+        is an agent's. Kept for `metadata_seconds`.
+
+        https://developers.freshdesk.com/api/#list_all_agents
+        """
+        now = self._monotonic()
+        if refresh or self._agents is None or now - self._agents[0] >= self._metadata_seconds:
+            ids = frozenset(item["id"] for batch in self._pages("/agents", {}) for item in batch
+                            if isinstance(item.get("id"), int))
+            self._agents = (now, ids)
+        return self._agents[1]
+
+    def field_types(self) -> dict[str, FieldType]:
+        """Custom field types by Freshdesk name (cf_plan), from GET /ticket_fields."""
+        return field_types_from_freshdesk(self._ticket_fields())
+
+    def _ticket_fields(self, refresh: bool = False) -> list[dict[str, Any]]:
+        now = self._monotonic()
+        if refresh or self._fields is None or now - self._fields[0] >= self._metadata_seconds:
+            data = self._json("GET", "/ticket_fields")
+            if not isinstance(data, list):
+                raise ConnectorError("Freshdesk GET /ticket_fields did not return a list")
+            self._fields = (now, [item for item in data if isinstance(item, dict)])
+        return self._fields[1]
 
     def fetch_ticket(self, ticket_id: str) -> RemoteTicket:
         """The ticket with its stats, and every conversation (all pages).
 
-        The very first fetch also asks whose API key this is (bot_agent_id).
+        The agent list (who wrote what) and, with custom fields mapped, the
+        ticket fields are read when the cached copies are missing or old.
         """
         number = _ticket_number(ticket_id)
-        data = self._json("GET", f"/tickets/{number}", params={"include": "stats"})
+        data = self._json("GET", f"/tickets/{number}", params={"include": "stats"}, ticket=True)
         if not isinstance(data, dict):
             raise ConnectorError(f"Freshdesk GET /tickets/{number} did not return a ticket object")
         conversations = self._conversations(number)
+        agents = self.agent_ids()
+        authors = {item.get("user_id") for item in conversations} - {None, data.get("requester_id")}
+        if (not authors <= agents and self._agents is not None
+                and self._monotonic() - self._agents[0] >= UNKNOWN_USER_REFRESH_SECONDS):
+            agents = self.agent_ids(refresh=True)  # perhaps an agent added since the list was read
         ticket = ticket_from_freshdesk(
             data, conversations, field_names=self._field_engine_names, group_names=self._group_names,
-            status_map=self.status_map, bot_agent_id=self.bot_agent_id(),
+            status_map=self.status_map, agent_ids=agents,
+            field_types=self.field_types() if self.field_names else {},
         )
         return RemoteTicket(ticket=ticket, stamp=data.get("updated_at"), raw=data)
 
+    def prepare(self, remote: RemoteTicket, changes: TicketChanges) -> TicketChanges:
+        """Field values in each field's own format (a date field's day for an instant),
+        without those the ticket already holds; tags it has are not added again."""
+        fields: dict[str, Any] = {}
+        types = self.field_types() if changes.fields else {}
+        for name, value in changes.fields.items():
+            kind = types.get(self.field_names.get(name, ""), FieldType())
+            written = kind.write(value)
+            if not kind.same(remote.ticket.fields.get(name), written):
+                fields[name] = written
+        tags = tuple(tag for tag in changes.add_tags if tag not in remote.ticket.tags)
+        return dataclasses.replace(changes, fields=fields, add_tags=tags)
+
     def _conversations(self, number: int) -> list[dict[str, Any]]:
-        return [item for batch in self._pages(f"/tickets/{number}/conversations", {})
+        return [item for batch in self._pages(f"/tickets/{number}/conversations", {}, ticket=True)
                 for item in batch]
 
-    def _pages(self, path: str, params: Mapping[str, Any], last_page: int | None = None
-               ) -> Iterator[list[dict[str, Any]]]:
+    def _pages(self, path: str, params: Mapping[str, Any], last_page: int | None = None, *,
+               ticket: bool = False) -> Iterator[list[dict[str, Any]]]:
         """Each page of a list, 100 items at a time, while `Link: <…>; rel="next"` says more.
 
         Only the page number is taken from the link, so the API key never
@@ -183,7 +265,7 @@ class FreshdeskConnector:
         page = 1
         while True:
             query = {**params, "per_page": PER_PAGE, "page": page}
-            response = self._request("GET", path, params=query)
+            response = self._request("GET", path, params=query, ticket=ticket)
             batch = _decode(response, f"GET {path}")
             if not isinstance(batch, list):
                 raise ConnectorError(f"Freshdesk GET {path} did not return a list")
@@ -244,7 +326,7 @@ class FreshdeskConnector:
         if new_tags:
             update["tags"] = current + new_tags
         if update:
-            data = self._json("PUT", f"/tickets/{number}", body=update)
+            data = self._json("PUT", f"/tickets/{number}", body=update, ticket=True)
             if isinstance(data, dict):  # the ticket as updated: later writes start from it
                 remote.raw = {**remote.raw, **data}
                 remote.stamp = data.get("updated_at", remote.stamp)
@@ -252,11 +334,11 @@ class FreshdeskConnector:
         # reached Freshdesk would post the text twice, so they are not retried
         # after a read timeout, a dropped connection or a 5xx.
         if changes.note:
-            note = {"body": _as_html(changes.note), "private": True}
-            self._request("POST", f"/tickets/{number}/notes", body=note, idempotent=False)
+            note = {"body": _as_html(signed(changes.note)), "private": True}
+            self._request("POST", f"/tickets/{number}/notes", body=note, idempotent=False, ticket=True)
         if changes.reply:
-            reply = {"body": _as_html(changes.reply)}
-            self._request("POST", f"/tickets/{number}/reply", body=reply, idempotent=False)
+            reply = {"body": _as_html(signed(changes.reply))}
+            self._request("POST", f"/tickets/{number}/reply", body=reply, idempotent=False, ticket=True)
 
     def bulk_update(
         self,
@@ -282,7 +364,7 @@ class FreshdeskConnector:
             raise ConnectorError("bulk_update needs status, priority, group, fields or a reply")
         action: dict[str, Any] = {"ids": ids, "properties": properties}
         if reply:
-            action["reply"] = {"body": _as_html(reply)}
+            action["reply"] = {"body": _as_html(signed(reply))}
         body = {"bulk_action": action}
         if dry_run:
             log.info("dry run: would POST /tickets/bulk_update %s", json.dumps(body))
@@ -335,7 +417,7 @@ class FreshdeskConnector:
             if error is None and note:
                 try:
                     self._request("POST", f"/tickets/{_ticket_number(ticket_id)}/notes",
-                                  body={"body": _as_html(note), "private": True}, idempotent=False)
+                                  body={"body": _as_html(signed(note)), "private": True}, idempotent=False)
                 except ConnectorError as err:
                     log.warning("ticket %s: updated, but its internal note failed: %s", ticket_id, err)
         return results
@@ -377,17 +459,17 @@ class FreshdeskConnector:
             out["status"] = self._status_id(status)
         if group:
             if group not in self.group_ids:
-                raise ConnectorError(
-                    f"group {group!r} has no Freshdesk group id: add it to group_ids "
-                    "(FRESHDESK_GROUP_IDS)"
+                raise ConfigurationError(
+                    f"group {group!r} has no Freshdesk group id: add it under helpdesk: freshdesk: "
+                    "groups: in the rule files"
                 )
             out["group_id"] = self.group_ids[group]
         if fields:
             unknown = sorted(name for name in fields if name not in self.field_names)
             if unknown:
-                raise ConnectorError(
-                    f"field(s) {', '.join(unknown)} have no Freshdesk custom field: add them to "
-                    "field_names (FRESHDESK_FIELD_NAMES), e.g. {\"plan\": \"cf_plan\"}"
+                raise ConfigurationError(
+                    f"field(s) {', '.join(unknown)} have no Freshdesk custom field: add them under "
+                    "helpdesk: freshdesk: fields: in the rule files, e.g. plan: cf_plan"
                 )
             out["custom_fields"] = {self.field_names[name]: value for name, value in fields.items()}
         return out
@@ -400,9 +482,9 @@ class FreshdeskConnector:
             return custom[0]
         if status in DEFAULT_WAITING_IDS:
             return DEFAULT_WAITING_IDS[status]
-        raise ConnectorError(
-            f"status {status!r} has no Freshdesk status: map a custom status id to it in "
-            f"status_map (FRESHDESK_STATUS_MAP), e.g. {{\"6\": \"{status}\"}}"
+        raise ConfigurationError(
+            f"status {status!r} has no Freshdesk status: map a custom status id to it under "
+            f"helpdesk: freshdesk: statuses: in the rule files, e.g. 8: {status}"
         )
 
     # -- HTTP ------------------------------------------------------------------
@@ -418,7 +500,9 @@ class FreshdeskConnector:
         params: Mapping[str, Any] | None = None,
         body: Any = None,
         idempotent: bool = True,
+        ticket: bool = False,
     ) -> requests.Response:
+        """One call with retries. `ticket`: the path is the ticket's own (a 404 means it is gone)."""
         what = f"Freshdesk {method} {path}"
         attempt = 0
         while True:
@@ -453,7 +537,7 @@ class FreshdeskConnector:
                     self.rate_limit_remaining = None  # the window has turned over
                     continue
                 if code < 500:
-                    raise _client_error(what, response)
+                    raise _client_error(what, response, ticket)
                 if last or not idempotent:
                     raise TransientError(f"{what} returned {code} ({attempt} tries): "
                                          f"{_describe(response)}")
@@ -560,18 +644,26 @@ def _describe(response: requests.Response) -> str:
     return "; ".join(part for part in parts if part) or "no details"
 
 
-def _client_error(what: str, response: requests.Response) -> ConnectorError:
+def _client_error(what: str, response: requests.Response, ticket: bool = False) -> ConnectorError:
     code = response.status_code
-    if code == 404:
+    if code == 404 and ticket:
         return NotFoundError(f"{what}: not found (deleted, merged or never existed)")
+    if code == 404:
+        return ConfigurationError(
+            f"{what}: Freshdesk answered 404 for an endpoint every account has; check FRESHDESK_DOMAIN "
+            "or FRESHDESK_API_URL and the API key's agent role"
+        )
+    if code in (400, 422):
+        # https://developers.freshdesk.com/api/#error : 400 "Validation failed" lists each field.
+        return ValidationError(f"{what} was refused (HTTP {code}): {_describe(response)}")
     if code == 409:
         return ConflictError(f"{what}: conflict: {_describe(response)}")
     if code == 401:
-        return ConnectorError(
+        return ConfigurationError(
             f"{what}: the API key was refused: check FRESHDESK_API_KEY and FRESHDESK_DOMAIN"
         )
     if code == 403:
-        return ConnectorError(f"{what}: the API key's agent may not do this: {_describe(response)}")
+        return ConfigurationError(f"{what}: the API key's agent may not do this: {_describe(response)}")
     return ConnectorError(f"{what} returned {code}: {_describe(response)}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -17,6 +18,7 @@ from zenpy.lib.endpoint import EndpointFactory, Url
 from zenpy.lib.exception import APIException, ZenpyException
 
 from connectors.base import (
+    ConfigurationError,
     ConflictError,
     ConnectorError,
     NotFoundError,
@@ -24,8 +26,11 @@ from connectors.base import (
     RemoteTicket,
     TicketChanges,
     TransientError,
+    ValidationError,
+    signed,
 )
-from connectors.zendesk_tickets import ticket_from_zendesk
+from connectors.fields import FieldType
+from connectors.zendesk_tickets import field_types_from_zendesk, ticket_from_zendesk
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,7 @@ _JOB_STATUSES = EndpointFactory("job_statuses")
 # https://developer.zendesk.com/api-reference/ticketing/ticket-management/job_statuses/
 _JOB_DONE = frozenset({"completed", "failed", "killed"})
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]+")
+FIELD_METADATA_SECONDS = 600.0  # ticket_fields are read again after this long
 _API_CONFIG_KEYS = (
     "domain", "subdomain", "session", "timeout", "ratelimit", "ratelimit_budget",
     "ratelimit_request_interval", "cache",
@@ -107,7 +113,8 @@ class ZendeskConnector:
         max_attempts: int = 4,
         backoff_base: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
-        bot_user_id: int | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        field_metadata_seconds: float = FIELD_METADATA_SECONDS,
     ) -> None:
         """Args:
             subdomain: the `acme` of acme.zendesk.com (ZENDESK_SUBDOMAIN).
@@ -118,8 +125,9 @@ class ZendeskConnector:
             max_attempts: tries per call across 429s, 5xx and network errors.
             backoff_base: first wait of the exponential backoff, in seconds.
             sleep: how to wait (injected by tests).
-            bot_user_id: the API user's id, whose comments are Deskpilot's own
-                (`Event.bot`); None looks it up once with GET users/me.json.
+            monotonic: a monotonic clock in seconds (injected by tests).
+            field_metadata_seconds: how long the account's ticket_fields are kept
+                before they are read again.
         """
         if not subdomain and not api_url:
             raise ValueError("Zendesk subdomain is empty: set ZENDESK_SUBDOMAIN (acme for acme.zendesk.com)")
@@ -144,7 +152,10 @@ class ZendeskConnector:
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
         self._sleep = sleep
-        self._bot_user_id = bot_user_id
+        self._monotonic = monotonic
+        self._field_metadata_seconds = field_metadata_seconds
+        self._field_types: dict[int, FieldType] | None = None
+        self._field_types_at = 0.0
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, str]) -> ZendeskConnector:
@@ -169,41 +180,99 @@ class ZendeskConnector:
 
     # -- Helpdesk protocol -------------------------------------------------
 
-    def bot_user_id(self) -> int:
-        """The API user's id (comments by it are Deskpilot's); asked once, then cached.
+    def check(self) -> list[str]:
+        """Configuration problems: the API user (GET users/me.json) and the mapped custom
+        fields against the account's ticket_fields. Empty when the connector can work.
 
         https://developer.zendesk.com/api-reference/ticketing/users/users/#show-the-currently-authenticated-user
         """
-        if self._bot_user_id is None:
+        problems: list[str] = []
+        try:
             user = self._call("get", _USERS.me()).get("user") or {}
             # Unauthenticated calls get an anonymous user whose id is null.
             if not isinstance(user.get("id"), int):
-                raise ConnectorError(
+                problems.append(
                     "GET users/me.json: Zendesk did not identify the API user; check ZENDESK_EMAIL "
                     "and ZENDESK_API_TOKEN"
                 )
-            self._bot_user_id = user["id"]
-        return self._bot_user_id
+            elif user.get("role") not in ("agent", "admin"):
+                problems.append(f"the API user {user.get('email')!r} is not an agent (role "
+                                f"{user.get('role')!r}): it cannot read or update tickets")
+            types = self.field_types(refresh=True) if self._field_ids else {}
+        except ConnectorError as err:
+            return [*problems, str(err)]
+        missing = sorted(name for name, number in self._field_ids.items() if number not in types)
+        if missing:
+            problems.append(
+                f"custom field(s) {', '.join(missing)} under helpdesk: zendesk: fields: have ids this "
+                "Zendesk account does not have (GET ticket_fields.json)"
+            )
+        return problems
+
+    def field_types(self, refresh: bool = False) -> dict[int, FieldType]:
+        """The account's custom field types by id (GET ticket_fields.json), kept for
+        `field_metadata_seconds` and read again after.
+
+        https://developer.zendesk.com/api-reference/ticketing/tickets/ticket_fields/#list-ticket-fields
+        """
+        now = self._monotonic()
+        if refresh or self._field_types is None or now - self._field_types_at >= self._field_metadata_seconds:
+            fields: list[dict[str, Any]] = []
+            after: str | None = None
+            while True:
+                params: dict[str, Any] = {"page[size]": 100}
+                if after:
+                    params["page[after]"] = quote(after, safe="")
+                page = self._call("get", Url("ticket_fields.json", params=params))
+                fields.extend(page.get("ticket_fields") or [])
+                meta = page.get("meta") or {}
+                after = meta.get("after_cursor")
+                if not meta.get("has_more") or not after:
+                    break
+            self._field_types, self._field_types_at = field_types_from_zendesk(fields), now
+        return self._field_types
 
     def fetch_ticket(self, ticket_id: str) -> RemoteTicket:
         """One ticket read and one audits read (more only if the audits span pages).
 
-        The very first fetch also asks who the API user is (bot_user_id).
+        With custom fields mapped, the account's ticket_fields are read too when the
+        cached copy is missing or old (field_types).
         """
         number = _ticket_number(ticket_id)
-        ticket = self._call("get", _TICKETS(id=number)).get("ticket")
+        ticket = self._call("get", _TICKETS(id=number), ticket=True).get("ticket")
         if not isinstance(ticket, dict):
             raise ConnectorError(f"GET tickets/{number}.json: response has no 'ticket' object")
         audits, users = self._audits(number)
-        bot = self.bot_user_id()
+        types = self.field_types() if self._field_ids else {}
         try:
             engine_ticket = ticket_from_zendesk(
                 ticket, audits, users, field_names=self._field_names, group_names=self._group_names,
-                bot_user_id=bot,
+                field_types=types,
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ConnectorError(f"Zendesk ticket {number}: unexpected payload ({err!r})") from err
-        return RemoteTicket(ticket=engine_ticket, stamp=ticket.get("updated_at"), raw=ticket)
+        read_only = None
+        if ticket.get("status") == "closed":
+            # https://support.zendesk.com/hc/en-us/articles/4408887617050 : a closed
+            # ticket accepts no update (422 "Status: closed prevents ticket update").
+            read_only = "closed in Zendesk, which refuses every update of a closed ticket"
+        return RemoteTicket(ticket=engine_ticket, stamp=ticket.get("updated_at"), raw=ticket,
+                            read_only=read_only)
+
+    def prepare(self, remote: RemoteTicket, changes: TicketChanges) -> TicketChanges:
+        """Field values in each field's own format (a dropdown's tag for its title, a date
+        field's day for an instant), without those the ticket already holds; tags it has
+        are not added again."""
+        fields: dict[str, Any] = {}
+        types = self.field_types() if changes.fields else {}
+        for name, value in changes.fields.items():
+            number = self._field_ids.get(name)
+            kind = types.get(number, FieldType()) if number is not None else FieldType()
+            written = kind.write(value)
+            if not kind.same(remote.ticket.fields.get(name), written):
+                fields[name] = written
+        tags = tuple(tag for tag in changes.add_tags if tag not in remote.ticket.tags)
+        return dataclasses.replace(changes, fields=fields, add_tags=tags)
 
     def apply(self, remote: RemoteTicket, changes: TicketChanges) -> None:
         """Write `changes` as a safe update; on success `remote.stamp`/`raw` hold the new state.
@@ -227,9 +296,9 @@ class ZendeskConnector:
         # https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#update-ticket
         comments = []
         if changes.reply:
-            comments.append({"body": changes.reply, "public": True})
+            comments.append({"body": signed(changes.reply), "public": True})
         if changes.note:
-            comments.append({"body": changes.note, "public": False})
+            comments.append({"body": signed(changes.note), "public": False})
         if comments:
             first["comment"] = comments[0]
         updates = [first] + [{"comment": comment} for comment in comments[1:]]
@@ -238,7 +307,7 @@ class ZendeskConnector:
             # A replayed PUT (after a timeout that hid a success) carries a stale
             # stamp, so Zendesk answers 409 instead of posting the comment twice.
             body.update(safe_update=True, updated_stamp=remote.stamp)
-            answer = self._call("put", _TICKETS(id=number), {"ticket": body})
+            answer = self._call("put", _TICKETS(id=number), {"ticket": body}, ticket=True)
             ticket = answer.get("ticket")
             if not isinstance(ticket, dict) or not ticket.get("updated_at"):
                 raise ConnectorError(f"PUT tickets/{number}.json: response has no ticket.updated_at")
@@ -275,7 +344,7 @@ class ZendeskConnector:
         if tags:
             body["additional_tags"] = tags
         if comment:
-            body["comment"] = {"body": comment, "public": public}
+            body["comment"] = {"body": signed(comment), "public": public}
         if not body:
             raise ValueError("update_many needs a status, tags to add or a comment")
         # zenpy's PrimaryEndpoint turns `ids` into /show_many.json, so the
@@ -395,7 +464,7 @@ class ZendeskConnector:
             params = {"include": "users", "cursor_pagination": True}
             if after:
                 params["page[after]"] = quote(after, safe="")
-            page = self._call("get", _TICKETS.audits(number, **params))
+            page = self._call("get", _TICKETS.audits(number, **params), ticket=True)
             audits.extend(page.get("audits") or [])
             users.update({user["id"]: user for user in page.get("users") or [] if "id" in user})
             meta = page.get("meta") or {}
@@ -407,7 +476,8 @@ class ZendeskConnector:
             seen.add(after)
 
     def _call(
-        self, method: str, endpoint: Url, payload: dict[str, Any] | None = None, *, replay_safe: bool = True
+        self, method: str, endpoint: Url, payload: dict[str, Any] | None = None, *, replay_safe: bool = True,
+        ticket: bool = False,
     ) -> dict[str, Any]:
         """One API call through zenpy with the connector's retry policy; the decoded JSON.
 
@@ -442,7 +512,7 @@ class ZendeskConnector:
                 if status is not None and status >= 500 and not last:
                     self._wait_before_retry(what, f"HTTP {status}", attempt)
                     continue
-                raise _http_error(what, status, err.response, self._max_attempts) from err
+                raise _http_error(what, status, err.response, self._max_attempts, ticket) from err
             except (requests.Timeout, requests.ConnectionError) as err:
                 # A connect timeout never reached Zendesk; anything else may have.
                 if last or not (replay_safe or isinstance(err, requests.ConnectTimeout)):
@@ -474,9 +544,9 @@ class ZendeskConnector:
             body["status"] = _TO_ZENDESK_STATUS.get(changes.status, changes.status)
         if changes.group:
             if changes.group not in self._group_ids:
-                raise ConnectorError(
-                    f"unknown Zendesk group {changes.group!r}: add it to the group ids in the "
-                    "configuration (ZENDESK_GROUP_IDS)"
+                raise ConfigurationError(
+                    f"unknown Zendesk group {changes.group!r}: add its id under helpdesk: zendesk: "
+                    "groups: in the rule files"
                 )
             body["group_id"] = self._group_ids[changes.group]
         if changes.add_tags:
@@ -487,9 +557,9 @@ class ZendeskConnector:
         if changes.fields:
             unknown = sorted(set(changes.fields) - set(self._field_ids))
             if unknown:
-                raise ConnectorError(
-                    f"unknown Zendesk custom field {', '.join(map(repr, unknown))}: add it to the "
-                    "field ids in the configuration (ZENDESK_FIELD_IDS)"
+                raise ConfigurationError(
+                    f"unknown Zendesk custom field {', '.join(map(repr, unknown))}: add its id under "
+                    "helpdesk: zendesk: fields: in the rule files"
                 )
             body["custom_fields"] = [
                 {"id": self._field_ids[name], "value": value} for name, value in changes.fields.items()
@@ -535,16 +605,25 @@ def _retry_after(response: requests.Response, default: float) -> float:
 
 
 def _http_error(
-    what: str, status: int | None, response: requests.Response | None, attempts: int
+    what: str, status: int | None, response: requests.Response | None, attempts: int, ticket: bool = False
 ) -> ConnectorError:
-    if status == 404:
+    """Our exception for a Zendesk error answer. `ticket`: the endpoint is the ticket's own,
+    so a 404 means the ticket is gone; anywhere else it means the configuration is wrong."""
+    if status == 404 and ticket:
         return NotFoundError(f"{what}: not found in Zendesk (deleted, merged or never existed)")
+    if status == 404:
+        return ConfigurationError(
+            f"{what}: Zendesk answered 404 for an endpoint every account has; check ZENDESK_SUBDOMAIN "
+            "or ZENDESK_API_URL and that the API user is an agent with access to it"
+        )
+    if status == 422:
+        return ValidationError(f"{what}: Zendesk refused the update (HTTP 422): {_describe(response)}")
     if status == 409:
         return ConflictError(
             f"{what}: the ticket changed since it was read (safe update refused); re-read it"
         )
     if status in (401, 403):
-        return ConnectorError(
+        return ConfigurationError(
             f"{what}: Zendesk refused the credentials (HTTP {status}); check ZENDESK_EMAIL, "
             "ZENDESK_API_TOKEN and that the user is an agent"
         )

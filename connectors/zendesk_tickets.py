@@ -6,10 +6,46 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from connectors.base import is_signed
+from connectors.fields import (
+    CHECKBOX,
+    DATE,
+    DECIMAL,
+    DROPDOWN,
+    INTEGER,
+    MULTISELECT,
+    TEXT,
+    FieldType,
+)
 from engine.ticket import Event, Ticket, to_epoch
 
 # Zendesk calls the engine's on_hold "hold"; every other status has the same name.
 _FROM_ZENDESK_STATUS = {"hold": "on_hold"}
+# Audits of triggers, automations and other system changes name author -1.
+# https://developer.zendesk.com/api-reference/ticketing/tickets/ticket_audits/
+SYSTEM_USER_ID = -1
+# User roles: https://developer.zendesk.com/api-reference/ticketing/users/users/#json-format
+_ROLE_AUTHORS = {"end-user": "customer", "agent": "agent", "admin": "agent"}
+# Ticket field types: https://developer.zendesk.com/api-reference/ticketing/tickets/ticket_fields/
+_FIELD_KINDS = {
+    "tagger": DROPDOWN, "multiselect": MULTISELECT, "checkbox": CHECKBOX, "date": DATE,
+    "integer": INTEGER, "decimal": DECIMAL,
+}
+
+
+def field_types_from_zendesk(fields: Iterable[Mapping[str, Any]]) -> dict[int, FieldType]:
+    """Field id -> FieldType from GET /api/v2/ticket_fields: a dropdown's options map each
+    option's tag (`value`) to its title (`name`)."""
+    out: dict[int, FieldType] = {}
+    for item in fields:
+        if not isinstance(item.get("id"), int):
+            continue
+        options = {
+            str(option["value"]): str(option.get("name") or option.get("raw_name") or option["value"])
+            for option in item.get("custom_field_options") or [] if option.get("value") is not None
+        }
+        out[item["id"]] = FieldType(_FIELD_KINDS.get(str(item.get("type")), TEXT), options)
+    return out
 
 
 def ticket_from_zendesk(
@@ -19,21 +55,26 @@ def ticket_from_zendesk(
     *,
     field_names: Mapping[int, str],
     group_names: Mapping[int, str],
-    bot_user_id: int | None = None,
+    field_types: Mapping[int, FieldType] | None = None,
 ) -> Ticket:
     """The engine's Ticket from a Zendesk ticket, its audits and their sideloaded users.
 
-    A comment is the customer's when its author is the requester or an
-    end-user, an agent's otherwise (agents, admins, triggers, unknown users).
-    An agent comment by `bot_user_id` (the API user) is marked `bot`.
+    A comment's author is what its user's role says: `end-user` is the
+    customer, `agent` and `admin` (any agent role) an agent. The system user
+    (author -1, triggers and automations) is "system"; a deleted user
+    (`active: false`) or one missing from the sideload is "unknown". An agent
+    comment that carries the bot's signature is marked `bot`.
+    `field_types` (by field id, from ticket_fields) types the custom field values.
     """
-    requester = ticket.get("requester_id")
+    types = field_types or {}
 
     def author(user_id: Any) -> str:
-        if user_id is not None and user_id == requester:
-            return "customer"
-        role = (users.get(user_id) or {}).get("role")
-        return "customer" if role == "end-user" else "agent"
+        if user_id is None or user_id == SYSTEM_USER_ID:
+            return "system"
+        user = users.get(user_id)
+        if user is None or user.get("active") is False:
+            return "unknown"
+        return _ROLE_AUTHORS.get(str(user.get("role")), "unknown")
 
     timeline = sorted(((_epoch(audit["created_at"]), audit) for audit in audits), key=lambda p: p[0])
     events: list[Event] = []
@@ -41,15 +82,14 @@ def ticket_from_zendesk(
         for event in audit.get("events") or []:
             kind = event.get("type")
             if kind == "Comment":
-                author_id = event.get("author_id", audit.get("author_id"))
-                who = author(author_id)
+                who = author(event.get("author_id", audit.get("author_id")))
                 public = bool(event.get("public", True))
-                bot = who == "agent" and bot_user_id is not None and author_id == bot_user_id
+                bot = who == "agent" and is_signed(event.get("plain_body") or event.get("body"))
                 events.append(Event(at=at, type="comment", author=who, public=public, bot=bot))
             elif kind in ("Create", "Change") and event.get("field_name") == "status":
                 events.append(Event(at=at, type="status", status=_engine_status(event.get("value"))))
     fields = {
-        field_names[item["id"]]: item.get("value")
+        field_names[item["id"]]: types.get(item["id"], FieldType()).read(item.get("value"))
         for item in ticket.get("custom_fields") or []
         if item.get("id") in field_names
     }

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +111,31 @@ def resolve_helpdesk(helpdesk: Any, *args: Any) -> Helpdesk:
     if hasattr(helpdesk, "fetch_ticket"):
         return helpdesk
     return helpdesk(*args)
+
+
+# sync_cursors row (source, CONFIG_ERROR) holding the helpdesk's last configuration
+# error as JSON {"error", "at"}; empty once a ticket went through again. Every
+# process reads it, so /healthz shows what a worker process met.
+CONFIG_ERROR = "config_error"
+
+
+def record_config_error(store: Store, source: str, message: str, now: datetime) -> None:
+    """Remember a ConfigurationError for /healthz (wrong API URL, missing rights, unmapped status)."""
+    store.set_cursor(source, CONFIG_ERROR, json.dumps({"error": message, "at": now.isoformat()}), now)
+
+
+def clear_config_error(store: Store, source: str, now: datetime) -> None:
+    store.set_cursor(source, CONFIG_ERROR, "", now)
+
+
+def config_error(store: Store, source: str) -> dict[str, str] | None:
+    """The recorded configuration error of `source`'s connector, or None. Never raises."""
+    try:
+        raw = store.get_cursor(source, CONFIG_ERROR)
+        return json.loads(raw) if raw else None
+    except Exception as err:  # health must answer even when the database does not
+        log.debug("configuration error not readable: %s", type(err).__name__)
+        return None
 
 
 def build_store(settings: Settings) -> Store:

@@ -78,6 +78,7 @@ def create_sandbox(
         ("/api/v2/job_statuses/<job_id>.json", _show_job, "GET"),
         ("/api/v2/incremental/tickets/cursor.json", _export, "GET"),
         ("/api/v2/users/me.json", _show_me, "GET"),
+        ("/api/v2/ticket_fields.json", _list_ticket_fields, "GET"),
         ("/api/v2/users/<int:uid>.json", _show_user, "GET"),
         ("/_sandbox/tickets/<int:tid>/comments", _admin_comment, "POST"),
         ("/_sandbox/reset", _admin_reset, "POST"),
@@ -364,6 +365,17 @@ def _show_me() -> Any:
     state = _app().state
     with state.lock:
         return jsonify({"user": state.users[AGENT_ID]})
+
+
+def _list_ticket_fields() -> Any:
+    """The account's custom fields (https://developer.zendesk.com/api-reference/ticketing/tickets/
+    ticket_fields/#list-ticket-fields): a dropdown's options carry a title (`name`) and a tag (`value`)."""
+    state = _app().state
+    with state.lock:
+        fields = [dict(field) for field in state.fields.values()]
+    return jsonify({"ticket_fields": fields, "next_page": None, "previous_page": None,
+                    "count": len(fields), "meta": {"has_more": False, "after_cursor": None,
+                                                   "before_cursor": None}})
 
 
 # -- admin views (tests and demos) ------------------------------------------------------

@@ -67,6 +67,7 @@ class SandboxState:
                 HUMAN_AGENT_ID: _user(HUMAN_AGENT_ID, "Alex Agent", "alex@sandbox.invalid", "agent"),
                 CUSTOMER_ID: _user(CUSTOMER_ID, "Casey Customer", "casey@example.org", "end-user"),
             }
+            self.fields: dict[int, dict[str, Any]] = {field["id"]: field for field in FIELDS}
             self.jobs: dict[str, dict[str, Any]] = {}
             self.requests: list[dict[str, Any]] = []
             self.failures: list[tuple[int, float | None]] = []
@@ -187,6 +188,33 @@ class SandboxState:
                 event["audit_id"] = audit["id"]
         self.audits[tid].append(audit)
         return audit
+
+
+def _field(fid: int, title: str, kind: str, options: Mapping[str, str] | None = None) -> dict[str, Any]:
+    field: dict[str, Any] = {
+        "url": f"https://sandbox.zendesk.com/api/v2/ticket_fields/{fid}.json", "id": fid, "type": kind,
+        "title": title, "raw_title": title, "description": "", "raw_description": "", "position": fid,
+        "active": True, "required": False, "collapsed_for_agents": False, "regexp_for_validation": None,
+        "title_in_portal": title, "raw_title_in_portal": title, "visible_in_portal": False,
+        "editable_in_portal": False, "required_in_portal": False, "tag": None,
+        "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z", "removable": True,
+        "key": None, "agent_description": None,
+    }
+    if options is not None:
+        field["custom_field_options"] = [
+            {"id": fid * 100 + n, "name": name, "raw_name": name, "value": tag, "default": False}
+            for n, (tag, name) in enumerate(options.items())]
+    return field
+
+
+# The custom fields of rules/deskpilot.yaml's `helpdesk: zendesk:` section. The plan
+# dropdown's options are stored by their tag, as Zendesk does; its titles differ.
+FIELDS = (
+    _field(9001, "Plan", "tagger", {"basic": "Basic plan", "professional": "Professional plan",
+                                    "advanced": "Advanced plan"}),
+    _field(9002, "First response due", "text"),
+    _field(9003, "First response state", "text"),
+)
 
 
 def _user(uid: int, name: str, email: str, role: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import responses
 from responses import matchers
 
 from connectors.base import (
+    ConfigurationError,
     ConflictError,
     ConnectorError,
     NotFoundError,
@@ -56,14 +57,21 @@ def fd(sleeps) -> FreshdeskConnector:
         group_ids={"Level 1": 5000123456, "Level 2": 5000654321},
         status_map={7: "on_hold"},
         sleep=sleeps,
-        bot_agent_id=9999,  # the API key's agent; it wrote none of the fixtures' conversations
     )
 
 
 @pytest.fixture
 def rsps():
+    """Stubbed HTTP; the account's agents and ticket fields answer from the fixtures."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.get(f"{API}/agents", json=fixture("agents.json"))
+        mock.get(f"{API}/ticket_fields", json=fixture("ticket_fields.json"))
         yield mock
+
+
+def ticket_calls(rsps) -> list:
+    """The calls but the (cached) account metadata reads."""
+    return [c for c in rsps.calls if not c.request.url.split("?")[0].endswith(("/agents", "/ticket_fields"))]
 
 
 def stub_ticket(rsps, data, conversations=()):
@@ -115,7 +123,9 @@ def test_fetch_builds_the_engine_ticket(rsps, fd):
     )
     assert got.stamp == "2026-11-21T09:00:00Z"
     assert got.raw["stats"]["first_responded_at"] == "2026-11-20T15:00:00Z"
-    assert len(rsps.calls) == 2
+    assert len(ticket_calls(rsps)) == 2  # and, once, the agent list and the ticket fields
+    fd.fetch_ticket("1001")
+    assert len(rsps.calls) == 4 + 2  # cached: the next fetch is two calls
 
 
 def test_requests_use_basic_auth_with_the_key_and_x(rsps, fd):
@@ -146,7 +156,7 @@ def test_conversations_follow_the_link_header(rsps, fd):
 
     comments = [e for e in ticket.events if e.type == "comment"]
     assert len(comments) == 1 + 100 + 3
-    assert len(rsps.calls) == 3
+    assert len(ticket_calls(rsps)) == 3
 
 
 def test_next_link_to_another_host_never_receives_the_key(rsps, fd):
@@ -157,7 +167,9 @@ def test_next_link_to_another_host_never_receives_the_key(rsps, fd):
     rsps.get(f"{API}/tickets/1001/conversations", json=[],
              match=[matchers.query_param_matcher({"page": "2", "per_page": "100"})])
     fd.fetch_ticket("1001")
-    assert [c.request.url.split("?")[0] for c in rsps.calls][-1] == f"{API}/tickets/1001/conversations"
+    urls = [c.request.url.split("?")[0] for c in ticket_calls(rsps)]
+    assert urls[-1] == f"{API}/tickets/1001/conversations"
+    assert not any("evil.example" in c.request.url for c in rsps.calls)
 
 
 @pytest.mark.parametrize("number, name", [(1, "low"), (2, "normal"), (3, "high"), (4, "urgent"),
@@ -176,20 +188,20 @@ def test_status_mapping(rsps, fd, number, name):
 
 def test_unmapped_custom_status_names_the_id_and_the_setting(rsps, fd):
     stub_ticket(rsps, dict(fixture("ticket_open_with_stats.json"), status=8))
-    with pytest.raises(ConnectorError, match=r"status 8.*status_map"):
+    with pytest.raises(ConfigurationError, match=r"status 8.*helpdesk: freshdesk: statuses:"):
         fd.fetch_ticket("1001")
 
 
 @pytest.mark.parametrize("number, name", [(6, "pending"), (7, "on_hold")])
 def test_default_waiting_statuses_need_no_configuration(rsps, sleeps, number, name):
     # Every Freshdesk account has 6 "Waiting on Customer" and 7 "Waiting on Third Party".
-    bare = FreshdeskConnector("acme.freshdesk.com", "secret-key", sleep=sleeps, bot_agent_id=9999)
+    bare = FreshdeskConnector("acme.freshdesk.com", "secret-key", sleep=sleeps)
     stub_ticket(rsps, dict(fixture("ticket_custom_status_with_stats.json"), status=number))
     assert bare.fetch_ticket("1005").ticket.status == name
 
 
 def test_on_hold_is_written_as_waiting_on_third_party_without_configuration(rsps, sleeps):
-    bare = FreshdeskConnector("acme.freshdesk.com", "secret-key", sleep=sleeps, bot_agent_id=9999)
+    bare = FreshdeskConnector("acme.freshdesk.com", "secret-key", sleep=sleeps)
     rsps.put(f"{API}/tickets/1001", json=fixture("ticket_updated.json"))
     bare.apply(remote(fixture("ticket_open_with_stats.json")), TicketChanges(status="on_hold"))
     assert [sent(c) for c in rsps.calls] == [{"status": 7}]
@@ -271,14 +283,15 @@ def test_note_alone_is_one_private_note(rsps, fd):
              TicketChanges(note="Priority lowered <urgent> to normal\nsee rule"))
     assert [(c.request.method, c.request.url, sent(c)) for c in rsps.calls] == [
         ("POST", f"{API}/tickets/1001/notes",
-         {"body": "Priority lowered &lt;urgent&gt; to normal<br>see rule", "private": True})]
+         {"body": "Priority lowered &lt;urgent&gt; to normal<br>see rule<br><br>— Deskpilot",
+          "private": True})]
 
 
 def test_reply_alone_is_one_reply(rsps, fd):
     rsps.post(f"{API}/tickets/1001/reply", json=fixture("reply_created.json"), status=201)
     fd.apply(remote(fixture("ticket_open_with_stats.json")), TicketChanges(reply="We are on it."))
     assert [(c.request.url, sent(c)) for c in rsps.calls] == [
-        (f"{API}/tickets/1001/reply", {"body": "We are on it."})]
+        (f"{API}/tickets/1001/reply", {"body": "We are on it.<br><br>— Deskpilot"})]
 
 
 def test_everything_goes_put_then_note_then_reply(rsps, fd):
@@ -292,9 +305,9 @@ def test_everything_goes_put_then_note_then_reply(rsps, fd):
 
 
 @pytest.mark.parametrize("changes, message", [
-    (TicketChanges(group="Nowhere"), r"group 'Nowhere'.*group_ids"),
-    (TicketChanges(fields={"colour": "red"}), r"colour.*field_names"),
-    (TicketChanges(status="new"), r"status 'new'.*status_map"),
+    (TicketChanges(group="Nowhere"), r"group 'Nowhere'.*helpdesk: freshdesk: groups:"),
+    (TicketChanges(fields={"colour": "red"}), r"colour.*helpdesk: freshdesk: fields:"),
+    (TicketChanges(status="new"), r"status 'new'.*helpdesk: freshdesk: statuses:"),
     (TicketChanges(priority="P1"), r"unknown priority 'P1'"),
 ])
 def test_unmappable_changes_fail_before_any_call(rsps, fd, changes, message):
@@ -380,7 +393,7 @@ def test_404_and_409(rsps, fd, status, error):
 
 def test_other_4xx_carries_freshdesks_description(rsps, fd):
     rsps.put(f"{API}/tickets/1001", status=400, json=fixture("error_validation.json"))
-    with pytest.raises(ConnectorError, match=r"400: Validation failed; priority: It should be"):
+    with pytest.raises(ConnectorError, match=r"\(HTTP 400\): Validation failed; priority: It should be"):
         fd.apply(remote(fixture("ticket_open_with_stats.json")), TicketChanges(priority="low"))
     assert len(rsps.calls) == 1
 

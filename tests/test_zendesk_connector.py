@@ -17,6 +17,7 @@ from responses import matchers
 
 import connectors
 from connectors.base import (
+    ConfigurationError,
     ConflictError,
     ConnectorError,
     NotFoundError,
@@ -24,6 +25,7 @@ from connectors.base import (
     RemoteTicket,
     TicketChanges,
     TransientError,
+    ValidationError,
 )
 from connectors.zendesk import ZendeskConnector
 from connectors.zendesk_tickets import ticket_from_zendesk
@@ -37,7 +39,6 @@ STAMP = "2024-03-05T14:20:00Z"
 FIELD_IDS = {"tier": 27642, "vip": 27648, "sla_note": 27650}
 GROUP_IDS = {"support": 98738, "billing": 98739}
 TOKEN = "s3cret-api-token"
-BOT_USER_ID = 9999  # the API user; it wrote none of the fixtures' comments
 
 
 def load(name: str) -> dict:
@@ -57,14 +58,24 @@ def sleeps() -> list[float]:
 def zd(sleeps: list[float]) -> ZendeskConnector:
     return ZendeskConnector(
         "acme", "bot@acme.test", TOKEN, field_ids=FIELD_IDS, group_ids=GROUP_IDS,
-        backoff_base=0.5, sleep=sleeps.append, bot_user_id=BOT_USER_ID,
+        backoff_base=0.5, sleep=sleeps.append,
     )
+
+
+FIELDS_URL = f"{API}/ticket_fields.json"
 
 
 @pytest.fixture
 def mocked():
+    """Stubbed HTTP; the account's ticket_fields answer like the API reference's example."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.get(FIELDS_URL, json=load("ticket_fields"))
         yield rsps
+
+
+def api_calls(mocked) -> list:
+    """The calls but the (cached) ticket_fields read."""
+    return [call for call in mocked.calls if "/ticket_fields.json" not in call.request.url]
 
 
 @pytest.fixture(autouse=True)
@@ -102,7 +113,9 @@ def test_fetch_builds_the_engine_ticket_in_exactly_two_requests(zd, mocked):
 
     got = zd.fetch_ticket("35436")
 
-    assert len(mocked.calls) == 2
+    assert len(mocked.calls) == 3  # the first fetch also reads the account's ticket_fields
+    zd.fetch_ticket("35436")
+    assert len(mocked.calls) == 5  # then they are cached: a fetch is two requests
     expected_auth = "Basic " + base64.b64encode(f"bot@acme.test/token:{TOKEN}".encode()).decode()
     assert all(call.request.headers["Authorization"] == expected_auth for call in mocked.calls)
     ticket = got.ticket
@@ -112,7 +125,7 @@ def test_fetch_builds_the_engine_ticket_in_exactly_two_requests(zd, mocked):
     assert ticket.description == "The fire is very colorful."
     assert ticket.created_at == at("2024-03-04T09:00:00")
     assert ticket.tags == frozenset({"enterprise", "printer"})
-    assert ticket.fields == {"tier": "745", "vip": "yes", "sla_note": None}
+    assert ticket.fields == {"tier": 745, "vip": "yes", "sla_note": None}  # typed by ticket_fields
     assert ticket.events == EXPECTED_EVENTS
     assert got.stamp == STAMP
     assert got.raw == load("ticket_35436")["ticket"]
@@ -129,7 +142,7 @@ def test_fetch_follows_audit_pages_by_cursor(zd, mocked):
 
     got = zd.fetch_ticket("35436")
 
-    assert len(mocked.calls) == 3
+    assert len(api_calls(mocked)) == 3
     assert got.ticket.events == EXPECTED_EVENTS
 
 
@@ -144,11 +157,11 @@ def test_audits_are_put_in_time_order_and_unknown_ids_map_to_none():
     assert built.group is None and built.fields == {}
 
 
-def test_an_unknown_comment_author_is_an_agent():
+def test_a_comment_author_missing_from_the_sideload_is_unknown_not_an_agent():
     audit = {"created_at": "2024-03-04T09:00:00Z", "author_id": 77,
              "events": [{"type": "Comment", "author_id": 77, "public": True}]}
     built = ticket_from_zendesk(load("ticket_35436")["ticket"], [audit], {}, field_names={}, group_names={})
-    assert built.events == (Event(at=at("2024-03-04T09:00:00"), type="comment", author="agent"),)
+    assert built.events == (Event(at=at("2024-03-04T09:00:00"), type="comment", author="unknown"),)
 
 
 def test_fetch_of_a_missing_ticket_raises_not_found(zd, mocked):
@@ -175,14 +188,15 @@ APPLY_CASES = {
     "tags and note": (
         TicketChanges(add_tags=("sla_breach", "vip", "sla_breach"), note="Breached at 10:00."),
         {"additional_tags": ["sla_breach", "vip"],
-         "comment": {"body": "Breached at 10:00.", "public": False}},
+         "comment": {"body": "Breached at 10:00.\n\n— Deskpilot", "public": False}},
     ),
     "group": (TicketChanges(group="billing"), {"group_id": 98739}),
     "fields": (
         TicketChanges(fields={"tier": "900", "sla_note": None}),
         {"custom_fields": [{"id": 27642, "value": "900"}, {"id": 27650, "value": None}]},
     ),
-    "reply": (TicketChanges(reply="We are on it."), {"comment": {"body": "We are on it.", "public": True}}),
+    "reply": (TicketChanges(reply="We are on it."),
+              {"comment": {"body": "We are on it.\n\n— Deskpilot", "public": True}}),
     "status on hold": (TicketChanges(status="on_hold"), {"status": "hold"}),
     "status solved": (TicketChanges(status="solved"), {"status": "solved"}),
 }
@@ -207,8 +221,9 @@ def test_apply_with_nothing_to_change_sends_nothing(zd, mocked):
 
 
 def test_reply_and_note_go_in_two_updates_chained_by_stamp(zd, mocked):
-    first = {"priority": "urgent", "comment": {"body": "Technician today.", "public": True}, **SAFE}
-    second = {"comment": {"body": "Breach risk.", "public": False}, "safe_update": True,
+    first = {"priority": "urgent", "comment": {"body": "Technician today.\n\n— Deskpilot", "public": True},
+             **SAFE}
+    second = {"comment": {"body": "Breach risk.\n\n— Deskpilot", "public": False}, "safe_update": True,
               "updated_stamp": "2024-03-05T15:00:00Z"}
     mocked.put(TICKET_URL, json=load("ticket_35436_updated"),
                match=[matchers.json_params_matcher({"ticket": first}, strict_match=True)])
@@ -227,7 +242,7 @@ def test_reply_and_note_go_in_two_updates_chained_by_stamp(zd, mocked):
     (TicketChanges(fields={"tier": "1", "region": "eu"}), "'region'"),
 ])
 def test_unknown_names_are_refused_before_any_write(zd, mocked, changes, named):
-    with pytest.raises(ConnectorError, match="configuration") as caught:
+    with pytest.raises(ConfigurationError, match="rule files") as caught:
         zd.apply(remote(), changes)
     assert named in str(caught.value)
     assert not mocked.calls
@@ -257,9 +272,8 @@ def test_apply_to_a_deleted_ticket_is_not_found(zd, mocked):
 
 def test_a_validation_error_names_zendesks_reason(zd, mocked):
     mocked.put(TICKET_URL, json=load("record_invalid"), status=422)
-    with pytest.raises(ConnectorError, match="closed prevents ticket update") as caught:
+    with pytest.raises(ValidationError, match="closed prevents ticket update"):
         zd.apply(remote(), TicketChanges(status="open"))
-    assert type(caught.value) is ConnectorError
 
 
 def test_bad_credentials_name_the_settings_and_hide_the_token(zd, mocked):
@@ -338,7 +352,7 @@ def test_update_many_refuses_more_than_100_ids(zd, mocked):
 def test_update_many_sends_100_ids_in_one_request(zd, mocked):
     ids = [str(n) for n in range(1, 101)]
     body = {"ticket": {"status": "hold", "additional_tags": ["bulk"],
-                       "comment": {"body": "Paused for the outage.", "public": False}}}
+                       "comment": {"body": "Paused for the outage.\n\n— Deskpilot", "public": False}}}
     mocked.put(MANY_URL, json=load("job_status_queued"), match=[
         matchers.query_param_matcher({"ids": ",".join(ids)}),
         matchers.json_params_matcher(body, strict_match=True),
