@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 
 from connectors.base import (
+    ChangePage,
     ConfigurationError,
     ConflictError,
     ConnectorError,
@@ -278,8 +279,27 @@ class FreshdeskConnector:
                 raise ConnectorError(f"Freshdesk's next-page link for {path} goes backwards")
             page = next_page
 
-    def changed_since(self, updated_since: datetime) -> list[str]:
-        """Ids of tickets updated at or after `updated_since`, oldest update first.
+    def changed_since(self, cursor: str | None, since: datetime) -> ChangePage:
+        """Tickets updated at or after `cursor` (an instant this method returned), else `since`.
+
+        One call lists everything (`done`); the next cursor is the latest
+        `updated_at` Freshdesk reported, so our clock's skew does not matter.
+        The list omits deleted and spam tickets (they need `filter=deleted`).
+        https://developers.freshdesk.com/api/#list_all_tickets
+        """
+        start = since
+        if cursor:
+            try:
+                start = datetime.fromisoformat(cursor.replace("Z", "+00:00"))
+            except ValueError:
+                log.warning("Freshdesk change cursor %r is not an instant; listing from %s", cursor, since)
+        ids, latest = self._updated_since(start)
+        nxt = max(latest, start) if latest is not None else start
+        return ChangePage(ticket_ids=ids, cursor=nxt.astimezone(UTC).strftime(_TIMESTAMP), done=True)
+
+    def _updated_since(self, updated_since: datetime) -> tuple[list[str], datetime | None]:
+        """Ids of tickets updated at or after `updated_since`, oldest update first, and the
+        latest updated_at seen.
 
         The list endpoint stops at page 300, so a longer scan restarts from the
         last `updated_at` it saw (ids seen twice are reported once). A ticket
@@ -289,6 +309,7 @@ class FreshdeskConnector:
         to_epoch(updated_since)  # refuses a naive datetime
         since = updated_since.astimezone(UTC).strftime(_TIMESTAMP)
         seen: dict[str, None] = {}
+        latest: datetime | None = None
         while True:
             params = {"updated_since": since, "order_by": "updated_at", "order_type": "asc"}
             pages, last_batch, last_updated = 0, [], None
@@ -297,8 +318,11 @@ class FreshdeskConnector:
                 for item in last_batch:
                     seen[str(item["id"])] = None
                     last_updated = item.get("updated_at") or last_updated
+            if last_updated is not None:
+                moment = datetime.fromtimestamp(instant(last_updated, "updated_at"), UTC)
+                latest = moment if latest is None else max(latest, moment)
             if pages < MAX_LIST_PAGES or len(last_batch) < PER_PAGE:
-                return list(seen)
+                return list(seen), latest
             # Page 300 was full: start a new window at the last instant seen.
             if last_updated is None or instant(last_updated, "updated_at") <= instant(
                     since, "updated_since"):

@@ -8,6 +8,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -18,6 +19,7 @@ from zenpy.lib.endpoint import EndpointFactory, Url
 from zenpy.lib.exception import APIException, ZenpyException
 
 from connectors.base import (
+    ChangePage,
     ConfigurationError,
     ConflictError,
     ConnectorError,
@@ -31,6 +33,7 @@ from connectors.base import (
 )
 from connectors.fields import FieldType
 from connectors.zendesk_tickets import field_types_from_zendesk, ticket_from_zendesk
+from engine.ticket import to_epoch
 
 log = logging.getLogger(__name__)
 
@@ -431,22 +434,27 @@ class ZendeskConnector:
             raise ConnectorError(f"GET job_statuses/{job_id}.json: response has no 'job_status'")
         return job
 
-    def changed_since(self, cursor: str | None, start_time: int) -> tuple[list[str], str | None, bool]:
-        """One page of the cursor-based incremental ticket export.
+    def changed_since(self, cursor: str | None, since: datetime) -> ChangePage:
+        """One page of the cursor-based incremental ticket export (from `cursor`, else from `since`).
 
-        Returns (ticket ids, cursor for the next call, end_of_stream). Deleted
-        tickets are listed too (fetching them raises NotFoundError). Zendesk
-        allows 10 export requests a minute: call again after end_of_stream
-        with the returned cursor, not in a tight loop.
+        Deleted tickets are listed by the export with status "deleted": they
+        come back in `deleted_ids`, never to be fetched. Zendesk allows 10 export
+        requests a minute and refuses a start time within the last minute.
         https://developer.zendesk.com/api-reference/ticketing/ticket-management/incremental_exports/#incremental-ticket-export-cursor-based
         """
         if cursor:
             endpoint = _TICKETS.incremental.cursor(cursor=quote(cursor, safe=""))
         else:
-            endpoint = _TICKETS.incremental.cursor_start(start_time=int(start_time))
+            endpoint = _TICKETS.incremental.cursor_start(start_time=to_epoch(since))
         page = self._call("get", endpoint)
-        ids = [str(ticket["id"]) for ticket in page.get("tickets") or []]
-        return list(dict.fromkeys(ids)), page.get("after_cursor") or cursor, bool(page.get("end_of_stream"))
+        live: dict[str, None] = {}
+        deleted: dict[str, None] = {}
+        for ticket in page.get("tickets") or []:
+            (deleted if ticket.get("status") == "deleted" else live)[str(ticket["id"])] = None
+        return ChangePage(
+            ticket_ids=[tid for tid in live if tid not in deleted], deleted_ids=list(deleted),
+            cursor=page.get("after_cursor") or cursor, done=bool(page.get("end_of_stream")),
+        )
 
     # -- HTTP ----------------------------------------------------------------
 

@@ -464,7 +464,7 @@ def make_tickets(count, start=datetime(2026, 1, 1, tzinfo=UTC), per_second=3):
 def test_changed_since_pages_until_a_short_page(rsps, fd):
     tickets = make_tickets(250)
     rsps.add_callback("GET", f"{API}/tickets", callback=list_callback(tickets))
-    ids = fd.changed_since(datetime(2026, 1, 1, tzinfo=UTC))
+    ids = fd.changed_since(None, datetime(2026, 1, 1, tzinfo=UTC)).ticket_ids
     assert ids == [str(t["id"]) for t in tickets]
     assert [query(c)["page"] for c in rsps.calls] == ["1", "2", "3"]
     assert query(rsps.calls[0]) == {"updated_since": "2026-01-01T00:00:00Z", "order_by": "updated_at",
@@ -474,7 +474,7 @@ def test_changed_since_pages_until_a_short_page(rsps, fd):
 def test_changed_since_trusts_a_missing_link_before_page_300(rsps, fd):
     tickets = make_tickets(100)
     rsps.add_callback("GET", f"{API}/tickets", callback=list_callback(tickets))
-    assert len(fd.changed_since(datetime(2026, 1, 1, tzinfo=UTC))) == 100
+    assert len(fd.changed_since(None, datetime(2026, 1, 1, tzinfo=UTC)).ticket_ids) == 100
     assert len(rsps.calls) == 1
 
 
@@ -482,7 +482,7 @@ def test_changed_since_windows_past_page_300(rsps, fd):
     tickets = make_tickets(30_150)
     rsps.add_callback("GET", f"{API}/tickets", callback=list_callback(tickets))
 
-    ids = fd.changed_since(datetime(2026, 1, 1, tzinfo=UTC))
+    ids = fd.changed_since(None, datetime(2026, 1, 1, tzinfo=UTC)).ticket_ids
 
     assert ids == [str(t["id"]) for t in tickets]  # each once, in order
     pages = [int(query(c)["page"]) for c in rsps.calls]
@@ -494,12 +494,12 @@ def test_changed_since_refuses_a_window_it_cannot_advance(rsps, fd):
     tickets = make_tickets(30_001, per_second=40_000)  # all share one updated_at
     rsps.add_callback("GET", f"{API}/tickets", callback=list_callback(tickets))
     with pytest.raises(ConnectorError, match="share updated_at"):
-        fd.changed_since(datetime(2026, 1, 1, tzinfo=UTC))
+        fd.changed_since(None, datetime(2026, 1, 1, tzinfo=UTC))
 
 
 def test_changed_since_refuses_naive_datetimes(fd):
     with pytest.raises(ValueError, match="naive"):
-        fd.changed_since(datetime(2026, 1, 1))
+        fd.changed_since(None, datetime(2026, 1, 1))
 
 
 # -- configuration -------------------------------------------------------------

@@ -317,12 +317,11 @@ def test_update_many_and_job_status_over_http(zd, api):
 
 
 def test_changed_since_over_http(zd, api, clock):
-    start = int(START.timestamp())
     first, second = create(api), create(api)
-    ids, cursor, done = zd.changed_since(None, start)
-    assert (ids, done) == ([str(first["id"]), str(second["id"])], True)
-    assert zd.changed_since(cursor, start)[0] == []
+    page = zd.changed_since(None, START)
+    assert (page.ticket_ids, page.done) == ([str(first["id"]), str(second["id"])], True)
+    assert zd.changed_since(page.cursor, START).ticket_ids == []
     clock.advance(5)
     comment(api, first["id"], "customer")
-    ids, cursor, done = zd.changed_since(cursor, start)
-    assert (ids, done) == ([str(first["id"])], True)
+    page = zd.changed_since(page.cursor, START)
+    assert (page.ticket_ids, page.done) == ([str(first["id"])], True)

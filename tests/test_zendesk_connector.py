@@ -406,11 +406,14 @@ def test_incremental_export_pages_by_cursor(zd, mocked):
     mocked.get(EXPORT_URL, json=page2,
                match=[matchers.query_param_matcher({"cursor": page1["after_cursor"]})])
 
-    ids, cursor, done = zd.changed_since(None, 1709640000)
-    assert (ids, cursor, done) == (["35436", "35437"], page1["after_cursor"], False)
+    since = datetime.fromtimestamp(1709640000, UTC)
+    page = zd.changed_since(None, since)
+    assert (page.ticket_ids, page.cursor, page.done) == (["35436", "35437"], page1["after_cursor"], False)
 
-    ids, cursor, done = zd.changed_since(cursor, 1709640000)
-    assert (ids, cursor, done) == (["35438"], page2["after_cursor"], True)
+    page = zd.changed_since(page.cursor, since)
+    # 35438 was deleted: listed apart, never to be fetched.
+    assert (page.ticket_ids, page.deleted_ids, page.cursor, page.done) == (
+        [], ["35438"], page2["after_cursor"], True)
     assert len(mocked.calls) == 2
 
 
