@@ -100,14 +100,14 @@ class FreshdeskConnector:
         metadata_seconds: float = METADATA_SECONDS,
     ) -> None:
         if not api_key:
-            raise ConnectorError("Freshdesk API key is empty: set FRESHDESK_API_KEY")
+            raise ConfigurationError("Freshdesk API key is empty: set FRESHDESK_API_KEY")
         if not api_url and (not domain or "/" in domain):
-            raise ConnectorError(
+            raise ConfigurationError(
                 f"Freshdesk domain {domain!r} must be a host name like acme.freshdesk.com "
                 "(FRESHDESK_DOMAIN); put a full URL in api_url instead"
             )
         if max_attempts < 1:
-            raise ConnectorError("max_attempts must be at least 1")
+            raise ConfigurationError("max_attempts must be at least 1")
         self.base_url = f"{(api_url or f'https://{domain}').rstrip('/')}/api/v2"
         self.field_names = dict(field_names or {})
         self._field_engine_names = {cf: name for name, cf in self.field_names.items()}
@@ -129,25 +129,21 @@ class FreshdeskConnector:
         self.session.headers.update({"Accept": "application/json", "User-Agent": "deskpilot"})
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, str]) -> FreshdeskConnector:
-        """Build from environment-style settings (os.environ or the app config).
-
-        Reads FRESHDESK_DOMAIN, FRESHDESK_API_KEY and the optional
-        FRESHDESK_API_URL, FRESHDESK_FIELD_NAMES ({"plan": "cf_plan"}),
-        FRESHDESK_GROUP_IDS ({"Level 2": 5}) and FRESHDESK_STATUS_MAP
-        ({"6": "on_hold"}), each a JSON object.
-        """
-        domain = settings.get("FRESHDESK_DOMAIN", "").strip()
-        api_url = settings.get("FRESHDESK_API_URL", "").strip() or None
-        if not domain and not api_url:
-            raise ConnectorError("set FRESHDESK_DOMAIN to the account's host, e.g. acme.freshdesk.com")
+    def from_settings(cls, settings: Any, mapping: Any = None, **options: Any) -> FreshdeskConnector:
+        """The registry's factory: credentials from Settings (FRESHDESK_DOMAIN, FRESHDESK_API_KEY,
+        FRESHDESK_API_URL), field names, group ids and custom statuses from the rule files'
+        `helpdesk: freshdesk:` section (`mapping`, an engine.rules.HelpdeskMapping)."""
+        try:
+            group_ids = {str(k): int(v) for k, v in (mapping.groups if mapping else {}).items()}
+        except (TypeError, ValueError) as err:
+            raise ConfigurationError(
+                f"helpdesk: freshdesk: groups: in the rule files must map names to numeric ids: {err}"
+            ) from err
         return cls(
-            domain,
-            settings.get("FRESHDESK_API_KEY", "").strip(),
-            api_url=api_url,
-            field_names=_env_map(settings, "FRESHDESK_FIELD_NAMES", str),
-            group_ids=_env_map(settings, "FRESHDESK_GROUP_IDS", int),
-            status_map=_env_map(settings, "FRESHDESK_STATUS_MAP", str),
+            settings.freshdesk_domain or "", settings.freshdesk_api_key or "",
+            api_url=settings.freshdesk_api_url,
+            field_names={str(k): str(v) for k, v in (mapping.fields if mapping else {}).items()},
+            group_ids=group_ids, status_map=dict(mapping.statuses) if mapping else {}, **options,
         )
 
     def close(self) -> None:
@@ -606,14 +602,17 @@ def _checked_status_map(status_map: Mapping[Any, str]) -> dict[int, str]:
         try:
             sid = int(key)
         except (TypeError, ValueError) as err:
-            raise ConnectorError(f"status_map key {key!r} is not a Freshdesk status id") from err
+            raise ConfigurationError(
+                f"helpdesk: freshdesk: statuses: key {key!r} is not a Freshdesk status id") from err
         if sid < FIRST_CUSTOM_STATUS:
-            raise ConnectorError(
-                f"status_map maps {sid}, a built-in Freshdesk status; only custom statuses "
+            raise ConfigurationError(
+                f"helpdesk: freshdesk: statuses: maps {sid}, a built-in Freshdesk status; only custom "
+                "statuses "
                 f"({FIRST_CUSTOM_STATUS} and up) can be mapped"
             )
         if name not in STATUSES:
-            raise ConnectorError(f"status_map maps {sid} to {name!r}; use one of {list(STATUSES)}")
+            raise ConfigurationError(
+                f"helpdesk: freshdesk: statuses: maps {sid} to {name!r}; use one of {list(STATUSES)}")
         checked[sid] = name
     return checked
 
@@ -689,16 +688,3 @@ def _client_error(what: str, response: requests.Response, ticket: bool = False) 
     if code == 403:
         return ConfigurationError(f"{what}: the API key's agent may not do this: {_describe(response)}")
     return ConnectorError(f"{what} returned {code}: {_describe(response)}")
-
-
-def _env_map(settings: Mapping[str, str], name: str, kind: type) -> dict[str, Any]:
-    text = settings.get(name, "").strip()
-    if not text:
-        return {}
-    try:
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError("not an object")
-        return {str(key): kind(value) for key, value in data.items()}
-    except (ValueError, TypeError) as err:
-        raise ConnectorError(f"{name} must be a JSON object of {kind.__name__} values: {err}") from err

@@ -133,14 +133,15 @@ class ZendeskConnector:
                 before they are read again.
         """
         if not subdomain and not api_url:
-            raise ValueError("Zendesk subdomain is empty: set ZENDESK_SUBDOMAIN (acme for acme.zendesk.com)")
+            raise ConfigurationError(
+                "Zendesk subdomain is empty: set ZENDESK_SUBDOMAIN (acme for acme.zendesk.com)")
         if not email or not api_token:
-            raise ValueError("Zendesk credentials missing: set ZENDESK_EMAIL and ZENDESK_API_TOKEN")
+            raise ConfigurationError("Zendesk credentials missing: set ZENDESK_EMAIL and ZENDESK_API_TOKEN")
         if max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+            raise ConfigurationError(f"max_attempts must be at least 1, got {max_attempts}")
         root = urlsplit(api_url or f"https://{subdomain}.zendesk.com")
         if root.scheme not in ("http", "https") or not root.netloc:
-            raise ValueError(f"ZENDESK_API_URL must look like https://host[:port], got {api_url!r}")
+            raise ConfigurationError(f"ZENDESK_API_URL must look like https://host[:port], got {api_url!r}")
         if root.scheme == "http" and root.hostname not in ("127.0.0.1", "localhost", "::1"):
             log.warning("Zendesk API root %s is plain http: credentials travel unencrypted", api_url)
         client = Zenpy(
@@ -161,20 +162,22 @@ class ZendeskConnector:
         self._field_types_at = 0.0
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, str]) -> ZendeskConnector:
-        """Build from environment-style settings (os.environ or the app config).
-
-        Reads ZENDESK_SUBDOMAIN, ZENDESK_EMAIL, ZENDESK_API_TOKEN and the optional
-        ZENDESK_API_URL, ZENDESK_FIELD_IDS and ZENDESK_GROUP_IDS (JSON objects
-        mapping engine names to Zendesk ids, e.g. {"tier": 360001234567}).
-        """
+    def from_settings(cls, settings: Any, mapping: Any = None, **options: Any) -> ZendeskConnector:
+        """The registry's factory: credentials from Settings (ZENDESK_SUBDOMAIN, ZENDESK_EMAIL,
+        ZENDESK_API_TOKEN, ZENDESK_API_URL), field and group ids from the rule files'
+        `helpdesk: zendesk:` section (`mapping`, an engine.rules.HelpdeskMapping)."""
+        fields = dict(mapping.fields) if mapping is not None else {}
+        groups = dict(mapping.groups) if mapping is not None else {}
+        try:
+            field_ids = {str(k): int(v) for k, v in fields.items()}
+            group_ids = {str(k): int(v) for k, v in groups.items()}
+        except (TypeError, ValueError) as err:
+            raise ConfigurationError(
+                f"helpdesk: zendesk: fields/groups in the rule files must map names to numeric ids: {err}"
+            ) from err
         return cls(
-            settings.get("ZENDESK_SUBDOMAIN", ""),
-            settings.get("ZENDESK_EMAIL", ""),
-            settings.get("ZENDESK_API_TOKEN", ""),
-            api_url=settings.get("ZENDESK_API_URL") or None,
-            field_ids=_id_map(settings, "ZENDESK_FIELD_IDS"),
-            group_ids=_id_map(settings, "ZENDESK_GROUP_IDS"),
+            settings.zendesk_subdomain, settings.zendesk_email, settings.zendesk_api_token,
+            api_url=settings.zendesk_api_url, field_ids=field_ids, group_ids=group_ids, **options,
         )
 
     def close(self) -> None:
@@ -654,19 +657,3 @@ def _describe(response: requests.Response | None) -> str:
     if body.get("details"):
         parts.append(json.dumps(body["details"])[:200])
     return " - ".join(parts) or str(body)[:200]
-
-
-def _id_map(settings: Mapping[str, str], key: str) -> dict[str, int]:
-    """A JSON object of name -> integer id from `settings[key]`, empty when unset."""
-    raw = settings.get(key) or ""
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-        if not isinstance(value, dict):
-            raise ValueError("not an object")
-        return {str(name): int(number) for name, number in value.items()}
-    except (ValueError, TypeError) as err:
-        raise ValueError(
-            f'{key} must be a JSON object of names to ids, like {{"tier": 360001}}: {err}'
-        ) from err

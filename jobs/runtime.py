@@ -145,34 +145,28 @@ def build_store(settings: Settings) -> Store:
 
 
 def build_connector(settings: Settings, rules: RuleSet | None = None, **options) -> Helpdesk:
-    """The connector of the configured helpdesk. Field, group and status ids come from
-    the rule files' `helpdesk:` section."""
+    """The connector of the configured helpdesk, through the registry. Field, group and
+    status ids come from the rule files' `helpdesk:` section."""
+    import connectors
+
     mapping = rules.helpdesk.get(settings.helpdesk) if rules is not None else None
-    fields = dict(mapping.fields) if mapping else {}
-    groups = dict(mapping.groups) if mapping else {}
-    if settings.helpdesk == "zendesk":
-        from connectors.zendesk import ZendeskConnector
+    return connectors.build(settings, mapping, **options)
 
-        return ZendeskConnector(
-            settings.zendesk_subdomain,
-            settings.zendesk_email,
-            settings.zendesk_api_token,
-            api_url=settings.zendesk_api_url,
-            field_ids={k: int(v) for k, v in fields.items()},
-            group_ids={k: int(v) for k, v in groups.items()},
-            **options,
-        )
-    from connectors.freshdesk import FreshdeskConnector
 
-    return FreshdeskConnector(
-        settings.freshdesk_domain,
-        settings.freshdesk_api_key,
-        api_url=settings.freshdesk_api_url,
-        field_names={k: str(v) for k, v in fields.items()},
-        group_ids={k: int(v) for k, v in groups.items()},
-        status_map=dict(mapping.statuses) if mapping else {},
-        **options,
-    )
+def check_connector(helpdesk: Helpdesk, store: Store, now: datetime) -> list[str]:
+    """Start-up check: the connector's configuration problems, each logged; the first is
+    recorded for /healthz (or a recorded one cleared when there are none)."""
+    try:
+        problems = helpdesk.check()
+    except Exception as err:  # a failing check must not stop the process: report it
+        problems = [f"{type(err).__name__}: {err}"]
+    for problem in problems:
+        log.error("%s configuration error: %s", helpdesk.name, problem)
+    if problems:
+        record_config_error(store, helpdesk.name, "; ".join(problems), now)
+    elif config_error(store, helpdesk.name):
+        clear_config_error(store, helpdesk.name, now)
+    return problems
 
 
 class ConnectorCache:

@@ -416,7 +416,7 @@ class _Prefetched:
 def _close_key(decision: Decision, helpdesk: Any) -> tuple | None:
     """(status, tags, reply, note) when the decision is one rule's close that bulk updates can send."""
     actions = decision.actions
-    if not actions or not hasattr(helpdesk, "close_many"):
+    if not actions:
         return None
     types = {action.type for action in actions}
     if "set_status" not in types or not types <= _CLOSE_ACTIONS or len({a.rule for a in actions}) != 1:

@@ -336,7 +336,7 @@ def main() -> int:
 
     from config import ConfigError
     from jobs.budget import WriteBudget
-    from jobs.runtime import ConnectorCache, RulesHolder, build_store, process_settings
+    from jobs.runtime import ConnectorCache, RulesHolder, build_store, check_connector, process_settings
 
     settings = process_settings()
     holder = RulesHolder(settings.rules_path)
@@ -349,7 +349,12 @@ def main() -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    worker = Worker(store, ConnectorCache(settings), lambda: holder.rules,
+    connectors = ConnectorCache(settings)
+    try:  # configuration problems (wrong URL, rights, unmapped statuses) show at once, in /healthz too
+        check_connector(connectors(holder.rules), store, utc_now())
+    except (RuleFileError, ConnectorError) as err:
+        log.error("connector not checked at start-up: %s", err)
+    worker = Worker(store, connectors, lambda: holder.rules,
                     max_attempts=settings.worker_max_attempts, budget=budget)
 
     def reload_rules() -> None:

@@ -14,6 +14,7 @@ import requests
 import responses
 from responses import matchers
 
+import connectors
 from connectors.base import (
     ConfigurationError,
     ConflictError,
@@ -25,6 +26,7 @@ from connectors.base import (
     TransientError,
 )
 from connectors.freshdesk import FreshdeskConnector
+from engine.rules import HelpdeskMapping
 from engine.ticket import Event, to_epoch
 
 FIXTURES = Path(__file__).parent / "fixtures" / "freshdesk_api"
@@ -504,28 +506,34 @@ def test_changed_since_refuses_naive_datetimes(fd):
 
 # -- configuration -------------------------------------------------------------
 
-def test_from_settings_reads_json_maps():
-    fd = FreshdeskConnector.from_settings({
-        "FRESHDESK_DOMAIN": "acme.freshdesk.com", "FRESHDESK_API_KEY": "k",
-        "FRESHDESK_FIELD_NAMES": '{"plan": "cf_plan"}', "FRESHDESK_GROUP_IDS": '{"Level 2": 12}',
-        "FRESHDESK_STATUS_MAP": '{"6": "on_hold"}',
-    })
-    assert fd.base_url == API
+def settings_for(**env):
+    from config import load_settings
+
+    base = {"HELPDESK": "freshdesk", "FRESHDESK_DOMAIN": "acme.freshdesk.com", "FRESHDESK_API_KEY": "k",
+            "FRESHDESK_WEBHOOK_SECRET": "s"}
+    return load_settings({**base, **env}, env_file=None)
+
+
+def test_the_registry_builds_from_settings_and_the_rules_mapping():
+    fd = connectors.build(settings_for(), HelpdeskMapping(
+        fields={"plan": "cf_plan"}, groups={"Level 2": 12}, statuses={6: "on_hold"}))
+    assert isinstance(fd, FreshdeskConnector) and fd.base_url == API
     assert (fd.field_names, fd.group_ids, fd.status_map) == (
         {"plan": "cf_plan"}, {"Level 2": 12}, {6: "on_hold"})
 
 
-@pytest.mark.parametrize("env, message", [
-    ({}, "FRESHDESK_DOMAIN"),
-    ({"FRESHDESK_DOMAIN": "acme.freshdesk.com"}, "FRESHDESK_API_KEY"),
-    ({"FRESHDESK_DOMAIN": "https://acme.freshdesk.com", "FRESHDESK_API_KEY": "k"}, "host name"),
-    ({"FRESHDESK_DOMAIN": "a.freshdesk.com", "FRESHDESK_API_KEY": "k",
-      "FRESHDESK_GROUP_IDS": '{"L2": "twelve"}'}, "FRESHDESK_GROUP_IDS"),
-    ({"FRESHDESK_DOMAIN": "a.freshdesk.com", "FRESHDESK_API_KEY": "k",
-      "FRESHDESK_STATUS_MAP": '{"6": "waiting"}'}, "'waiting'"),
-    ({"FRESHDESK_DOMAIN": "a.freshdesk.com", "FRESHDESK_API_KEY": "k",
-      "FRESHDESK_STATUS_MAP": '{"3": "on_hold"}'}, "built-in"),
+@pytest.mark.parametrize("kwargs, message", [
+    ({"domain": "", "api_key": "k"}, "FRESHDESK_DOMAIN"),
+    ({"domain": "acme.freshdesk.com", "api_key": ""}, "FRESHDESK_API_KEY"),
+    ({"domain": "https://acme.freshdesk.com", "api_key": "k"}, "host name"),
+    ({"domain": "a.freshdesk.com", "api_key": "k", "status_map": {6: "waiting"}}, "'waiting'"),
+    ({"domain": "a.freshdesk.com", "api_key": "k", "status_map": {3: "on_hold"}}, "built-in"),
 ])
-def test_configuration_errors_name_what_to_fix(env, message):
-    with pytest.raises(ConnectorError, match=message):
-        FreshdeskConnector.from_settings(env)
+def test_configuration_errors_name_what_to_fix(kwargs, message):
+    with pytest.raises(ConfigurationError, match=message):
+        FreshdeskConnector(**kwargs)
+
+
+def test_a_non_numeric_group_id_in_the_rules_names_the_section():
+    with pytest.raises(ConfigurationError, match="helpdesk: freshdesk: groups:"):
+        connectors.build(settings_for(), HelpdeskMapping(groups={"L2": "twelve"}))

@@ -425,27 +425,39 @@ def test_api_url_points_the_zenpy_path_elsewhere(mocked):
     assert zd.job_status("abc")["status"] == "completed"
 
 
-@pytest.mark.parametrize("settings, named", [
-    ({"ZENDESK_EMAIL": "a@b.c", "ZENDESK_API_TOKEN": "t"}, "ZENDESK_SUBDOMAIN"),
-    ({"ZENDESK_SUBDOMAIN": "acme", "ZENDESK_EMAIL": "a@b.c"}, "ZENDESK_API_TOKEN"),
-    ({"ZENDESK_SUBDOMAIN": "acme", "ZENDESK_EMAIL": "a@b.c", "ZENDESK_API_TOKEN": "t",
-      "ZENDESK_GROUP_IDS": '{"support": "x"}'}, "ZENDESK_GROUP_IDS"),
-    ({"ZENDESK_SUBDOMAIN": "acme", "ZENDESK_EMAIL": "a@b.c", "ZENDESK_API_TOKEN": "t",
-      "ZENDESK_API_URL": "ftp://x"}, "ZENDESK_API_URL"),
+def settings_for(**env):
+    from config import load_settings
+
+    base = {"HELPDESK": "zendesk", "ZENDESK_SUBDOMAIN": "acme", "ZENDESK_EMAIL": "a@b.example",
+            "ZENDESK_API_TOKEN": "t", "ZENDESK_WEBHOOK_SECRET": "s"}
+    return load_settings({**base, **env}, env_file=None)
+
+
+@pytest.mark.parametrize("kwargs, named", [
+    ({"subdomain": "", "email": "a@b.c", "api_token": "t"}, "ZENDESK_SUBDOMAIN"),
+    ({"subdomain": "acme", "email": "a@b.c", "api_token": ""}, "ZENDESK_API_TOKEN"),
+    ({"subdomain": "acme", "email": "a@b.c", "api_token": "t", "api_url": "ftp://x"}, "ZENDESK_API_URL"),
 ])
-def test_settings_errors_name_the_variable(settings, named):
-    with pytest.raises(ValueError, match=named):
-        ZendeskConnector.from_settings(settings)
+def test_settings_errors_name_the_variable(kwargs, named):
+    with pytest.raises(ConfigurationError, match=named):
+        ZendeskConnector(**kwargs)
 
 
-def test_from_settings_reads_the_id_maps(mocked):
-    zd = ZendeskConnector.from_settings({
-        "ZENDESK_SUBDOMAIN": "acme", "ZENDESK_EMAIL": "a@b.c", "ZENDESK_API_TOKEN": "t",
-        "ZENDESK_GROUP_IDS": '{"billing": 98739}', "ZENDESK_FIELD_IDS": '{"tier": 27642}',
-    })
+def test_the_registry_builds_from_settings_and_the_rules_mapping(mocked):
+    from engine.rules import HelpdeskMapping
+
+    zd = connectors.build(settings_for(), HelpdeskMapping(groups={"billing": 98739}, fields={"tier": 27642}))
+    assert isinstance(zd, ZendeskConnector)
     mocked.put(TICKET_URL, json=load("ticket_35436_updated"), match=[matchers.json_params_matcher(
         {"ticket": {"group_id": 98739, "custom_fields": [{"id": 27642, "value": "1"}], **SAFE}})])
     zd.apply(remote(), TicketChanges(group="billing", fields={"tier": "1"}))
+
+
+def test_a_non_numeric_zendesk_id_in_the_rules_names_the_section():
+    from engine.rules import HelpdeskMapping
+
+    with pytest.raises(ConfigurationError, match="helpdesk: zendesk:"):
+        connectors.build(settings_for(), HelpdeskMapping(groups={"support": "x"}))
 
 
 def _connector_classes(module) -> list[type]:
