@@ -24,7 +24,11 @@ CONNECTORS: dict[str, Callable[..., Helpdesk]] = {
 
 
 def build(settings: Any, mapping: Any = None, **options: Any) -> Helpdesk:
-    """The connector of `settings.helpdesk`, configured from `mapping` (rules' `helpdesk:` entry)."""
+    """The connector of `settings.helpdesk`, configured from `mapping` (rules' `helpdesk:` entry).
+
+    Every factory also takes `status_aliases` (the rules' helpdesk status labels ->
+    engine statuses) among the options.
+    """
     factory = CONNECTORS.get(settings.helpdesk)
     if factory is None:
         raise ConfigurationError(

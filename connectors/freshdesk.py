@@ -76,6 +76,9 @@ class FreshdeskConnector:
         monotonic: a monotonic clock in seconds (injectable for tests).
         metadata_seconds: how long the agent list and ticket_fields are kept
             before they are read again.
+        status_aliases: the rules' helpdesk status names -> engine statuses; a
+            custom status whose agent label (the status field's choices) is named
+            here needs no `statuses:` id.
 
     `rate_limit_remaining` holds the last X-RateLimit-Remaining seen (None before any).
     """
@@ -98,6 +101,7 @@ class FreshdeskConnector:
         rate_limit_floor: int = 10,
         monotonic: Callable[[], float] = time.monotonic,
         metadata_seconds: float = METADATA_SECONDS,
+        status_aliases: Mapping[str, str] | None = None,
     ) -> None:
         if not api_key:
             raise ConfigurationError("Freshdesk API key is empty: set FRESHDESK_API_KEY")
@@ -121,6 +125,7 @@ class FreshdeskConnector:
         self.rate_limit_floor = rate_limit_floor
         self.rate_limit_remaining: int | None = None
         self._monotonic = monotonic
+        self._status_aliases = dict(status_aliases or {})
         self._metadata_seconds = metadata_seconds
         self._agents: tuple[float, frozenset[int]] | None = None
         self._fields: tuple[float, list[dict[str, Any]]] | None = None
@@ -169,13 +174,13 @@ class FreshdeskConnector:
             return [*problems, str(err)]
         unmapped = {sid: label for sid, label in status_choices(fields).items()
                     if sid not in STATUS_NAMES and sid not in self.status_map
-                    and sid not in DEFAULT_WAITING_STATUSES}
+                    and sid not in DEFAULT_WAITING_STATUSES and label not in self._status_aliases}
         if unmapped:
             listed = ", ".join(f"{sid} ({label!r})" for sid, label in sorted(unmapped.items()))
             problems.append(
                 f"Freshdesk custom status(es) {listed} have no engine status: map each under "
                 "helpdesk: freshdesk: statuses: in the rule files, e.g. "
-                f"{min(unmapped)}: on_hold"
+                f"{min(unmapped)}: on_hold (or name its label under status_aliases:)"
             )
         names = {item.get("name") for item in fields}
         missing = sorted(name for name, cf in self.field_names.items() if cf not in names)
@@ -230,10 +235,20 @@ class FreshdeskConnector:
             agents = self.agent_ids(refresh=True)  # perhaps an agent added since the list was read
         ticket = ticket_from_freshdesk(
             data, conversations, field_names=self._field_engine_names, group_names=self._group_names,
-            status_map=self.status_map, agent_ids=agents,
+            status_map={**self._aliased_statuses(data.get("status")), **self.status_map},
+            agent_ids=agents,
             field_types=self.field_types() if self.field_names else {},
         )
         return RemoteTicket(ticket=ticket, stamp=data.get("updated_at"), raw=data)
+
+    def _aliased_statuses(self, status: Any) -> dict[int, str]:
+        """Custom status id -> its agent label, for the labels the rules' status_aliases name
+        (read from the status field's choices only for a status nothing else maps)."""
+        if (not self._status_aliases or status in STATUS_NAMES or status in self.status_map
+                or status in DEFAULT_WAITING_STATUSES):
+            return {}
+        return {sid: label for sid, label in status_choices(self._ticket_fields()).items()
+                if label in self._status_aliases and sid not in STATUS_NAMES}
 
     def prepare(self, remote: RemoteTicket, changes: TicketChanges) -> TicketChanges:
         """Field values in each field's own format (a date field's day for an instant),

@@ -118,6 +118,7 @@ class ZendeskConnector:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         field_metadata_seconds: float = FIELD_METADATA_SECONDS,
+        status_aliases: Mapping[str, str] | None = None,
     ) -> None:
         """Args:
             subdomain: the `acme` of acme.zendesk.com (ZENDESK_SUBDOMAIN).
@@ -129,8 +130,10 @@ class ZendeskConnector:
             backoff_base: first wait of the exponential backoff, in seconds.
             sleep: how to wait (injected by tests).
             monotonic: a monotonic clock in seconds (injected by tests).
-            field_metadata_seconds: how long the account's ticket_fields are kept
-                before they are read again.
+            field_metadata_seconds: how long the account's ticket_fields and
+                custom_statuses are kept before they are read again.
+            status_aliases: the rules' helpdesk status names -> engine statuses; a
+                custom status whose agent label is named here keeps its label.
         """
         if not subdomain and not api_url:
             raise ConfigurationError(
@@ -160,6 +163,8 @@ class ZendeskConnector:
         self._field_metadata_seconds = field_metadata_seconds
         self._field_types: dict[int, FieldType] | None = None
         self._field_types_at = 0.0
+        self._status_aliases = dict(status_aliases or {})
+        self._custom_statuses: tuple[float, dict[int, dict[str, Any]]] | None = None
 
     @classmethod
     def from_settings(cls, settings: Any, mapping: Any = None, **options: Any) -> ZendeskConnector:
@@ -215,6 +220,21 @@ class ZendeskConnector:
             )
         return problems
 
+    def custom_statuses(self, refresh: bool = False) -> dict[int, dict[str, Any]]:
+        """The account's custom ticket statuses by id (GET custom_statuses.json), kept for
+        `field_metadata_seconds`; read only once a ticket carries a custom_status_id.
+
+        https://developer.zendesk.com/api-reference/ticketing/tickets/custom_ticket_statuses/
+        """
+        now = self._monotonic()
+        cached = self._custom_statuses
+        if refresh or cached is None or now - cached[0] >= self._field_metadata_seconds:
+            page = self._call("get", Url("custom_statuses.json"))
+            cached = (now, {item["id"]: item for item in page.get("custom_statuses") or []
+                            if isinstance(item.get("id"), int)})
+            self._custom_statuses = cached
+        return cached[1]
+
     def field_types(self, refresh: bool = False) -> dict[int, FieldType]:
         """The account's custom field types by id (GET ticket_fields.json), kept for
         `field_metadata_seconds` and read again after.
@@ -250,10 +270,11 @@ class ZendeskConnector:
             raise ConnectorError(f"GET tickets/{number}.json: response has no 'ticket' object")
         audits, users = self._audits(number)
         types = self.field_types() if self._field_ids else {}
+        statuses = self.custom_statuses() if ticket.get("custom_status_id") is not None else {}
         try:
             engine_ticket = ticket_from_zendesk(
                 ticket, audits, users, field_names=self._field_names, group_names=self._group_names,
-                field_types=types,
+                field_types=types, custom_statuses=statuses, status_aliases=self._status_aliases,
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ConnectorError(f"Zendesk ticket {number}: unexpected payload ({err!r})") from err

@@ -56,6 +56,8 @@ def ticket_from_zendesk(
     field_names: Mapping[int, str],
     group_names: Mapping[int, str],
     field_types: Mapping[int, FieldType] | None = None,
+    custom_statuses: Mapping[int, Mapping[str, Any]] | None = None,
+    status_aliases: Mapping[str, str] | None = None,
 ) -> Ticket:
     """The engine's Ticket from a Zendesk ticket, its audits and their sideloaded users.
 
@@ -65,8 +67,25 @@ def ticket_from_zendesk(
     (`active: false`) or one missing from the sideload is "unknown". An agent
     comment that carries the bot's signature is marked `bot`.
     `field_types` (by field id, from ticket_fields) types the custom field values.
+
+    With custom statuses (`custom_statuses` by id, from GET custom_statuses), a
+    ticket's status is its custom status's agent label when `status_aliases`
+    names that label (the engine maps it), else the engine status of its
+    category (`hold` -> on_hold), so two custom statuses of one category can be
+    told apart by an alias and every other one still works.
     """
     types = field_types or {}
+    statuses = custom_statuses or {}
+    aliases = status_aliases or {}
+
+    def status_of(category: Any, custom_id: Any) -> str:
+        custom = statuses.get(custom_id) if custom_id is not None else None
+        if custom is not None:
+            label = custom.get("agent_label")
+            if label in aliases:
+                return str(label)
+            category = custom.get("status_category") or category
+        return _engine_status(category)
 
     def author(user_id: Any) -> str:
         if user_id is None or user_id == SYSTEM_USER_ID:
@@ -79,15 +98,21 @@ def ticket_from_zendesk(
     timeline = sorted(((_epoch(audit["created_at"]), audit) for audit in audits), key=lambda p: p[0])
     events: list[Event] = []
     for at, audit in timeline:
-        for event in audit.get("events") or []:
+        changes = audit.get("events") or []
+        # Accounts with custom statuses record a custom_status_id change beside the status one.
+        custom_changes = [e for e in changes if e.get("type") in ("Create", "Change")
+                          and e.get("field_name") == "custom_status_id" and _int(e.get("value")) in statuses]
+        for event in changes:
             kind = event.get("type")
             if kind == "Comment":
                 who = author(event.get("author_id", audit.get("author_id")))
                 public = bool(event.get("public", True))
                 bot = who == "agent" and is_signed(event.get("plain_body") or event.get("body"))
                 events.append(Event(at=at, type="comment", author=who, public=public, bot=bot))
-            elif kind in ("Create", "Change") and event.get("field_name") == "status":
+            elif kind in ("Create", "Change") and event.get("field_name") == "status" and not custom_changes:
                 events.append(Event(at=at, type="status", status=_engine_status(event.get("value"))))
+            elif event in custom_changes:
+                events.append(Event(at=at, type="status", status=status_of(None, _int(event.get("value")))))
     fields = {
         field_names[item["id"]]: types.get(item["id"], FieldType()).read(item.get("value"))
         for item in ticket.get("custom_fields") or []
@@ -95,7 +120,7 @@ def ticket_from_zendesk(
     }
     return Ticket(
         id=str(ticket["id"]),
-        status=_engine_status(ticket["status"]),
+        status=status_of(ticket["status"], ticket.get("custom_status_id")),
         created_at=_epoch(ticket["created_at"]),
         priority=ticket.get("priority"),
         subject=ticket.get("subject") or "",
@@ -105,6 +130,13 @@ def ticket_from_zendesk(
         events=tuple(events),
         group=group_names.get(ticket.get("group_id")),
     )
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _engine_status(value: Any) -> str:

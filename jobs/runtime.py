@@ -150,7 +150,8 @@ def build_connector(settings: Settings, rules: RuleSet | None = None, **options)
     import connectors
 
     mapping = rules.helpdesk.get(settings.helpdesk) if rules is not None else None
-    return connectors.build(settings, mapping, **options)
+    aliases = dict(rules.status_aliases) if rules is not None else {}
+    return connectors.build(settings, mapping, status_aliases=aliases, **options)
 
 
 def check_connector(helpdesk: Helpdesk, store: Store, now: datetime) -> list[str]:

@@ -93,6 +93,7 @@ class Zendesk(Vendor):
     def serve_metadata(self, rsps, status: int = 200) -> None:
         body = load("zendesk_api", "ticket_fields.json" if status == 200 else "record_not_found.json")
         rsps.get(f"{self.api}/ticket_fields.json", json=body, status=status)
+        rsps.get(f"{self.api}/custom_statuses.json", json=load("zendesk_api", "custom_statuses.json"))
 
     def serve_refused_update(self, rsps) -> str:
         rsps.put(self.ticket_url(), json=load("zendesk_api", "record_invalid.json"), status=422)
@@ -355,3 +356,38 @@ def test_freshdesk_fields_are_typed_by_the_accounts_ticket_fields(rsps):
         "due": "2026-11-23T10:00:00Z", "plan": "advanced", "seats": 25, "escalated": True}))
     assert prepared.fields == {"plan": "Advanced"}
 
+
+
+# -- custom statuses ---------------------------------------------------------------------------
+
+
+def test_a_zendesk_custom_status_maps_to_its_category_unless_an_alias_names_its_label(rsps):
+    zendesk = Zendesk()
+    rsps.get(zendesk.ticket_url(), json=load("zendesk_api", "ticket_35436.json"))
+    rsps.get(f"{zendesk.api}/tickets/35436/audits.json",
+             json=load("zendesk_api", "audits_35436_custom_status.json"))
+    zendesk.serve_metadata(rsps)
+    plain = zendesk.connector().fetch_ticket("35436").ticket
+    assert plain.status == "on_hold"  # "Waiting on vendor" is a hold-category status
+    assert [e.status for e in plain.events if e.type == "status"] == ["new", "open", "on_hold"]
+
+    aliased = ZendeskConnector("acme", "bot@acme.test", "token", sleep=lambda s: None,
+                               status_aliases={"Waiting on vendor": "pending"})
+    ticket = aliased.fetch_ticket("35436").ticket
+    assert ticket.status == "Waiting on vendor"  # the engine maps the label through status_aliases
+    assert [e.status for e in ticket.events if e.type == "status"] == ["new", "open", "Waiting on vendor"]
+
+
+def test_a_freshdesk_custom_status_label_named_by_status_aliases_needs_no_id(rsps):
+    freshdesk = Freshdesk()
+    data = dict(load("freshdesk_api", "ticket_custom_status_with_stats.json"), status=8)
+    rsps.get(f"{freshdesk.api}/tickets/{data['id']}", json=data)
+    rsps.get(f"{freshdesk.api}/tickets/{data['id']}/conversations", json=[])
+    freshdesk.serve_metadata(rsps)
+    connector = FreshdeskConnector("acme.freshdesk.com", "key", sleep=lambda s: None,
+                                   status_aliases={"Awaiting Engineering": "on_hold"})
+    assert connector.fetch_ticket(str(data["id"])).ticket.status == "Awaiting Engineering"
+    rsps.get(f"{freshdesk.api}/agents/me", json=load("freshdesk_api", "agents.json")[1])
+    assert connector.check() == []
+    with pytest.raises(ConfigurationError, match="status 8"):
+        FreshdeskConnector("acme.freshdesk.com", "key", sleep=lambda s: None).fetch_ticket(str(data["id"]))

@@ -70,12 +70,14 @@ def mocked():
     """Stubbed HTTP; the account's ticket_fields answer like the API reference's example."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         rsps.get(FIELDS_URL, json=load("ticket_fields"))
+        rsps.get(f"{API}/custom_statuses.json", json=load("custom_statuses"))
         yield rsps
 
 
 def api_calls(mocked) -> list:
-    """The calls but the (cached) ticket_fields read."""
-    return [call for call in mocked.calls if "/ticket_fields.json" not in call.request.url]
+    """The calls but the (cached) ticket_fields and custom_statuses reads."""
+    metadata = ("/ticket_fields.json", "/custom_statuses.json")
+    return [call for call in mocked.calls if not any(path in call.request.url for path in metadata)]
 
 
 @pytest.fixture(autouse=True)
@@ -113,9 +115,10 @@ def test_fetch_builds_the_engine_ticket_in_exactly_two_requests(zd, mocked):
 
     got = zd.fetch_ticket("35436")
 
-    assert len(mocked.calls) == 3  # the first fetch also reads the account's ticket_fields
+    # The first fetch also reads the account's ticket_fields and custom_statuses ...
+    assert len(mocked.calls) == 4
     zd.fetch_ticket("35436")
-    assert len(mocked.calls) == 5  # then they are cached: a fetch is two requests
+    assert len(mocked.calls) == 6  # ... then they are cached: a fetch is two requests
     expected_auth = "Basic " + base64.b64encode(f"bot@acme.test/token:{TOKEN}".encode()).decode()
     assert all(call.request.headers["Authorization"] == expected_auth for call in mocked.calls)
     ticket = got.ticket
