@@ -222,7 +222,8 @@ class ZendeskConnector:
 
     def custom_statuses(self, refresh: bool = False) -> dict[int, dict[str, Any]]:
         """The account's custom ticket statuses by id (GET custom_statuses.json), kept for
-        `field_metadata_seconds`; read only once a ticket carries a custom_status_id.
+        `field_metadata_seconds`; read only with status_aliases, once a ticket carries a
+        custom_status_id.
 
         https://developer.zendesk.com/api-reference/ticketing/tickets/custom_ticket_statuses/
         """
@@ -270,7 +271,10 @@ class ZendeskConnector:
             raise ConnectorError(f"GET tickets/{number}.json: response has no 'ticket' object")
         audits, users = self._audits(number)
         types = self.field_types() if self._field_ids else {}
-        statuses = self.custom_statuses() if ticket.get("custom_status_id") is not None else {}
+        # The ticket's `status` is its custom status's category already; the custom
+        # statuses are read only when status_aliases may name one of their labels.
+        wanted = self._status_aliases and ticket.get("custom_status_id") is not None
+        statuses = self.custom_statuses() if wanted else {}
         try:
             engine_ticket = ticket_from_zendesk(
                 ticket, audits, users, field_names=self._field_names, group_names=self._group_names,

@@ -325,3 +325,32 @@ def test_changed_since_over_http(zd, api, clock):
     comment(api, first["id"], "customer")
     page = zd.changed_since(page.cursor, START)
     assert (page.ticket_ids, page.done) == ([str(first["id"])], True)
+
+
+def test_custom_statuses_ride_on_tickets_and_audits(sandbox, api, clock):
+    ticket = create(api)
+    assert ticket["custom_status_id"] == 101  # the "new" category's default
+    clock.advance(60)
+    api.put(f"/api/v2/tickets/{ticket['id']}.json", json={"ticket": {"custom_status_id": 106}})
+    stored = api.get(f"/api/v2/tickets/{ticket['id']}.json").json["ticket"]
+    assert (stored["status"], stored["custom_status_id"]) == ("hold", 106)  # its category follows
+    [audit] = api.get(f"/api/v2/tickets/{ticket['id']}/audits.json").json["audits"][-1:]
+    assert {e["field_name"] for e in audit["events"]} >= {"status", "custom_status_id"}
+    base = sandbox.config["BASE_URL"]
+    plain = ZendeskConnector("sandbox", SANDBOX_EMAIL, SANDBOX_TOKEN, api_url=base, sleep=lambda s: None)
+    assert plain.fetch_ticket(str(ticket["id"])).ticket.status == "on_hold"
+    aliased = ZendeskConnector("sandbox", SANDBOX_EMAIL, SANDBOX_TOKEN, api_url=base, sleep=lambda s: None,
+                               status_aliases={"Waiting on vendor": "pending"})
+    assert aliased.fetch_ticket(str(ticket["id"])).ticket.status == "Waiting on vendor"
+    bad = api.put(f"/api/v2/tickets/{ticket['id']}.json", json={"ticket": {"custom_status_id": 999}})
+    assert bad.status_code == 422
+
+
+def test_deleted_tickets_are_gone_but_listed_by_the_export(zd, api, clock):
+    kept, gone = create(api), create(api)
+    clock.advance(60)
+    assert api.delete(f"/api/v2/tickets/{gone['id']}.json").status_code == 204
+    with pytest.raises(NotFoundError):
+        zd.fetch_ticket(str(gone["id"]))
+    page = zd.changed_since(None, START)
+    assert (page.ticket_ids, page.deleted_ids) == ([str(kept["id"])], [str(gone["id"])])

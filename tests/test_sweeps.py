@@ -161,13 +161,13 @@ def test_connectors_read_the_account_metadata_once_and_know_their_own_comments()
         zd = world.connector()
         calls = len(world.requests())
         zd.fetch_ticket(tid)
-        assert [r["path"] for r in world.requests()[calls:]] == [  # no custom field mapped: no metadata
+        assert [r["path"] for r in world.requests()[calls:]] == [  # no field mapped, no alias: no metadata
             f"/api/v2/tickets/{tid}.json", f"/api/v2/tickets/{tid}/audits.json"]
         typed = world.connector(field_ids={"plan": 9001})
         typed.fetch_ticket(tid)
         calls = len(world.requests())
         typed.fetch_ticket(tid)
-        assert len(world.requests()) - calls == 2  # ticket_fields are cached: still two requests
+        assert len(world.requests()) - calls == 2  # metadata is cached: still two requests
     with freshdesk_world(clock) as world:
         tid = world.create()
         world.converse(tid, "agent", "Looking into it")
