@@ -18,14 +18,9 @@ import requests
 from connectors.base import (
     ChangePage,
     ConfigurationError,
-    ConflictError,
     ConnectorError,
-    NotFoundError,
-    RateLimitedError,
     RemoteTicket,
     TicketChanges,
-    TransientError,
-    ValidationError,
     signed,
 )
 from connectors.fields import FieldType
@@ -40,6 +35,7 @@ from connectors.freshdesk_tickets import (
     status_choices,
     ticket_from_freshdesk,
 )
+from connectors.http import Http, Vendor
 from engine.ticket import STATUSES, to_epoch
 
 log = logging.getLogger(__name__)
@@ -53,6 +49,12 @@ RATE_WINDOW_SECONDS = 60.0  # limits are per minute (https://developers.freshdes
 _TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
 METADATA_SECONDS = 600.0  # the agent list and ticket_fields are read again after this long
 UNKNOWN_USER_REFRESH_SECONDS = 60.0  # an unknown conversation author re-reads agents at most this often
+_VENDOR = Vendor(
+    "Freshdesk",
+    not_found="check FRESHDESK_DOMAIN or FRESHDESK_API_URL and the API key's agent role",
+    credentials="check FRESHDESK_API_KEY and FRESHDESK_DOMAIN",
+    describe=lambda response: _describe(response),
+)
 # Job states of GET /jobs/{id} that will not change any more.
 _JOB_DONE = frozenset({"completed", "failed", "partially_completed", "cancelled"})
 
@@ -118,20 +120,21 @@ class FreshdeskConnector:
         self.group_ids = {name: int(gid) for name, gid in (group_ids or {}).items()}
         self._group_names = {gid: name for name, gid in self.group_ids.items()}
         self.status_map = _checked_status_map(status_map or {})
-        self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.sleep = sleep
-        self.rate_limit_floor = rate_limit_floor
-        self.rate_limit_remaining: int | None = None
+        session = requests.Session()
+        session.auth = (api_key, "X")
+        session.headers.update({"Accept": "application/json", "User-Agent": "deskpilot"})
+        self.http = Http(_VENDOR, self.base_url, session, timeout=timeout, max_attempts=max_attempts,
+                         backoff_base=backoff_base, sleep=sleep, rate_limit_floor=rate_limit_floor)
         self._monotonic = monotonic
         self._status_aliases = dict(status_aliases or {})
         self._metadata_seconds = metadata_seconds
         self._agents: tuple[float, frozenset[int]] | None = None
         self._fields: tuple[float, list[dict[str, Any]]] | None = None
-        self.session = requests.Session()
-        self.session.auth = (api_key, "X")
-        self.session.headers.update({"Accept": "application/json", "User-Agent": "deskpilot"})
+
+    @property
+    def rate_limit_remaining(self) -> int | None:
+        """The last remaining-calls count Freshdesk reported (None before any)."""
+        return self.http.rate_limit_remaining
 
     @classmethod
     def from_settings(cls, settings: Any, mapping: Any = None, **options: Any) -> FreshdeskConnector:
@@ -152,7 +155,7 @@ class FreshdeskConnector:
         )
 
     def close(self) -> None:
-        self.session.close()
+        self.http.close()
 
     # -- reading ---------------------------------------------------------------
 
@@ -277,8 +280,8 @@ class FreshdeskConnector:
         page = 1
         while True:
             query = {**params, "per_page": PER_PAGE, "page": page}
-            response = self._request("GET", path, params=query, ticket=ticket)
-            batch = _decode(response, f"GET {path}")
+            response = self.http.call("GET", path, params=query, ticket=ticket)
+            batch = self.http.decode(response, f"GET {path}")
             if not isinstance(batch, list):
                 raise ConnectorError(f"Freshdesk GET {path} did not return a list")
             yield batch
@@ -370,10 +373,10 @@ class FreshdeskConnector:
         # after a read timeout, a dropped connection or a 5xx.
         if changes.note:
             note = {"body": _as_html(signed(changes.note)), "private": True}
-            self._request("POST", f"/tickets/{number}/notes", body=note, idempotent=False, ticket=True)
+            self.http.call("POST", f"/tickets/{number}/notes", body=note, replay_safe=False, ticket=True)
         if changes.reply:
             reply = {"body": _as_html(signed(changes.reply))}
-            self._request("POST", f"/tickets/{number}/reply", body=reply, idempotent=False, ticket=True)
+            self.http.call("POST", f"/tickets/{number}/reply", body=reply, replay_safe=False, ticket=True)
 
     def bulk_update(
         self,
@@ -405,8 +408,7 @@ class FreshdeskConnector:
             log.info("dry run: would POST /tickets/bulk_update %s", json.dumps(body))
             return None
         # Not replayed after a timeout: the reply would be posted twice.
-        data = _decode(self._request("POST", "/tickets/bulk_update", body=body, idempotent=False),
-                       "POST /tickets/bulk_update")
+        data = self.http.json("POST", "/tickets/bulk_update", body=body, replay_safe=False)
         job_id = data.get("job_id") if isinstance(data, dict) else None
         if not job_id:
             raise ConnectorError("Freshdesk bulk_update answered without a job_id")
@@ -451,27 +453,17 @@ class FreshdeskConnector:
         for ticket_id, error in results.items():
             if error is None and note:
                 try:
-                    self._request("POST", f"/tickets/{_ticket_number(ticket_id)}/notes",
-                                  body={"body": _as_html(signed(note)), "private": True}, idempotent=False)
+                    self.http.call("POST", f"/tickets/{_ticket_number(ticket_id)}/notes",
+                                   body={"body": _as_html(signed(note)), "private": True}, replay_safe=False)
                 except ConnectorError as err:
                     log.warning("ticket %s: updated, but its internal note failed: %s", ticket_id, err)
         return results
 
     def wait_for_job(self, job_id: str, wait_seconds: float = 60) -> dict[str, Any]:
         """Poll the bulk job (1 s, 2 s, 4 s, ... apart) until it finishes."""
-        waited, pause = 0.0, 1.0
-        while True:
-            job = self.job_status(job_id)
-            if str(job.get("status")).lower() in _JOB_DONE:
-                return job
-            if waited >= wait_seconds:
-                raise TransientError(
-                    f"Freshdesk job {job_id} still {job.get('status')!r} after {waited:g}s; "
-                    "its tickets are checked again later"
-                )
-            self.sleep(pause)
-            waited += pause
-            pause = min(pause * 2, 10.0)
+        return self.http.poll(lambda: self.job_status(job_id),
+                              lambda job: str(job.get("status")).lower() in _JOB_DONE,
+                              f"job {job_id}", wait_seconds)
 
     def job_status(self, job_id: str) -> dict[str, Any]:
         """The bulk job's state as Freshdesk reports it (`status`, `progress`, …)."""
@@ -525,77 +517,7 @@ class FreshdeskConnector:
     # -- HTTP ------------------------------------------------------------------
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        return _decode(self._request(method, path, **kwargs), f"{method} {path}")
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        body: Any = None,
-        idempotent: bool = True,
-        ticket: bool = False,
-    ) -> requests.Response:
-        """One call with retries. `ticket`: the path is the ticket's own (a 404 means it is gone)."""
-        what = f"Freshdesk {method} {path}"
-        attempt = 0
-        while True:
-            attempt += 1
-            last = attempt >= self.max_attempts
-            self._pace()
-            try:
-                response = self.session.request(
-                    method, self.base_url + path, params=params, json=body, timeout=self.timeout
-                )
-            except requests.ConnectTimeout as err:  # nothing was sent: always safe to retry
-                if last:
-                    raise TransientError(f"{what}: connect timed out ({attempt} tries)") from err
-            except (requests.Timeout, requests.ConnectionError) as err:
-                if last or not idempotent:
-                    raise TransientError(f"{what}: {type(err).__name__} ({attempt} tries)") from err
-            except requests.RequestException as err:
-                raise ConnectorError(f"{what} failed: {type(err).__name__}: {err}") from err
-            else:
-                self._note_rate_limit(response)
-                code = response.status_code
-                log.debug("%s -> %s (try %s)", what, code, attempt)
-                if code < 400:
-                    return response
-                if code == 429:
-                    wait = _retry_after(response, self._backoff(attempt))
-                    if last:
-                        raise RateLimitedError(
-                            f"{what}: rate limited {attempt} times; retry after {wait:g}s", wait)
-                    log.warning("%s: rate limited, waiting %gs", what, wait)
-                    self.sleep(wait)
-                    self.rate_limit_remaining = None  # the window has turned over
-                    continue
-                if code < 500:
-                    raise _client_error(what, response, ticket)
-                if last or not idempotent:
-                    raise TransientError(f"{what} returned {code} ({attempt} tries): "
-                                         f"{_describe(response)}")
-            self.sleep(self._backoff(attempt))
-
-    def _backoff(self, attempt: int) -> float:
-        return self.backoff_base * 2 ** (attempt - 1)
-
-    def _note_rate_limit(self, response: requests.Response) -> None:
-        value = response.headers.get("X-RateLimit-Remaining")
-        try:
-            self.rate_limit_remaining = int(value) if value is not None else None
-        except ValueError:
-            self.rate_limit_remaining = None
-
-    def _pace(self) -> None:
-        # Spread what is left of the per-minute budget over the rest of the
-        # minute instead of running into a 429.
-        remaining = self.rate_limit_remaining
-        if remaining is not None and remaining <= self.rate_limit_floor:
-            pause = RATE_WINDOW_SECONDS / (max(remaining, 0) + 1)
-            log.info("Freshdesk rate limit low (%s left): pausing %.1fs", remaining, pause)
-            self.sleep(pause)
+        return self.http.json(method, path, **kwargs)
 
 
 def _job_results(ids: list[str], job: Mapping[str, Any]) -> dict[str, str | None]:
@@ -653,22 +575,10 @@ def _as_html(text: str) -> str:
     return html.escape(text).replace("\r\n", "\n").replace("\n", "<br>")
 
 
-def _decode(response: requests.Response, what: str) -> Any:
-    try:
-        return response.json()
-    except ValueError as err:
-        raise ConnectorError(f"Freshdesk {what} returned a body that is not JSON") from err
-
-
-def _retry_after(response: requests.Response, default: float) -> float:
-    try:
-        return max(float(response.headers["Retry-After"]), 0.0)
-    except (KeyError, ValueError):
-        return default
-
-
-def _describe(response: requests.Response) -> str:
+def _describe(response: requests.Response | None) -> str:
     """Freshdesk's own words: `description` and each `errors[]` field/message/code."""
+    if response is None:
+        return "no response"
     try:
         data = response.json()
     except ValueError:
@@ -680,26 +590,3 @@ def _describe(response: requests.Response) -> str:
         if isinstance(error, dict):
             parts.append(f"{error.get('field') or '-'}: {error.get('message')} [{error.get('code')}]")
     return "; ".join(part for part in parts if part) or "no details"
-
-
-def _client_error(what: str, response: requests.Response, ticket: bool = False) -> ConnectorError:
-    code = response.status_code
-    if code == 404 and ticket:
-        return NotFoundError(f"{what}: not found (deleted, merged or never existed)")
-    if code == 404:
-        return ConfigurationError(
-            f"{what}: Freshdesk answered 404 for an endpoint every account has; check FRESHDESK_DOMAIN "
-            "or FRESHDESK_API_URL and the API key's agent role"
-        )
-    if code in (400, 422):
-        # https://developers.freshdesk.com/api/#error : 400 "Validation failed" lists each field.
-        return ValidationError(f"{what} was refused (HTTP {code}): {_describe(response)}")
-    if code == 409:
-        return ConflictError(f"{what}: conflict: {_describe(response)}")
-    if code == 401:
-        return ConfigurationError(
-            f"{what}: the API key was refused: check FRESHDESK_API_KEY and FRESHDESK_DOMAIN"
-        )
-    if code == 403:
-        return ConfigurationError(f"{what}: the API key's agent may not do this: {_describe(response)}")
-    return ConnectorError(f"{what} returned {code}: {_describe(response)}")
