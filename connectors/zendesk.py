@@ -1,4 +1,10 @@
-"""Zendesk connector: zenpy transport, ticket and audit reads, safe updates, bulk jobs."""
+"""Zendesk connector: ticket and audit reads, safe updates, bulk jobs, over connectors.http.
+
+zenpy is not used: its public API returns objects without the audits' user
+sideload, the cursors and the raw `updated_at` a safe update needs, and it runs
+its own 429 sleep loop and urllib3 retries, a second retry policy beside the
+work queue's. Every call goes through the shared HTTP layer instead.
+"""
 
 from __future__ import annotations
 
@@ -10,28 +16,20 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import requests
-from zenpy import Zenpy
-from zenpy.lib.api import Api
-from zenpy.lib.endpoint import EndpointFactory, Url
-from zenpy.lib.exception import APIException, ZenpyException
 
 from connectors.base import (
     ChangePage,
     ConfigurationError,
-    ConflictError,
     ConnectorError,
-    NotFoundError,
-    RateLimitedError,
     RemoteTicket,
     TicketChanges,
-    TransientError,
-    ValidationError,
     signed,
 )
 from connectors.fields import FieldType
+from connectors.http import Http, Vendor
 from connectors.zendesk_tickets import field_types_from_zendesk, ticket_from_zendesk
 from engine.ticket import to_epoch
 
@@ -41,61 +39,17 @@ log = logging.getLogger(__name__)
 MAX_BULK_IDS = 100
 # Zendesk calls the engine's on_hold "hold"; every other status has the same name.
 _TO_ZENDESK_STATUS = {"on_hold": "hold"}
-_TICKETS = EndpointFactory("tickets")
-_USERS = EndpointFactory("users")
-_JOB_STATUSES = EndpointFactory("job_statuses")
 # https://developer.zendesk.com/api-reference/ticketing/ticket-management/job_statuses/
 _JOB_DONE = frozenset({"completed", "failed", "killed"})
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]+")
 FIELD_METADATA_SECONDS = 600.0  # ticket_fields are read again after this long
-_API_CONFIG_KEYS = (
-    "domain", "subdomain", "session", "timeout", "ratelimit", "ratelimit_budget",
-    "ratelimit_request_interval", "cache",
+_VENDOR = Vendor(
+    "Zendesk",
+    not_found="check ZENDESK_SUBDOMAIN or ZENDESK_API_URL and that the API user is an agent with access",
+    credentials="check ZENDESK_EMAIL, ZENDESK_API_TOKEN and that the user is an agent",
+    describe=lambda response: _describe(response),
 )
 
-
-class _Throttled(Exception):
-    """A 429 taken out of zenpy's hands (see _ThrottleSession)."""
-
-    def __init__(self, response: requests.Response) -> None:
-        super().__init__("HTTP 429")
-        self.response = response
-
-
-class _ThrottleSession(requests.Session):
-    """A session that raises on 429 before zenpy sees the response.
-
-    zenpy's BaseApi._call_api answers a 429 by calling time.sleep(1) once per
-    Retry-After second and retrying for as long as Zendesk keeps refusing;
-    raising here keeps the wait injectable and the attempts bounded. Passing
-    our own session also keeps zenpy from mounting its urllib3 Retry adapter
-    (3 hidden retries on 413/503), so the connector's policy is the only one.
-    """
-
-    def request(self, method, url, *args, **kwargs):  # type: ignore[no-untyped-def]
-        response = super().request(method, url, *args, **kwargs)
-        if response.status_code == 429:
-            raise _Throttled(response)
-        return response
-
-
-class _RootedApi(Api):
-    """zenpy's generic Api aimed at one API root (https://acme.zendesk.com or the sandbox).
-
-    BaseApi._build_url takes the scheme from `protocol` and the host from the
-    `base_url` property (normally "{subdomain}.zendesk.com"); overriding those
-    two lets the same zenpy code path talk to http://127.0.0.1:9100.
-    """
-
-    def __init__(self, client: Zenpy, scheme: str, netloc: str) -> None:
-        config = {key: getattr(client.tickets, key) for key in _API_CONFIG_KEYS}
-        super().__init__(config, object_type="ticket")
-        self.protocol = scheme
-        self._netloc = netloc
-
-    @property
-    def base_url(self) -> str:
-        return self._netloc
 
 
 class ZendeskConnector:
@@ -140,25 +94,20 @@ class ZendeskConnector:
                 "Zendesk subdomain is empty: set ZENDESK_SUBDOMAIN (acme for acme.zendesk.com)")
         if not email or not api_token:
             raise ConfigurationError("Zendesk credentials missing: set ZENDESK_EMAIL and ZENDESK_API_TOKEN")
-        if max_attempts < 1:
-            raise ConfigurationError(f"max_attempts must be at least 1, got {max_attempts}")
         root = urlsplit(api_url or f"https://{subdomain}.zendesk.com")
         if root.scheme not in ("http", "https") or not root.netloc:
             raise ConfigurationError(f"ZENDESK_API_URL must look like https://host[:port], got {api_url!r}")
         if root.scheme == "http" and root.hostname not in ("127.0.0.1", "localhost", "::1"):
             log.warning("Zendesk API root %s is plain http: credentials travel unencrypted", api_url)
-        client = Zenpy(
-            subdomain=subdomain or root.hostname, email=email, token=api_token,
-            session=_ThrottleSession(), timeout=timeout, disable_cache=True,
-        )
-        self._api = _RootedApi(client, root.scheme, root.netloc)
+        session = requests.Session()
+        session.auth = (f"{email}/token", api_token)
+        session.headers.update({"Accept": "application/json", "User-Agent": "deskpilot"})
+        self.http = Http(_VENDOR, f"{root.scheme}://{root.netloc}/api/v2", session, timeout=timeout,
+                         max_attempts=max_attempts, backoff_base=backoff_base, sleep=sleep)
         self._field_ids = {name: int(number) for name, number in (field_ids or {}).items()}
         self._group_ids = {name: int(number) for name, number in (group_ids or {}).items()}
         self._field_names = {number: name for name, number in self._field_ids.items()}
         self._group_names = {number: name for name, number in self._group_ids.items()}
-        self._max_attempts = max_attempts
-        self._backoff_base = backoff_base
-        self._sleep = sleep
         self._monotonic = monotonic
         self._field_metadata_seconds = field_metadata_seconds
         self._field_types: dict[int, FieldType] | None = None
@@ -187,7 +136,7 @@ class ZendeskConnector:
 
     def close(self) -> None:
         """Release pooled HTTP connections."""
-        self._api.session.close()
+        self.http.close()
 
     # -- Helpdesk protocol -------------------------------------------------
 
@@ -199,7 +148,7 @@ class ZendeskConnector:
         """
         problems: list[str] = []
         try:
-            user = self._call("get", _USERS.me()).get("user") or {}
+            user = self._call("GET", "users/me.json").get("user") or {}
             # Unauthenticated calls get an anonymous user whose id is null.
             if not isinstance(user.get("id"), int):
                 problems.append(
@@ -230,7 +179,7 @@ class ZendeskConnector:
         now = self._monotonic()
         cached = self._custom_statuses
         if refresh or cached is None or now - cached[0] >= self._field_metadata_seconds:
-            page = self._call("get", Url("custom_statuses.json"))
+            page = self._call("GET", "custom_statuses.json")
             cached = (now, {item["id"]: item for item in page.get("custom_statuses") or []
                             if isinstance(item.get("id"), int)})
             self._custom_statuses = cached
@@ -249,8 +198,8 @@ class ZendeskConnector:
             while True:
                 params: dict[str, Any] = {"page[size]": 100}
                 if after:
-                    params["page[after]"] = quote(after, safe="")
-                page = self._call("get", Url("ticket_fields.json", params=params))
+                    params["page[after]"] = after
+                page = self._call("GET", "ticket_fields.json", params=params)
                 fields.extend(page.get("ticket_fields") or [])
                 meta = page.get("meta") or {}
                 after = meta.get("after_cursor")
@@ -266,7 +215,7 @@ class ZendeskConnector:
         cached copy is missing or old (field_types).
         """
         number = _ticket_number(ticket_id)
-        ticket = self._call("get", _TICKETS(id=number), ticket=True).get("ticket")
+        ticket = self._call("GET", f"tickets/{number}.json", ticket=True).get("ticket")
         if not isinstance(ticket, dict):
             raise ConnectorError(f"GET tickets/{number}.json: response has no 'ticket' object")
         audits, users = self._audits(number)
@@ -338,7 +287,7 @@ class ZendeskConnector:
             # A replayed PUT (after a timeout that hid a success) carries a stale
             # stamp, so Zendesk answers 409 instead of posting the comment twice.
             body.update(safe_update=True, updated_stamp=remote.stamp)
-            answer = self._call("put", _TICKETS(id=number), {"ticket": body}, ticket=True)
+            answer = self._call("PUT", f"tickets/{number}.json", {"ticket": body}, ticket=True)
             ticket = answer.get("ticket")
             if not isinstance(ticket, dict) or not ticket.get("updated_at"):
                 raise ConnectorError(f"PUT tickets/{number}.json: response has no ticket.updated_at")
@@ -378,10 +327,9 @@ class ZendeskConnector:
             body["comment"] = {"body": signed(comment), "public": public}
         if not body:
             raise ValueError("update_many needs a status, tags to add or a comment")
-        # zenpy's PrimaryEndpoint turns `ids` into /show_many.json, so the
-        # update_many?ids= form is spelled with zenpy's Url directly.
-        url = Url("tickets/update_many.json", params={"ids": ",".join(map(str, numbers))})
-        answer = self._call("put", url, {"ticket": body}, replay_safe=False)
+        # The ids go in the query as Zendesk documents them: ids=1,2,3 (commas as is).
+        answer = self._call("PUT", "tickets/update_many.json", {"ticket": body},
+                            params="ids=" + ",".join(map(str, numbers)), replay_safe=False)
         job = answer.get("job_status")
         if not isinstance(job, dict) or not job.get("id"):
             raise ConnectorError("PUT tickets/update_many.json: response has no job_status.id")
@@ -439,25 +387,14 @@ class ZendeskConnector:
 
     def wait_for_job(self, job_id: str, wait_seconds: float = 60) -> dict[str, Any]:
         """Poll job_status (1 s, 2 s, 4 s, ... apart) until it is completed, failed or killed."""
-        waited, pause = 0.0, 1.0
-        while True:
-            job = self.job_status(job_id)
-            if job.get("status") in _JOB_DONE:
-                return job
-            if waited >= wait_seconds:
-                raise TransientError(
-                    f"Zendesk job {job_id} still {job.get('status')!r} after {waited:g}s; "
-                    "its tickets are checked again later"
-                )
-            self._sleep(pause)
-            waited += pause
-            pause = min(pause * 2, 10.0)
+        return self.http.poll(lambda: self.job_status(job_id), lambda job: job.get("status") in _JOB_DONE,
+                              f"job {job_id}", wait_seconds)
 
     def job_status(self, job_id: str) -> dict[str, Any]:
         """The Zendesk job status object (status, progress, total, results)."""
         if not _JOB_ID.fullmatch(job_id or ""):
             raise ValueError(f"not a Zendesk job id: {job_id!r}")
-        job = self._call("get", _JOB_STATUSES(id=job_id)).get("job_status")
+        job = self._call("GET", f"job_statuses/{job_id}.json").get("job_status")
         if not isinstance(job, dict):
             raise ConnectorError(f"GET job_statuses/{job_id}.json: response has no 'job_status'")
         return job
@@ -470,11 +407,8 @@ class ZendeskConnector:
         requests a minute and refuses a start time within the last minute.
         https://developer.zendesk.com/api-reference/ticketing/ticket-management/incremental_exports/#incremental-ticket-export-cursor-based
         """
-        if cursor:
-            endpoint = _TICKETS.incremental.cursor(cursor=quote(cursor, safe=""))
-        else:
-            endpoint = _TICKETS.incremental.cursor_start(start_time=to_epoch(since))
-        page = self._call("get", endpoint)
+        params = {"cursor": cursor} if cursor else {"start_time": to_epoch(since)}
+        page = self._call("GET", "incremental/tickets/cursor.json", params=params)
         live: dict[str, None] = {}
         deleted: dict[str, None] = {}
         for ticket in page.get("tickets") or []:
@@ -497,10 +431,10 @@ class ZendeskConnector:
             # https://developer.zendesk.com/documentation/ticketing/using-the-zendesk-api/side_loading/
             # The next page is built from meta.after_cursor rather than
             # links.next, so credentials only ever go to the configured host.
-            params = {"include": "users", "cursor_pagination": True}
+            params: dict[str, Any] = {"include": "users", "page[size]": 100}
             if after:
-                params["page[after]"] = quote(after, safe="")
-            page = self._call("get", _TICKETS.audits(number, **params), ticket=True)
+                params["page[after]"] = after
+            page = self._call("GET", f"tickets/{number}/audits.json", params=params, ticket=True)
             audits.extend(page.get("audits") or [])
             users.update({user["id"]: user for user in page.get("users") or [] if "id" in user})
             meta = page.get("meta") or {}
@@ -512,64 +446,19 @@ class ZendeskConnector:
             seen.add(after)
 
     def _call(
-        self, method: str, endpoint: Url, payload: dict[str, Any] | None = None, *, replay_safe: bool = True,
-        ticket: bool = False,
+        self, method: str, path: str, payload: dict[str, Any] | None = None, *,
+        params: Mapping[str, Any] | str | None = None, replay_safe: bool = True, ticket: bool = False,
     ) -> dict[str, Any]:
-        """One API call through zenpy with the connector's retry policy; the decoded JSON.
+        """One API call through the shared HTTP layer; the decoded JSON object.
 
-        zenpy's BaseApi._call_api is its single path to the wire ("All
-        communication with Zendesk should go through this method"); its
-        response objects are skipped because the connector needs the raw JSON
-        (sideloads, cursors, updated_at). `replay_safe=False` keeps requests
-        that may have reached Zendesk from being sent twice.
+        `replay_safe=False` keeps requests that may have reached Zendesk from being
+        sent twice; `ticket` marks the ticket's own endpoints (a 404 there means gone).
         """
-        url = self._api._build_url(endpoint)
-        what = f"{method.upper()} {urlsplit(url).path}"
-        kwargs: dict[str, Any] = {"timeout": self._api.timeout}
-        if payload is not None:
-            kwargs["json"] = payload
-        http_method = getattr(self._api.session, method)
-        for attempt in range(self._max_attempts):
-            last = attempt == self._max_attempts - 1
-            try:
-                response = self._api._call_api(http_method, url, **kwargs)
-            except _Throttled as err:
-                wait = _retry_after(err.response, self._backoff(attempt))
-                if last:
-                    raise RateLimitedError(
-                        f"{what}: Zendesk rate limit after {self._max_attempts} attempts; "
-                        f"retry after {wait:g}s", retry_after=wait,
-                    ) from err
-                log.warning("%s: rate limited, waiting %gs (attempt %d)", what, wait, attempt + 1)
-                self._sleep(wait)
-                continue
-            except (APIException, requests.HTTPError) as err:
-                status = err.response.status_code if err.response is not None else None
-                if status is not None and status >= 500 and not last:
-                    self._wait_before_retry(what, f"HTTP {status}", attempt)
-                    continue
-                raise _http_error(what, status, err.response, self._max_attempts, ticket) from err
-            except (requests.Timeout, requests.ConnectionError) as err:
-                # A connect timeout never reached Zendesk; anything else may have.
-                if last or not (replay_safe or isinstance(err, requests.ConnectTimeout)):
-                    raise TransientError(f"{what}: {type(err).__name__} talking to Zendesk") from err
-                self._wait_before_retry(what, type(err).__name__, attempt)
-                continue
-            except (ZenpyException, requests.RequestException) as err:
-                raise ConnectorError(f"{what}: {type(err).__name__}: {err}") from err
-            try:
-                return response.json()
-            except ValueError as err:
-                raise ConnectorError(f"{what}: Zendesk answered {response.status_code} without JSON") from err
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _backoff(self, attempt: int) -> float:
-        return self._backoff_base * 2**attempt
-
-    def _wait_before_retry(self, what: str, reason: str, attempt: int) -> None:
-        wait = self._backoff(attempt)
-        log.warning("%s: %s, retrying in %gs (attempt %d)", what, reason, wait, attempt + 1)
-        self._sleep(wait)
+        answer = self.http.json(method, path, params=params, body=payload, replay_safe=replay_safe,
+                                ticket=ticket)
+        if not isinstance(answer, dict):
+            raise ConnectorError(f"Zendesk {method} {path}: the answer is not a JSON object")
+        return answer
 
     def _ticket_fields(self, changes: TicketChanges) -> dict[str, Any]:
         """The non-comment part of a ticket update, with names mapped to Zendesk ids."""
@@ -626,46 +515,6 @@ def _ticket_number(ticket_id: str | int) -> int:
     if not text.isdigit():
         raise ValueError(f"Zendesk ticket ids are numbers, got {ticket_id!r}")
     return int(text)
-
-
-def _retry_after(response: requests.Response, default: float) -> float:
-    """Seconds from Retry-After (Zendesk sends whole seconds), else `default`.
-
-    https://developer.zendesk.com/api-reference/introduction/rate-limits/
-    """
-    try:
-        seconds = float(response.headers.get("Retry-After", ""))
-    except ValueError:
-        return default
-    return seconds if seconds >= 0 else default
-
-
-def _http_error(
-    what: str, status: int | None, response: requests.Response | None, attempts: int, ticket: bool = False
-) -> ConnectorError:
-    """Our exception for a Zendesk error answer. `ticket`: the endpoint is the ticket's own,
-    so a 404 means the ticket is gone; anywhere else it means the configuration is wrong."""
-    if status == 404 and ticket:
-        return NotFoundError(f"{what}: not found in Zendesk (deleted, merged or never existed)")
-    if status == 404:
-        return ConfigurationError(
-            f"{what}: Zendesk answered 404 for an endpoint every account has; check ZENDESK_SUBDOMAIN "
-            "or ZENDESK_API_URL and that the API user is an agent with access to it"
-        )
-    if status == 422:
-        return ValidationError(f"{what}: Zendesk refused the update (HTTP 422): {_describe(response)}")
-    if status == 409:
-        return ConflictError(
-            f"{what}: the ticket changed since it was read (safe update refused); re-read it"
-        )
-    if status in (401, 403):
-        return ConfigurationError(
-            f"{what}: Zendesk refused the credentials (HTTP {status}); check ZENDESK_EMAIL, "
-            "ZENDESK_API_TOKEN and that the user is an agent"
-        )
-    if status is not None and status >= 500:
-        return TransientError(f"{what}: Zendesk answered HTTP {status} on all {attempts} attempts")
-    return ConnectorError(f"{what}: Zendesk answered HTTP {status}: {_describe(response)}")
 
 
 def _describe(response: requests.Response | None) -> str:

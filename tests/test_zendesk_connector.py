@@ -80,14 +80,6 @@ def api_calls(mocked) -> list:
     return [call for call in mocked.calls if not any(path in call.request.url for path in metadata)]
 
 
-@pytest.fixture(autouse=True)
-def no_zenpy_sleep(monkeypatch):
-    """zenpy's own 429 loop sleeps through zenpy.lib.api.sleep; it must never run."""
-    def refuse(seconds):
-        raise AssertionError(f"zenpy slept {seconds}s on its own")
-    monkeypatch.setattr("zenpy.lib.api.sleep", refuse)
-
-
 def remote() -> RemoteTicket:
     ticket = ticket_from_zendesk(load("ticket_35436")["ticket"], [], {}, field_names={}, group_names={})
     return RemoteTicket(ticket=ticket, stamp=STAMP, raw={})
@@ -170,7 +162,7 @@ def test_fetch_of_a_missing_ticket_raises_not_found(zd, mocked):
     mocked.get(f"{API}/tickets/999.json", json=load("record_not_found"), status=404)
     with pytest.raises(NotFoundError) as caught:
         zd.fetch_ticket("999")
-    assert caught.value.__cause__ is not None
+    assert "tickets/999.json" in str(caught.value)
     assert len(mocked.calls) == 1
 
 
@@ -261,7 +253,7 @@ def test_a_stale_stamp_is_a_conflict_and_not_retried(zd, mocked, sleeps):
     target = remote()
     with pytest.raises(ConflictError) as caught:
         zd.apply(target, TicketChanges(priority="low"))
-    assert caught.value.__cause__ is not None
+    assert "Safe Update prevented the update" in str(caught.value)  # Zendesk's own words
     assert len(mocked.calls) == 1 and sleeps == []
     assert target.stamp == STAMP
 
@@ -421,7 +413,7 @@ def test_incremental_export_pages_by_cursor(zd, mocked):
 
 # -- construction and registry ------------------------------------------------------------
 
-def test_api_url_points_the_zenpy_path_elsewhere(mocked):
+def test_api_url_points_the_calls_elsewhere(mocked):
     zd = ZendeskConnector("", "bot@acme.test", TOKEN, api_url="http://127.0.0.1:9100")
     mocked.get("http://127.0.0.1:9100/api/v2/job_statuses/abc.json", json=load("job_status_completed"))
     assert zd.job_status("abc")["status"] == "completed"
