@@ -13,9 +13,10 @@ import click
 from flask import Flask, Response, current_app, jsonify, request
 
 from config import Settings, load_settings
-from connectors import freshdesk_events, zendesk_events
+from connectors.freshdesk import events as freshdesk_events
 from connectors.signature import DEFAULT_WINDOW_SECONDS, SignatureError, verify
-from connectors.zendesk_events import (
+from connectors.zendesk import events as zendesk_events
+from connectors.zendesk.events import (
     IgnoredEvent,
     MalformedPayload,
     NormalizedEvent,

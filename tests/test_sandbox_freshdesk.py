@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from flask import Flask, request
 
-from connectors import freshdesk_events
 from connectors.base import NotFoundError, RateLimitedError, TicketChanges
 from connectors.freshdesk import FreshdeskConnector
+from connectors.freshdesk import events as freshdesk_events
 from engine.ticket import Event, to_epoch
 from sandbox.freshdesk import SANDBOX_API_KEY, create_sandbox, serve_in_thread
 

@@ -28,7 +28,7 @@ from connectors.base import (
     ValidationError,
 )
 from connectors.zendesk import ZendeskConnector
-from connectors.zendesk_tickets import ticket_from_zendesk
+from connectors.zendesk.tickets import ticket_from_zendesk
 from engine.ticket import Event
 
 FIXTURES = Path(__file__).parent / "fixtures" / "zendesk_api"
@@ -464,12 +464,12 @@ def _connector_classes(module) -> list[type]:
 
 def test_every_connector_module_is_registered():
     found = []
-    for info in pkgutil.iter_modules(connectors.__path__):
-        module = importlib.import_module(f"connectors.{info.name}")
+    for info in pkgutil.walk_packages(connectors.__path__, prefix="connectors."):
+        module = importlib.import_module(info.name)
         for cls in _connector_classes(module):
             found.append(cls.name)
             factory = connectors.CONNECTORS.get(cls.name)
-            assert factory is not None, f"connectors/{info.name}.py defines {cls.__name__} " \
+            assert factory is not None, f"{info.name} defines {cls.__name__} " \
                                         f"but CONNECTORS in connectors/__init__.py has no {cls.name!r}"
             assert factory.__module__ == module.__name__, f"CONNECTORS[{cls.name!r}] is not from {info.name}"
     assert "zendesk" in found

@@ -24,7 +24,7 @@ from connectors.base import (
     signed,
 )
 from connectors.fields import FieldType
-from connectors.freshdesk_tickets import (
+from connectors.freshdesk.tickets import (
     DEFAULT_WAITING_IDS,
     DEFAULT_WAITING_STATUSES,
     PRIORITY_IDS,

@@ -30,7 +30,7 @@ from connectors.base import (
 )
 from connectors.fields import FieldType
 from connectors.http import Http, Vendor
-from connectors.zendesk_tickets import field_types_from_zendesk, ticket_from_zendesk
+from connectors.zendesk.tickets import field_types_from_zendesk, ticket_from_zendesk
 from engine.ticket import to_epoch
 
 log = logging.getLogger(__name__)
