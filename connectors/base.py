@@ -139,6 +139,12 @@ class Helpdesk(Protocol):
         """One ticket read and at most one comments/audits read."""
         ...
 
+    def fetch_tickets(self, ticket_ids: Iterable[str]) -> dict[str, RemoteTicket | ConnectorError]:
+        """Several tickets: id -> its RemoteTicket, or the ConnectorError its read raised.
+        A connector may batch these reads; RateLimitedError stops the batch (the rest
+        are reported with it)."""
+        ...
+
     def prepare(self, remote: RemoteTicket, changes: TicketChanges) -> TicketChanges:
         """`changes` in the helpdesk's own value formats, without the field values the
         ticket already holds (a date field read back as "2026-11-23" equals the due
@@ -175,3 +181,21 @@ class Helpdesk(Protocol):
     def close(self) -> None:
         """Release pooled connections."""
         ...
+
+
+def fetch_each(helpdesk: Helpdesk, ticket_ids: Iterable[str]) -> dict[str, RemoteTicket | ConnectorError]:
+    """fetch_tickets as one fetch_ticket per id (what both connectors do today)."""
+    out: dict[str, RemoteTicket | ConnectorError] = {}
+    limited: RateLimitedError | None = None
+    for ticket_id in ticket_ids:
+        if limited is not None:
+            out[str(ticket_id)] = limited
+            continue
+        try:
+            out[str(ticket_id)] = helpdesk.fetch_ticket(str(ticket_id))
+        except RateLimitedError as err:
+            limited = err
+            out[str(ticket_id)] = err
+        except ConnectorError as err:
+            out[str(ticket_id)] = err
+    return out

@@ -203,7 +203,7 @@ class Sweeper:
             key = _close_key(read.decision, helpdesk)
             if not read.decision.actions:
                 quiet.append(read)
-            elif key is not None:
+            elif key is not None and not read.remote.read_only:  # a read-only ticket: the worker says why
                 groups[key].append(read)
             else:
                 singles.append(read)

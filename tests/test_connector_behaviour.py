@@ -391,3 +391,41 @@ def test_a_freshdesk_custom_status_label_named_by_status_aliases_needs_no_id(rsp
     assert connector.check() == []
     with pytest.raises(ConfigurationError, match="status 8"):
         FreshdeskConnector("acme.freshdesk.com", "key", sleep=lambda s: None).fetch_ticket(str(data["id"]))
+
+
+# -- batched reads, start-up check, /healthz -------------------------------------------------
+
+
+def test_fetch_tickets_reports_each_ticket_and_stops_at_a_rate_limit(vendor, rsps):
+    vendor.serve_ticket(rsps)
+    vendor.serve_metadata(rsps)
+    missing = vendor.ticket_url().replace(vendor.ticket_id, "4242")
+    rsps.get(missing, json={"error": "RecordNotFound"}, status=404)
+    limited = vendor.ticket_url().replace(vendor.ticket_id, "4343")
+    rsps.get(limited, status=429, headers={"Retry-After": "7"})
+    got = vendor.connector().fetch_tickets([vendor.ticket_id, "4242", "4343", "4444"])
+    assert got[vendor.ticket_id].ticket.id == vendor.ticket_id
+    assert isinstance(got["4242"], NotFoundError)
+    assert got["4343"].retry_after == 7 and got["4444"] is got["4343"]  # not even tried
+
+
+def test_the_start_up_check_records_a_configuration_error_that_healthz_shows(rsps, store):
+    from app import create_app
+    from config import load_settings
+    from jobs.runtime import check_connector
+
+    zendesk = Zendesk()
+    rsps.get(f"{zendesk.api}/users/me.json", json=load("zendesk_api", "record_not_found.json"), status=404)
+    [problem] = check_connector(zendesk.connector(), store, NOW)
+    settings = load_settings({"HELPDESK": "zendesk", "ZENDESK_SUBDOMAIN": "acme",
+                              "ZENDESK_EMAIL": "a@b.example", "ZENDESK_API_TOKEN": "t",
+                              "ZENDESK_WEBHOOK_SECRET": "s"}, env_file=None)
+    app = create_app({"TESTING": True, "SETTINGS": settings, "STORE": store, "CLOCK": lambda: NOW})
+    body = app.test_client().get("/healthz").get_json()
+    assert body["configuration_error"]["error"] == problem and "users/me.json" in problem
+
+    rsps.replace(responses.GET, f"{zendesk.api}/users/me.json",
+                 json={"user": {"id": 1, "role": "admin", "email": "a@b.example"}})
+    zendesk.serve_metadata(rsps)
+    assert check_connector(zendesk.connector(), store, NOW) == []
+    assert app.test_client().get("/healthz").get_json()["configuration_error"] is None

@@ -1,4 +1,4 @@
-"""The Zendesk sandbox on its own, and the real connector (zenpy over HTTP) running against it."""
+"""The Zendesk sandbox on its own, and the real connector running against it over HTTP."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ from connectors.base import (
     ConnectorError,
     RemoteTicket,
     TicketChanges,
+    fetch_each,
     signed,
 )
 from connectors.fields import FieldType
@@ -252,6 +253,10 @@ class FreshdeskConnector:
             return {}
         return {sid: label for sid, label in status_choices(self._ticket_fields()).items()
                 if label in self._status_aliases and sid not in STATUS_NAMES}
+
+    def fetch_tickets(self, ticket_ids: Iterable[str]) -> dict[str, RemoteTicket | ConnectorError]:
+        """Several tickets, one fetch_ticket each (see connectors.base.Helpdesk.fetch_tickets)."""
+        return fetch_each(self, ticket_ids)
 
     def prepare(self, remote: RemoteTicket, changes: TicketChanges) -> TicketChanges:
         """Field values in each field's own format (a date field's day for an instant),

@@ -26,6 +26,7 @@ from connectors.base import (
     ConnectorError,
     RemoteTicket,
     TicketChanges,
+    fetch_each,
     signed,
 )
 from connectors.fields import FieldType
@@ -53,7 +54,7 @@ _VENDOR = Vendor(
 
 
 class ZendeskConnector:
-    """The Helpdesk protocol over the Zendesk Ticketing API, through zenpy."""
+    """The Helpdesk protocol over the Zendesk Ticketing API."""
 
     name = "zendesk"
 
@@ -238,6 +239,10 @@ class ZendeskConnector:
             read_only = "closed in Zendesk, which refuses every update of a closed ticket"
         return RemoteTicket(ticket=engine_ticket, stamp=ticket.get("updated_at"), raw=ticket,
                             read_only=read_only)
+
+    def fetch_tickets(self, ticket_ids: Iterable[str]) -> dict[str, RemoteTicket | ConnectorError]:
+        """Several tickets, one fetch_ticket each (see connectors.base.Helpdesk.fetch_tickets)."""
+        return fetch_each(self, ticket_ids)
 
     def prepare(self, remote: RemoteTicket, changes: TicketChanges) -> TicketChanges:
         """Field values in each field's own format (a dropdown's tag for its title, a date
