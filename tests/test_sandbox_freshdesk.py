@@ -346,3 +346,17 @@ def test_connector_gives_up_when_still_limited(clock, served, app, client):
 def test_connector_maps_sandbox_404(served):
     with pytest.raises(NotFoundError):
         connector(served).fetch_ticket("4242")
+
+
+def test_an_api_note_marked_incoming_is_still_the_agents(client, served):
+    tid = new_ticket(client)["id"]
+    client("POST", f"/api/v2/tickets/{tid}/notes", json={"body": "Forwarded by the billing system",
+                                                         "private": True, "incoming": True})
+    client("PUT", f"/api/v2/tickets/{tid}", json={"status": 6})
+    ticket = connector(served).fetch_ticket(str(tid)).ticket
+    assert ticket.status == "pending"  # "Waiting on Customer", with no configuration
+    [note] = [e for e in ticket.events if e.type == "comment" and not e.public]
+    assert (note.author, note.bot) == ("agent", False)
+    fields = client("GET", "/api/v2/ticket_fields").get_json()
+    [status] = [f for f in fields if f["name"] == "status"]
+    assert status["choices"]["6"][0] == "Waiting on Customer" and "7" in status["choices"]
