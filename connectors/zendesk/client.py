@@ -52,7 +52,6 @@ _VENDOR = Vendor(
 )
 
 
-
 class ZendeskConnector:
     """The Helpdesk protocol over the Zendesk Ticketing API."""
 
