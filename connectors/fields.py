@@ -83,7 +83,8 @@ class FieldType:
         if self.kind == TEXT and isinstance(now, str) and isinstance(written, str):
             # A due instant written to a text field and read back by another client
             # in another ISO spelling ("+00:00" for "Z") is the same instant.
-            return now == written or _instant(now) == _instant(written) is not None
+            moment = _instant(written)
+            return now == written or (moment is not None and _instant(now) == moment)
         return now == written
 
     def _choice(self, raw: Any) -> Any:

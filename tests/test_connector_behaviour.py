@@ -429,3 +429,17 @@ def test_the_start_up_check_records_a_configuration_error_that_healthz_shows(rsp
     zendesk.serve_metadata(rsps)
     assert check_connector(zendesk.connector(), store, NOW) == []
     assert app.test_client().get("/healthz").get_json()["configuration_error"] is None
+
+
+def test_field_types_compare_values_as_their_types():
+    from connectors.fields import DATE, DECIMAL, MULTISELECT, TEXT, FieldType
+
+    assert FieldType(DATE).same("2026-11-23", FieldType(DATE).write("2026-11-23T10:00:00Z"))
+    assert not FieldType(DATE).same("2026-11-22", FieldType(DATE).write("2026-11-23T10:00:00Z"))
+    assert FieldType(DECIMAL).same("1250.50", FieldType(DECIMAL).write(1250.5))
+    assert FieldType(TEXT).same("2026-11-23T10:00:00+00:00", "2026-11-23T10:00:00Z")
+    assert not FieldType(TEXT).same("2026-11-23T10:00:00Z", "2026-11-23T11:00:00Z")
+    options = {"product_printers": "Printers", "product_scanners": "Scanners"}
+    multi = FieldType(MULTISELECT, options)
+    assert multi.write(["Scanners", "printers"]) == ["product_scanners", "product_printers"]
+    assert multi.same(["product_printers", "product_scanners"], ["product_scanners", "product_printers"])
