@@ -13,9 +13,10 @@ import click
 from flask import Flask, Response, current_app, jsonify, request
 
 from config import Settings, load_settings
-from connectors import freshdesk_events, zendesk_events
+from connectors.freshdesk import events as freshdesk_events
 from connectors.signature import DEFAULT_WINDOW_SECONDS, SignatureError, verify
-from connectors.zendesk_events import (
+from connectors.zendesk import events as zendesk_events
+from connectors.zendesk.events import (
     IgnoredEvent,
     MalformedPayload,
     NormalizedEvent,
@@ -320,8 +321,17 @@ def healthz() -> Response:
         "inbox_pending": health.get("inbox_pending"),
         "dead_letters": health.get("dead_letters"),
         "last_dead_letter": last,
+        # A connector's configuration error (wrong API URL, missing rights): webhooks are still
+        # stored, but no ticket gets through until it is fixed.
+        "configuration_error": _config_error(state),
     }
     return _json(body, 200 if ok else 503)
+
+
+def _config_error(state: dict[str, Any]) -> dict[str, str] | None:
+    from jobs.runtime import config_error
+
+    return config_error(state["store"], state["settings"].helpdesk) if state.get("store") else None
 
 
 # -- scheduler -------------------------------------------------------------------------

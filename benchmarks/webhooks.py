@@ -32,7 +32,7 @@ from sqlalchemy.pool import NullPool
 from app import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from config import VARIABLES, load_settings
 from connectors.signature import sign
-from connectors.zendesk_events import normalize
+from connectors.zendesk.events import normalize
 from engine.rulefile import load_rules
 from jobs.run import DEMO_TICKETS, Service
 from jobs.runtime import build_connector

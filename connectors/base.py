@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from engine.ticket import Ticket
@@ -13,7 +15,25 @@ class ConnectorError(Exception):
 
 
 class NotFoundError(ConnectorError):
-    """The ticket does not exist (or was deleted) in the helpdesk."""
+    """The ticket itself does not exist (or was deleted) in the helpdesk.
+
+    Raised only for the ticket's own endpoints; a 404 anywhere else (users/me,
+    agents/me, ticket_fields) is a ConfigurationError.
+    """
+
+
+class ConfigurationError(ConnectorError):
+    """The connector cannot work as configured: a wrong API URL, an agent without the
+    rights an endpoint needs, a helpdesk value no mapping covers. Not the ticket's
+    fault: its work is kept and tried again, and /healthz shows the message."""
+
+
+class ValidationError(ConnectorError):
+    """The helpdesk refused the change as invalid (Zendesk 422, Freshdesk 400).
+
+    Sending the same update again fails the same way: not retried. The message
+    carries the vendor's own words.
+    """
 
 
 class ConflictError(ConnectorError):
@@ -43,6 +63,9 @@ class RemoteTicket:
     ticket: Ticket
     stamp: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    # Why the helpdesk would refuse any update of this ticket (a closed Zendesk
+    # ticket), else None: the worker records its decision and writes nothing.
+    read_only: str | None = None
 
 
 @dataclass(slots=True)
@@ -68,15 +91,111 @@ class TicketChanges:
         )
 
 
+@dataclass(slots=True)
+class ChangePage:
+    """One page of tickets changed since a cursor (the reconciliation's incremental read).
+
+    `ticket_ids` are worth a sync; `deleted_ids` are gone in the helpdesk and
+    need no fetch; `cursor` resumes after this page; `done` says the helpdesk
+    has nothing newer for now.
+    """
+
+    ticket_ids: list[str]
+    cursor: str | None
+    done: bool
+    deleted_ids: list[str] = field(default_factory=list)
+
+
+# The last line of every note and reply Deskpilot writes. A comment is the bot's
+# own when it ends with it, whoever the API user is: the same account is often
+# used by a person too.
+BOT_SIGNATURE = "— Deskpilot"
+
+
+def signed(text: str) -> str:
+    """`text` with the bot's signature as its last line."""
+    return f"{text.rstrip()}\n\n{BOT_SIGNATURE}"
+
+
+def is_signed(text: str | None) -> bool:
+    """True when a comment's plain text ends with the bot's signature."""
+    return bool(text) and text.rstrip().endswith(BOT_SIGNATURE)  # type: ignore[union-attr]
+
+
 class Helpdesk(Protocol):
-    """What the worker and the sweeps need from a helpdesk."""
+    """Everything jobs/ needs from a helpdesk; jobs/ never asks which vendor it is.
+
+    Connectors are built only through the registry (connectors.build).
+    """
 
     name: str
+
+    def check(self) -> list[str]:
+        """Configuration problems found by reading the account's metadata (users/me,
+        ticket fields, statuses); empty when the connector can work. Called at start-up."""
+        ...
 
     def fetch_ticket(self, ticket_id: str) -> RemoteTicket:
         """One ticket read and at most one comments/audits read."""
         ...
 
+    def fetch_tickets(self, ticket_ids: Iterable[str]) -> dict[str, RemoteTicket | ConnectorError]:
+        """Several tickets: id -> its RemoteTicket, or the ConnectorError its read raised.
+        A connector may batch these reads; RateLimitedError stops the batch (the rest
+        are reported with it)."""
+        ...
+
+    def prepare(self, remote: RemoteTicket, changes: TicketChanges) -> TicketChanges:
+        """`changes` in the helpdesk's own value formats, without the field values the
+        ticket already holds (a date field read back as "2026-11-23" equals the due
+        "2026-11-23T10:00:00Z" written to it)."""
+        ...
+
     def apply(self, remote: RemoteTicket, changes: TicketChanges) -> None:
         """Write `changes` in one ticket update; raise ConflictError if it changed meanwhile."""
         ...
+
+    def writes_for(self, changes: TicketChanges) -> int:
+        """Write calls apply() makes for `changes` (what the write budget counts)."""
+        ...
+
+    def can_close_in_bulk(self, add_tags: Iterable[str] = ()) -> bool:
+        """Whether close_many can give tickets these tags without replacing others."""
+        ...
+
+    def bulk_writes_per_ticket(self, *, reply: str | None, note: str | None) -> int:
+        """Write calls close_many makes per ticket."""
+        ...
+
+    def close_many(
+        self, ticket_ids: Iterable[str], *, status: str, add_tags: Iterable[str] = (),
+        reply: str | None = None, note: str | None = None, wait_seconds: float = 60,
+    ) -> dict[str, str | None]:
+        """One bulk job: ticket id -> None when updated, else the helpdesk's error."""
+        ...
+
+    def changed_since(self, cursor: str | None, since: datetime) -> ChangePage:
+        """Tickets changed since `cursor` (or, without one, since `since`), one page per call."""
+        ...
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        ...
+
+
+def fetch_each(helpdesk: Helpdesk, ticket_ids: Iterable[str]) -> dict[str, RemoteTicket | ConnectorError]:
+    """fetch_tickets as one fetch_ticket per id (what both connectors do today)."""
+    out: dict[str, RemoteTicket | ConnectorError] = {}
+    limited: RateLimitedError | None = None
+    for ticket_id in ticket_ids:
+        if limited is not None:
+            out[str(ticket_id)] = limited
+            continue
+        try:
+            out[str(ticket_id)] = helpdesk.fetch_ticket(str(ticket_id))
+        except RateLimitedError as err:
+            limited = err
+            out[str(ticket_id)] = err
+        except ConnectorError as err:
+            out[str(ticket_id)] = err
+    return out

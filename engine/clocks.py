@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from engine.decision import TargetResult
 from engine.ruleset import Target
-from engine.ticket import DONE_STATUSES, Ticket
+from engine.ticket import AUTHORS, DONE_STATUSES, Ticket
 
 _FOREVER = 2**62
 
@@ -48,7 +48,7 @@ class History:
                 break
             last_event_at = at
             if event.type == "comment":
-                if event.public:
+                if event.public and event.author in AUTHORS:
                     last_public_author = event.author
                     if event.author == "agent" and at >= ticket.created_at:
                         last_agent = at

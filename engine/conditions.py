@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from engine.rules import Condition
-from engine.ticket import Ticket
+from engine.ticket import Choice, Ticket
 
 # A phrase matches where a word starts: `corrupt` matches "corrupted" and
 # `down` matches "down" or "downtime", but `test` does not match "latest".
@@ -36,6 +36,8 @@ def _field_matches(value: Any, accepted: frozenset[Any]) -> bool:
         if not value:
             return None in accepted
         return any(_field_matches(item, accepted) for item in value)
+    if isinstance(value, Choice):  # a dropdown option: its stored value or its title
+        return _norm(value) in accepted or _norm(value.label) in accepted
     try:
         return _norm(value) in accepted
     except TypeError:

@@ -13,6 +13,10 @@ PRIORITY_RANK = {name: rank for rank, name in enumerate(PRIORITIES)}
 STATUSES: tuple[str, ...] = ("new", "open", "pending", "on_hold", "solved", "closed")
 DONE_STATUSES = frozenset({"solved", "closed"})
 AUTHORS = ("customer", "agent")
+# Comment authors that are neither: helpdesk automations (Zendesk's user -1) and
+# users the helpdesk no longer knows (deleted, missing from the sideload). Their
+# comments satisfy no response target and do not make the last public author.
+OTHER_AUTHORS = ("system", "unknown")
 EVENT_TYPES = ("comment", "status")
 
 
@@ -29,7 +33,7 @@ class TicketError(ValueError):
 class Event:
     """One entry of the ticket's timeline. `at` is UTC epoch seconds.
 
-    A `comment` has an `author` (`customer` or `agent`) and `public`; `bot`
+    A `comment` has an `author` (`customer`, `agent`, or one of OTHER_AUTHORS) and `public`; `bot`
     marks an agent comment Deskpilot itself posted (an auto-close reminder).
     A `status` event has the `status` the ticket entered at that instant.
     """
@@ -56,6 +60,21 @@ class Ticket:
     fields: dict[str, Any] = field(default_factory=dict)
     events: tuple[Event, ...] = ()
     group: str | None = None
+
+
+class Choice(str):
+    """A dropdown option as the helpdesk stores it (Zendesk: its tag, `plan_professional`)
+    that conditions also match by its title (`label`, "Professional")."""
+
+    label: str
+
+    def __new__(cls, value: str, label: str | None = None) -> Choice:
+        choice = super().__new__(cls, value)
+        choice.label = value if label is None else label
+        return choice
+
+    def __reduce__(self) -> tuple:
+        return (Choice, (str(self), self.label))
 
 
 def to_epoch(value: datetime) -> int:

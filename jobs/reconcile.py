@@ -19,9 +19,8 @@ log = logging.getLogger(__name__)
 # Zendesk: "You can make up to 10 requests per minute to these endpoints"
 # (https://developer.zendesk.com/api-reference/ticketing/ticket-management/incremental_exports/#rate-limits).
 EXPORT_REQUESTS_PER_MINUTE = 10
-ZENDESK_CURSOR = "incremental_tickets"
-ZENDESK_REQUESTS = "incremental_requests"  # when the last export requests were made
-FRESHDESK_CURSOR = "updated_since"
+CURSOR = "changes"  # the connector's change cursor (ChangePage.cursor), opaque here
+REQUESTS = "change_requests"  # when the last change-list requests were made
 REASON = "reconcile"
 
 
@@ -31,6 +30,7 @@ class ReconcileReport:
     skipped: str | None = None
     requests: int = 0  # change-list requests made (Freshdesk: list scans)
     seen: int = 0  # changed tickets listed
+    deleted: int = 0  # deleted tickets listed, skipped without a fetch
     queued: int = 0  # of those, newly put in the work queue
     caught_up: bool = False  # the helpdesk has nothing older left to list
     error: str | None = None
@@ -40,7 +40,7 @@ class ReconcileReport:
             return f"{self.source} reconciliation skipped: {self.skipped}"
         state = "caught up" if self.caught_up else "more to list next run"
         text = (f"{self.source} reconciliation: {self.requests} request(s), {self.seen} changed "
-                f"ticket(s), {self.queued} newly queued, {state}")
+                f"ticket(s), {self.queued} newly queued, {self.deleted} deleted skipped, {state}")
         return text + (f"; error: {self.error}" if self.error else "")
 
 
@@ -56,10 +56,11 @@ class Reconciler:
         helpdesk: a connector, or a no-argument factory returning one.
         clock: returns the current aware instant.
         lookback_seconds: how far back the first run (no cursor yet) starts.
-        overlap_seconds: Freshdesk only: each scan restarts this long before the
-            previous one started, so clock skew and slow writes lose nothing.
-        export_requests_per_minute: Zendesk's incremental export limit, counted
-            across runs and processes through the store.
+        export_requests_per_minute: change-list requests allowed per minute (Zendesk's
+            incremental export limit), counted across runs and processes through the store.
+
+    The cursor is the connector's (Zendesk's export cursor, the latest updated_at
+    Freshdesk listed), so the helpdesk's own clock orders the changes.
     """
 
     def __init__(
@@ -69,14 +70,12 @@ class Reconciler:
         *,
         clock: Callable[[], datetime] = utc_now,
         lookback_seconds: int = 3600,
-        overlap_seconds: int = 120,
         export_requests_per_minute: int = EXPORT_REQUESTS_PER_MINUTE,
     ) -> None:
         self.store = store
         self._helpdesk = helpdesk
         self.clock = clock
         self.lookback_seconds = lookback_seconds
-        self.overlap_seconds = overlap_seconds
         self.export_requests_per_minute = export_requests_per_minute
 
     def helpdesk(self) -> Helpdesk:
@@ -89,79 +88,54 @@ class Reconciler:
         with self.store.exclusive(f"reconcile:{source}") as held:
             if not held:
                 return ReconcileReport(source, skipped="another reconciliation is running (lock held)")
-            if source == "zendesk":
-                report = self._zendesk(helpdesk)
-            elif source == "freshdesk":
-                report = self._freshdesk(helpdesk)
-            else:
-                raise ValueError(f"no reconciliation for helpdesk {source!r}")
+            report = self._reconcile(helpdesk)
         log.log(logging.WARNING if report.error else logging.INFO, "%s", report.summary())
         return report
 
-    def _zendesk(self, helpdesk: Helpdesk) -> ReconcileReport:
+    def _reconcile(self, helpdesk: Helpdesk) -> ReconcileReport:
+        """Pages of changed tickets from the stored cursor until the helpdesk has no more,
+        within EXPORT_REQUESTS_PER_MINUTE. Deleted tickets are skipped, never fetched."""
         source = helpdesk.name
         report = ReconcileReport(source)
-        cursor = self.store.get_cursor(source, ZENDESK_CURSOR)
-        # Zendesk refuses a start_time within the last minute.
-        start_time = to_epoch(self.clock()) - max(self.lookback_seconds, 60)
+        cursor = self.store.get_cursor(source, CURSOR) or None
+        # Zendesk refuses a start time within the last minute.
+        since = self.clock() - timedelta(seconds=max(self.lookback_seconds, 60))
         recent = self._recent_requests(source)
         while True:
             now = self.clock()
             window = to_epoch(now) - 60
             recent = [at for at in recent if at > window]
             if len(recent) >= self.export_requests_per_minute:
-                log.info("%s: %d export requests in the last minute; the rest waits for the next run",
+                log.info("%s: %d change-list requests in the last minute; the rest waits for the next run",
                          source, len(recent))
                 break
             recent.append(to_epoch(now))
-            self.store.set_cursor(source, ZENDESK_REQUESTS, json.dumps(recent), now)
+            self.store.set_cursor(source, REQUESTS, json.dumps(recent), now)
             try:
-                ids, cursor, end = helpdesk.changed_since(cursor, start_time)  # type: ignore[attr-defined]
+                page = helpdesk.changed_since(cursor, since)
             except RateLimitedError as err:
                 report.error = str(err)
                 break
             except ConnectorError as err:
-                report.error = (f"{err} (the stored cursor is in sync_cursors as {source}/{ZENDESK_CURSOR}; "
+                report.error = (f"{err} (the stored cursor is in sync_cursors as {source}/{CURSOR}; "
                                 "delete that row to start again from the look-back)")
                 break
             report.requests += 1
-            report.seen += len(ids)
-            report.queued += self.store.request_sync(source, ids, now, REASON)
-            if cursor:
-                self.store.set_cursor(source, ZENDESK_CURSOR, cursor, now)
-            if end:
+            report.seen += len(page.ticket_ids)
+            report.deleted += len(page.deleted_ids)
+            report.queued += self.store.request_sync(source, page.ticket_ids, now, REASON)
+            if page.cursor:
+                cursor = page.cursor
+                self.store.set_cursor(source, CURSOR, cursor, now)
+            if page.done:
                 report.caught_up = True
                 break
         return report
 
     def _recent_requests(self, source: str) -> list[int]:
-        raw = self.store.get_cursor(source, ZENDESK_REQUESTS)
+        raw = self.store.get_cursor(source, REQUESTS)
         try:
             values = json.loads(raw) if raw else []
             return [int(value) for value in values]
         except (ValueError, TypeError):
             return []
-
-    def _freshdesk(self, helpdesk: Helpdesk) -> ReconcileReport:
-        source = helpdesk.name
-        report = ReconcileReport(source)
-        started = self.clock()
-        stored = self.store.get_cursor(source, FRESHDESK_CURSOR)
-        since = started - timedelta(seconds=self.lookback_seconds)
-        if stored:
-            try:
-                since = datetime.fromisoformat(stored)
-            except ValueError:
-                log.warning("%s: stored cursor %r is not an instant; starting from the look-back",
-                            source, stored)
-        try:
-            # The connector windows by updated_at past the list API's 300-page limit.
-            ids = helpdesk.changed_since(since)  # type: ignore[attr-defined]
-        except ConnectorError as err:
-            report.error = str(err)
-            return report
-        report.requests, report.seen, report.caught_up = 1, len(ids), True
-        report.queued = self.store.request_sync(source, ids, self.clock(), REASON)
-        nxt = started - timedelta(seconds=self.overlap_seconds)
-        self.store.set_cursor(source, FRESHDESK_CURSOR, max(nxt, since).isoformat(), self.clock())
-        return report

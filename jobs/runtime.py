@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +113,31 @@ def resolve_helpdesk(helpdesk: Any, *args: Any) -> Helpdesk:
     return helpdesk(*args)
 
 
+# sync_cursors row (source, CONFIG_ERROR) holding the helpdesk's last configuration
+# error as JSON {"error", "at"}; empty once a ticket went through again. Every
+# process reads it, so /healthz shows what a worker process met.
+CONFIG_ERROR = "config_error"
+
+
+def record_config_error(store: Store, source: str, message: str, now: datetime) -> None:
+    """Remember a ConfigurationError for /healthz (wrong API URL, missing rights, unmapped status)."""
+    store.set_cursor(source, CONFIG_ERROR, json.dumps({"error": message, "at": now.isoformat()}), now)
+
+
+def clear_config_error(store: Store, source: str, now: datetime) -> None:
+    store.set_cursor(source, CONFIG_ERROR, "", now)
+
+
+def config_error(store: Store, source: str) -> dict[str, str] | None:
+    """The recorded configuration error of `source`'s connector, or None. Never raises."""
+    try:
+        raw = store.get_cursor(source, CONFIG_ERROR)
+        return json.loads(raw) if raw else None
+    except Exception as err:  # health must answer even when the database does not
+        log.debug("configuration error not readable: %s", type(err).__name__)
+        return None
+
+
 def build_store(settings: Settings) -> Store:
     store = Store(settings.database_url)
     store.migrate()
@@ -118,34 +145,29 @@ def build_store(settings: Settings) -> Store:
 
 
 def build_connector(settings: Settings, rules: RuleSet | None = None, **options) -> Helpdesk:
-    """The connector of the configured helpdesk. Field, group and status ids come from
-    the rule files' `helpdesk:` section."""
+    """The connector of the configured helpdesk, through the registry. Field, group and
+    status ids come from the rule files' `helpdesk:` section."""
+    import connectors
+
     mapping = rules.helpdesk.get(settings.helpdesk) if rules is not None else None
-    fields = dict(mapping.fields) if mapping else {}
-    groups = dict(mapping.groups) if mapping else {}
-    if settings.helpdesk == "zendesk":
-        from connectors.zendesk import ZendeskConnector
+    aliases = dict(rules.status_aliases) if rules is not None else {}
+    return connectors.build(settings, mapping, status_aliases=aliases, **options)
 
-        return ZendeskConnector(
-            settings.zendesk_subdomain,
-            settings.zendesk_email,
-            settings.zendesk_api_token,
-            api_url=settings.zendesk_api_url,
-            field_ids={k: int(v) for k, v in fields.items()},
-            group_ids={k: int(v) for k, v in groups.items()},
-            **options,
-        )
-    from connectors.freshdesk import FreshdeskConnector
 
-    return FreshdeskConnector(
-        settings.freshdesk_domain,
-        settings.freshdesk_api_key,
-        api_url=settings.freshdesk_api_url,
-        field_names={k: str(v) for k, v in fields.items()},
-        group_ids={k: int(v) for k, v in groups.items()},
-        status_map=dict(mapping.statuses) if mapping else {},
-        **options,
-    )
+def check_connector(helpdesk: Helpdesk, store: Store, now: datetime) -> list[str]:
+    """Start-up check: the connector's configuration problems, each logged; the first is
+    recorded for /healthz (or a recorded one cleared when there are none)."""
+    try:
+        problems = helpdesk.check()
+    except Exception as err:  # a failing check must not stop the process: report it
+        problems = [f"{type(err).__name__}: {err}"]
+    for problem in problems:
+        log.error("%s configuration error: %s", helpdesk.name, problem)
+    if problems:
+        record_config_error(store, helpdesk.name, "; ".join(problems), now)
+    elif config_error(store, helpdesk.name):
+        clear_config_error(store, helpdesk.name, now)
+    return problems
 
 
 class ConnectorCache:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.base import (
+    ConfigurationError,
     ConnectorError,
     Helpdesk,
     NotFoundError,
@@ -28,8 +29,8 @@ from engine.rulefile import RuleFileError
 from engine.ruleset import RuleSet
 from engine.ticket import Event, to_epoch
 from jobs.budget import WriteBudget
-from jobs.runtime import resolve_helpdesk
-from jobs.worker import Worker, _action_log, _ticket_json, changes_from, utc_now
+from jobs.runtime import record_config_error, resolve_helpdesk
+from jobs.worker import CONFIG_RETRY_SECONDS, Worker, _action_log, _ticket_json, changes_from, utc_now
 from store import Claim, Store
 
 log = logging.getLogger(__name__)
@@ -203,7 +204,7 @@ class Sweeper:
             key = _close_key(read.decision, helpdesk)
             if not read.decision.actions:
                 quiet.append(read)
-            elif key is not None:
+            elif key is not None and not read.remote.read_only:  # a read-only ticket: the worker says why
                 groups[key].append(read)
             else:
                 singles.append(read)
@@ -286,6 +287,12 @@ class Sweeper:
         elif isinstance(err, RateLimitedError):
             report.failed[read.ticket_id] = str(err)
             self.store.retry(claim, now, str(err), err.retry_after, count_attempt=False)
+        elif isinstance(err, ConfigurationError):
+            # Not the ticket's fault: kept, shown in /healthz, tried again without counting.
+            log.error("%s ticket %s: configuration error: %s", claim.source, claim.ticket_id, err)
+            report.failed[read.ticket_id] = str(err)
+            record_config_error(self.store, claim.source, str(err), now)
+            self.store.retry(claim, now, str(err), CONFIG_RETRY_SECONDS, count_attempt=False)
         else:
             # A failed attempt: the worker takes the ticket after a pause, and its
             # policy (backoff, dead letters) handles it from there.
@@ -416,7 +423,7 @@ class _Prefetched:
 def _close_key(decision: Decision, helpdesk: Any) -> tuple | None:
     """(status, tags, reply, note) when the decision is one rule's close that bulk updates can send."""
     actions = decision.actions
-    if not actions or not hasattr(helpdesk, "close_many"):
+    if not actions:
         return None
     types = {action.type for action in actions}
     if "set_status" not in types or not types <= _CLOSE_ACTIONS or len({a.rule for a in actions}) != 1:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.base import (
+    ConfigurationError,
     ConflictError,
     ConnectorError,
     Helpdesk,
@@ -19,6 +20,7 @@ from connectors.base import (
     RateLimitedError,
     RemoteTicket,
     TicketChanges,
+    ValidationError,
 )
 from engine.decision import Decision
 from engine.evaluate import evaluate
@@ -26,13 +28,16 @@ from engine.rulefile import RuleFileError
 from engine.ruleset import RuleSet
 from engine.ticket import to_epoch
 from jobs.budget import OverBudget, WriteBudget
-from jobs.runtime import resolve_helpdesk
+from jobs.runtime import clear_config_error, record_config_error, resolve_helpdesk
 from store import Claim, Store
 
 log = logging.getLogger(__name__)
 
 CONFLICT_RETRIES = 3
 MAX_BACKOFF_SECONDS = 3600
+# A configuration error (wrong API URL, missing rights) is not the ticket's fault:
+# its work waits this long, without counting an attempt, and is tried again.
+CONFIG_RETRY_SECONDS = 300
 
 
 def utc_now() -> datetime:
@@ -93,6 +98,7 @@ class Outcome:
     decision: Decision | None = None
     error: str | None = None
     calls: dict[str, int] = field(default_factory=dict)
+    read_only: str | None = None  # why nothing was written although the decision had actions
 
 
 class Worker:
@@ -125,6 +131,7 @@ class Worker:
         self.backoff_base = backoff_base
         # Shared with every process on this database; None writes without a budget.
         self.budget = budget
+        self._config_error = False  # this worker recorded a configuration error
 
     def run_once(self, limit: int = 10) -> list[Outcome]:
         """Claim up to `limit` tickets and process each; returns what happened.
@@ -170,6 +177,19 @@ class Worker:
                 err.retry_after,
             )
             self.store.retry(claim, self.clock(), str(err), err.retry_after)
+        except ValidationError as err:
+            # The same update would be refused again: dead-lettered at once, with the vendor's words.
+            outcome.error = str(err)
+            log.error("%s ticket %s: the helpdesk refused the update; dead-lettered without retrying: %s",
+                      claim.source, claim.ticket_id, err)
+            self.store.dead_letter(claim, self.clock(), str(err))
+        except ConfigurationError as err:
+            outcome.error = str(err)
+            log.error("%s ticket %s: configuration error, kept and retried in %ds: %s",
+                      claim.source, claim.ticket_id, CONFIG_RETRY_SECONDS, err)
+            record_config_error(self.store, claim.source, str(err), self.clock())
+            self._config_error = True
+            self.store.retry(claim, self.clock(), str(err), CONFIG_RETRY_SECONDS, count_attempt=False)
         except OverBudget as err:
             # Deferred, not failed: the attempt does not count towards the dead-letter limit.
             outcome.error = str(err)
@@ -225,7 +245,7 @@ class Worker:
             now = self.clock()
             decision = evaluate(remote.ticket, rules, to_epoch(now))
             outcome.decision = decision
-            changes = changes_from(decision)
+            changes = helpdesk.prepare(remote, changes_from(decision))
             if changes.is_empty():
                 log.info(
                     "%s ticket %s: nothing to change (priority %s, policy %s)",
@@ -235,8 +255,15 @@ class Worker:
                     decision.policy,
                 )
                 break
+            if remote.read_only:
+                # Recorded in the snapshot below, never sent: the helpdesk would refuse it.
+                log.info("%s ticket %s: not written, the ticket is %s (decided: %s)", claim.source,
+                         claim.ticket_id, remote.read_only,
+                         "; ".join(f"{a.type} [{a.rule}]" for a in decision.actions))
+                outcome.read_only = remote.read_only
+                break
             if self.budget is not None:
-                self.budget.spend(claim.source, claim.ticket_id, _writes(helpdesk, changes), now)
+                self.budget.spend(claim.source, claim.ticket_id, helpdesk.writes_for(changes), now)
             try:
                 helpdesk.apply(remote, changes)
             except ConflictError:
@@ -268,7 +295,8 @@ class Worker:
             break
         now = self.clock()
         next_check = None
-        if outcome.decision is not None and outcome.decision.next_check is not None:
+        if (outcome.decision is not None and outcome.decision.next_check is not None
+                and not remote.read_only):
             next_check = datetime.fromtimestamp(outcome.decision.next_check, UTC)
         self.store.save_snapshot(
             claim.source,
@@ -280,12 +308,9 @@ class Worker:
             now=now,
         )
         self.store.complete(claim, now)
-
-
-def _writes(helpdesk: Helpdesk, changes: TicketChanges) -> int:
-    """Ticket updates `apply` will make (the connector knows; one if it does not say)."""
-    count = getattr(helpdesk, "writes_for", None)
-    return count(changes) if count is not None else 1
+        if self._config_error:
+            clear_config_error(self.store, claim.source, now)
+            self._config_error = False
 
 
 def _ticket_json(remote: RemoteTicket) -> dict[str, Any]:
@@ -311,7 +336,7 @@ def main() -> int:
 
     from config import ConfigError
     from jobs.budget import WriteBudget
-    from jobs.runtime import ConnectorCache, RulesHolder, build_store, process_settings
+    from jobs.runtime import ConnectorCache, RulesHolder, build_store, check_connector, process_settings
 
     settings = process_settings()
     holder = RulesHolder(settings.rules_path)
@@ -324,7 +349,12 @@ def main() -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    worker = Worker(store, ConnectorCache(settings), lambda: holder.rules,
+    connectors = ConnectorCache(settings)
+    try:  # configuration problems (wrong URL, rights, unmapped statuses) show at once, in /healthz too
+        check_connector(connectors(holder.rules), store, utc_now())
+    except (RuleFileError, ConnectorError) as err:
+        log.error("connector not checked at start-up: %s", err)
+    worker = Worker(store, connectors, lambda: holder.rules,
                     max_attempts=settings.worker_max_attempts, budget=budget)
 
     def reload_rules() -> None:

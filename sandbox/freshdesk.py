@@ -80,6 +80,8 @@ def create_sandbox(
         ("/api/v2/tickets/bulk_update", _bulk_update, "POST"),
         ("/api/v2/jobs/<job_id>", _show_job, "GET"),
         ("/api/v2/agents/me", _show_me, "GET"),
+        ("/api/v2/agents", _list_agents, "GET"),
+        ("/api/v2/ticket_fields", _list_ticket_fields, "GET"),
         ("/_sandbox/tickets/<int:tid>/conversations", _admin_conversation, "POST"),
         ("/_sandbox/reset", _admin_reset, "POST"),
         ("/_sandbox/requests", _admin_requests, "GET"),
@@ -450,6 +452,59 @@ def _show_me() -> Response:
     return jsonify({"id": AGENT_ID, "available": True, "occasional": False, "ticket_scope": 1,
                     "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z",
                     "contact": {"name": "Sandbox Agent", "email": "agent@sandbox.invalid"}})
+
+
+def _agent(aid: int, name: str, email: str) -> dict[str, Any]:
+    return {"id": aid, "available": True, "occasional": False, "ticket_scope": 1, "signature": None,
+            "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z",
+            "contact": {"active": True, "email": email, "name": name, "job_title": None,
+                        "language": "en", "time_zone": "Eastern Time (US & Canada)"}}
+
+
+AGENTS = (_agent(AGENT_ID, "Sandbox Agent", "agent@sandbox.invalid"),
+          _agent(HUMAN_AGENT_ID, "Alex Agent", "alex@sandbox.invalid"))
+
+
+def _list_agents() -> Response:
+    """The account's agents, paged (https://developers.freshdesk.com/api/#list_all_agents)."""
+    paging = _page_args(50)
+    if isinstance(paging, Response):
+        return paging
+    return _paged([dict(agent) for agent in AGENTS], *paging)
+
+
+def _list_ticket_fields() -> Response:
+    """The ticket fields (https://developers.freshdesk.com/api/#list_all_ticket_fields): the
+    status field's choices list each status id with its agent and customer labels."""
+    state = _state()
+    customer = {2: "Being Processed", 3: "Awaiting your Reply", 4: "This ticket has been Resolved",
+                5: "This ticket has been Closed"}
+    statuses = {str(sid): [label, customer.get(sid, label)] for sid, label in state.status_labels.items()}
+    fields = [
+        _field(1, "requester", "Search a requester", "default_requester", default=True),
+        _field(2, "subject", "Subject", "default_subject", default=True),
+        _field(4, "status", "Status", "default_status", default=True, choices=statuses),
+        _field(5, "priority", "Priority", "default_priority", default=True,
+               choices={label: pid for pid, label in PRIORITY_LABELS.items()}),
+        _field(20, "cf_plan", "Plan", "custom_dropdown", choices=["basic", "professional", "advanced"]),
+        _field(21, "cf_sla_first_response_due", "First response due", "custom_text"),
+        _field(22, "cf_sla_first_response_state", "First response state", "custom_text"),
+    ]
+    return jsonify(fields)
+
+
+def _field(fid: int, name: str, label: str, kind: str, *, default: bool = False,
+           choices: Any = None) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": fid, "name": name, "label": label, "description": label, "position": fid,
+        "required_for_closure": False, "required_for_agents": False, "type": kind, "default": default,
+        "customers_can_edit": False, "label_for_customers": label, "required_for_customers": False,
+        "displayed_to_customers": False, "created_at": "2024-01-01T00:00:00Z",
+        "updated_at": "2024-01-01T00:00:00Z",
+    }
+    if choices is not None:
+        item["choices"] = choices
+    return item
 
 
 # -- admin ----------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import itertools
 import json
@@ -15,9 +16,16 @@ from urllib.parse import quote
 
 from flask import Flask, Response, current_app, jsonify, request
 
-from connectors.signature import sign
 from sandbox import WebhookSender, serve_in_thread
-from sandbox.zendesk_state import AGENT_ID, HUMAN_AGENT_ID, SANDBOX_EMAIL, ApiError, SandboxState, iso
+from sandbox.zendesk_state import (
+    AGENT_ID,
+    CUSTOM_STATUSES,
+    HUMAN_AGENT_ID,
+    SANDBOX_EMAIL,
+    ApiError,
+    SandboxState,
+    iso,
+)
 
 __all__ = ["ZendeskSandbox", "create_sandbox", "serve_in_thread"]
 
@@ -78,6 +86,9 @@ def create_sandbox(
         ("/api/v2/job_statuses/<job_id>.json", _show_job, "GET"),
         ("/api/v2/incremental/tickets/cursor.json", _export, "GET"),
         ("/api/v2/users/me.json", _show_me, "GET"),
+        ("/api/v2/ticket_fields.json", _list_ticket_fields, "GET"),
+        ("/api/v2/custom_statuses.json", _list_custom_statuses, "GET"),
+        ("/api/v2/tickets/<int:tid>.json", _delete_ticket, "DELETE"),
         ("/api/v2/users/<int:uid>.json", _show_user, "GET"),
         ("/_sandbox/tickets/<int:tid>/comments", _admin_comment, "POST"),
         ("/_sandbox/reset", _admin_reset, "POST"),
@@ -87,6 +98,22 @@ def create_sandbox(
     for rule, view, method in routes:
         app.add_url_rule(rule, endpoint=f"{view.__name__}", view_func=view, methods=[method])
     return app
+
+
+def zendesk_signature(secret: str, timestamp: str, body: bytes) -> str:
+    """X-Zendesk-Webhook-Signature as Zendesk computes it, written apart from the receiver's
+    connectors.signature so that a wrong scheme on either side fails the tests.
+
+    Zendesk's verifying guide (https://developer.zendesk.com/documentation/webhooks/verifying/)
+    states base64(HMACSHA256(TIMESTAMP + BODY)) and its Node.js example keys the HMAC with
+    the signing secret string itself: the secret looks like base64 (the static test secret
+    dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ== reads "this_secret_is_for_testing_only")
+    but is not decoded.
+    """
+    mac = hmac.new(bytes(secret, "utf-8"), digestmod=hashlib.sha256)
+    mac.update(bytes(timestamp, "utf-8"))
+    mac.update(body)
+    return base64.b64encode(mac.digest()).decode("ascii")
 
 
 def _signer(secret: str, state: SandboxState) -> Callable[[bytes], dict[str, str]]:
@@ -104,7 +131,7 @@ def _signer(secret: str, state: SandboxState) -> Callable[[bytes], dict[str, str
             "X-Zendesk-Account-Id": str(ACCOUNT_ID),
             "X-Zendesk-Webhook-Id": "01SANDBOXWEBHOOK000000000",
             "X-Zendesk-Webhook-Invocation-Id": str(next(invocations)),
-            "X-Zendesk-Webhook-Signature": sign(secret, timestamp, body),
+            "X-Zendesk-Webhook-Signature": zendesk_signature(secret, timestamp, body),
             "X-Zendesk-Webhook-Signature-Timestamp": timestamp,
         }
 
@@ -364,6 +391,31 @@ def _show_me() -> Any:
     state = _app().state
     with state.lock:
         return jsonify({"user": state.users[AGENT_ID]})
+
+
+def _list_custom_statuses() -> Any:
+    return jsonify({"custom_statuses": [
+        dict(item, url=f"{request.host_url}api/v2/custom_statuses/{item['id']}.json", active=True,
+             description="", end_user_description="", created_at="2024-01-01T00:00:00Z",
+             updated_at="2024-01-01T00:00:00Z") for item in CUSTOM_STATUSES]})
+
+
+def _delete_ticket(tid: int) -> Any:
+    state = _app().state
+    with state.lock:
+        state.delete(tid)
+    return Response(status=204)
+
+
+def _list_ticket_fields() -> Any:
+    """The account's custom fields (https://developer.zendesk.com/api-reference/ticketing/tickets/
+    ticket_fields/#list-ticket-fields): a dropdown's options carry a title (`name`) and a tag (`value`)."""
+    state = _app().state
+    with state.lock:
+        fields = [dict(field) for field in state.fields.values()]
+    return jsonify({"ticket_fields": fields, "next_page": None, "previous_page": None,
+                    "count": len(fields), "meta": {"has_more": False, "after_cursor": None,
+                                                   "before_cursor": None}})
 
 
 # -- admin views (tests and demos) ------------------------------------------------------

@@ -14,6 +14,24 @@ AGENT_ID = 1001  # the API user: Deskpilot itself
 HUMAN_AGENT_ID = 1002  # the agent who comments through /_sandbox/tickets/<id>/comments
 CUSTOMER_ID = 2001  # the default requester
 STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
+# Custom ticket statuses (https://developer.zendesk.com/api-reference/ticketing/tickets/custom_ticket_statuses/):
+# each category's default, plus one more "hold" status so two of one category exist.
+# A closed ticket keeps its solved-category custom status.
+CUSTOM_STATUSES = (
+    {"id": 101, "status_category": "new", "agent_label": "New", "end_user_label": "Open", "default": True},
+    {"id": 102, "status_category": "open", "agent_label": "Open", "end_user_label": "Open", "default": True},
+    {"id": 103, "status_category": "pending", "agent_label": "Pending",
+     "end_user_label": "Awaiting your reply", "default": True},
+    {"id": 104, "status_category": "hold", "agent_label": "On-hold", "end_user_label": "Open",
+     "default": True},
+    {"id": 105, "status_category": "solved", "agent_label": "Solved", "end_user_label": "Solved",
+     "default": True},
+    {"id": 106, "status_category": "hold", "agent_label": "Waiting on vendor", "end_user_label": "Open",
+     "default": False},
+)
+_DEFAULT_CUSTOM = {item["status_category"]: item["id"] for item in CUSTOM_STATUSES if item["default"]}
+_DEFAULT_CUSTOM["closed"] = _DEFAULT_CUSTOM["solved"]
+_CUSTOM_CATEGORY = {item["id"]: item["status_category"] for item in CUSTOM_STATUSES}
 PRIORITIES = ("low", "normal", "high", "urgent")
 # https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#protecting-against-ticket-update-collisions
 CONFLICT_BODY = {
@@ -67,6 +85,7 @@ class SandboxState:
                 HUMAN_AGENT_ID: _user(HUMAN_AGENT_ID, "Alex Agent", "alex@sandbox.invalid", "agent"),
                 CUSTOMER_ID: _user(CUSTOMER_ID, "Casey Customer", "casey@example.org", "end-user"),
             }
+            self.fields: dict[int, dict[str, Any]] = {field["id"]: field for field in FIELDS}
             self.jobs: dict[str, dict[str, Any]] = {}
             self.requests: list[dict[str, Any]] = []
             self.failures: list[tuple[int, float | None]] = []
@@ -77,9 +96,18 @@ class SandboxState:
         return int(self.clock().timestamp())
 
     def ticket(self, tid: int) -> dict[str, Any]:
-        if tid not in self.tickets:
+        if tid not in self.tickets or self.tickets[tid]["status"] == "deleted":
             raise ApiError(404, "RecordNotFound", "Not found")
         return self.tickets[tid]
+
+    def delete(self, tid: int) -> None:
+        """DELETE tickets/{id}.json: gone for reads and writes; the incremental export lists it
+        with status "deleted" (https://developer.zendesk.com/api-reference/ticketing/
+        ticket-management/incremental_exports/#incremental-ticket-export-cursor-based)."""
+        ticket = self.ticket(tid)
+        at = max(self.now(), self.updated[tid] + 1)
+        ticket.update(status="deleted", updated_at=iso(at))
+        self.updated[tid] = at
 
     def requester(self, data: Mapping[str, Any]) -> int:
         if data.get("requester_id") is not None:
@@ -109,7 +137,8 @@ class SandboxState:
             "via": {"channel": "api"}, "created_at": iso(at), "updated_at": iso(at),
             "type": data.get("type"), "subject": data.get("subject") or "",
             "raw_subject": data.get("subject") or "", "description": comment["body"],
-            "priority": priority, "status": status, "recipient": None, "requester_id": requester,
+            "priority": priority, "status": status, "custom_status_id": _DEFAULT_CUSTOM[status],
+            "recipient": None, "requester_id": requester,
             "submitter_id": author, "assignee_id": data.get("assignee_id"), "organization_id": None,
             "group_id": data.get("group_id"), "collaborator_ids": [], "follower_ids": [],
             "email_cc_ids": [], "problem_id": None, "has_incidents": False, "is_public": True,
@@ -121,7 +150,7 @@ class SandboxState:
             "allow_attachments": True, "from_messaging_channel": False,
         }
         events = [self._comment(author, comment["body"], bool(comment.get("public", True)))]
-        for name in ("subject", "status", "priority", "group_id", "tags", "requester_id"):
+        for name in ("subject", "status", "custom_status_id", "priority", "group_id", "tags", "requester_id"):
             if ticket[name] not in (None, "", []):
                 events.append({"id": next(self._other_ids), "type": "Create", "field_name": name,
                                "value": ticket[name]})
@@ -139,9 +168,16 @@ class SandboxState:
                 raise ApiError(409, **CONFLICT_BODY)
         if ticket["status"] == "closed":
             raise _invalid("status", "Status: closed prevents ticket update")
+        if "custom_status_id" in data:  # a custom status sets the status of its category
+            custom = _int(data["custom_status_id"])
+            if custom not in _CUSTOM_CATEGORY:
+                raise _invalid("custom_status_id", f"Custom status: {data['custom_status_id']!r} is invalid")
+            data = {**data, "status": _CUSTOM_CATEGORY[custom]}
+        elif "status" in data and data["status"] != ticket["status"] and data["status"] in _DEFAULT_CUSTOM:
+            data = {**data, "custom_status_id": _DEFAULT_CUSTOM[data["status"]]}
         _check(data.get("status") or ticket["status"], data.get("priority", ticket["priority"]))
-        wanted: dict[str, Any] = {k: data[k] for k in ("status", "priority", "group_id", "subject",
-                                                       "assignee_id") if k in data}
+        wanted: dict[str, Any] = {k: data[k] for k in ("status", "custom_status_id", "priority", "group_id",
+                                                       "subject", "assignee_id") if k in data}
         tags = list(data["tags"]) if "tags" in data else list(ticket["tags"])
         tags += [t for t in data.get("additional_tags") or [] if t not in tags]
         wanted["tags"] = [t for t in tags if t not in set(data.get("remove_tags") or [])]
@@ -187,6 +223,40 @@ class SandboxState:
                 event["audit_id"] = audit["id"]
         self.audits[tid].append(audit)
         return audit
+
+
+def _field(fid: int, title: str, kind: str, options: Mapping[str, str] | None = None) -> dict[str, Any]:
+    field: dict[str, Any] = {
+        "url": f"https://sandbox.zendesk.com/api/v2/ticket_fields/{fid}.json", "id": fid, "type": kind,
+        "title": title, "raw_title": title, "description": "", "raw_description": "", "position": fid,
+        "active": True, "required": False, "collapsed_for_agents": False, "regexp_for_validation": None,
+        "title_in_portal": title, "raw_title_in_portal": title, "visible_in_portal": False,
+        "editable_in_portal": False, "required_in_portal": False, "tag": None,
+        "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z", "removable": True,
+        "key": None, "agent_description": None,
+    }
+    if options is not None:
+        field["custom_field_options"] = [
+            {"id": fid * 100 + n, "name": name, "raw_name": name, "value": tag, "default": False}
+            for n, (tag, name) in enumerate(options.items())]
+    return field
+
+
+# The custom fields of rules/deskpilot.yaml's `helpdesk: zendesk:` section. The plan
+# dropdown's options are stored by their tag, as Zendesk does; its titles differ.
+FIELDS = (
+    _field(9001, "Plan", "tagger", {"basic": "Basic plan", "professional": "Professional plan",
+                                    "advanced": "Advanced plan"}),
+    _field(9002, "First response due", "text"),
+    _field(9003, "First response state", "text"),
+)
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _user(uid: int, name: str, email: str, role: str) -> dict[str, Any]:

@@ -120,6 +120,9 @@ class FakeDesk:
     def writes_for(self, changes: TicketChanges) -> int:
         return 1
 
+    def prepare(self, remote: RemoteTicket, changes: TicketChanges) -> TicketChanges:
+        return changes
+
 
 def attempts(store) -> dict[str, int]:
     with store.engine.connect() as conn:

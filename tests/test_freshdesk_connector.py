@@ -14,7 +14,9 @@ import requests
 import responses
 from responses import matchers
 
+import connectors
 from connectors.base import (
+    ConfigurationError,
     ConflictError,
     ConnectorError,
     NotFoundError,
@@ -24,6 +26,7 @@ from connectors.base import (
     TransientError,
 )
 from connectors.freshdesk import FreshdeskConnector
+from engine.rules import HelpdeskMapping
 from engine.ticket import Event, to_epoch
 
 FIXTURES = Path(__file__).parent / "fixtures" / "freshdesk_api"
@@ -56,14 +59,21 @@ def fd(sleeps) -> FreshdeskConnector:
         group_ids={"Level 1": 5000123456, "Level 2": 5000654321},
         status_map={7: "on_hold"},
         sleep=sleeps,
-        bot_agent_id=9999,  # the API key's agent; it wrote none of the fixtures' conversations
     )
 
 
 @pytest.fixture
 def rsps():
+    """Stubbed HTTP; the account's agents and ticket fields answer from the fixtures."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.get(f"{API}/agents", json=fixture("agents.json"))
+        mock.get(f"{API}/ticket_fields", json=fixture("ticket_fields.json"))
         yield mock
+
+
+def ticket_calls(rsps) -> list:
+    """The calls but the (cached) account metadata reads."""
+    return [c for c in rsps.calls if not c.request.url.split("?")[0].endswith(("/agents", "/ticket_fields"))]
 
 
 def stub_ticket(rsps, data, conversations=()):
@@ -115,7 +125,9 @@ def test_fetch_builds_the_engine_ticket(rsps, fd):
     )
     assert got.stamp == "2026-11-21T09:00:00Z"
     assert got.raw["stats"]["first_responded_at"] == "2026-11-20T15:00:00Z"
-    assert len(rsps.calls) == 2
+    assert len(ticket_calls(rsps)) == 2  # and, once, the agent list and the ticket fields
+    fd.fetch_ticket("1001")
+    assert len(rsps.calls) == 4 + 2  # cached: the next fetch is two calls
 
 
 def test_requests_use_basic_auth_with_the_key_and_x(rsps, fd):
@@ -146,7 +158,7 @@ def test_conversations_follow_the_link_header(rsps, fd):
 
     comments = [e for e in ticket.events if e.type == "comment"]
     assert len(comments) == 1 + 100 + 3
-    assert len(rsps.calls) == 3
+    assert len(ticket_calls(rsps)) == 3
 
 
 def test_next_link_to_another_host_never_receives_the_key(rsps, fd):
@@ -157,7 +169,9 @@ def test_next_link_to_another_host_never_receives_the_key(rsps, fd):
     rsps.get(f"{API}/tickets/1001/conversations", json=[],
              match=[matchers.query_param_matcher({"page": "2", "per_page": "100"})])
     fd.fetch_ticket("1001")
-    assert [c.request.url.split("?")[0] for c in rsps.calls][-1] == f"{API}/tickets/1001/conversations"
+    urls = [c.request.url.split("?")[0] for c in ticket_calls(rsps)]
+    assert urls[-1] == f"{API}/tickets/1001/conversations"
+    assert not any("evil.example" in c.request.url for c in rsps.calls)
 
 
 @pytest.mark.parametrize("number, name", [(1, "low"), (2, "normal"), (3, "high"), (4, "urgent"),
@@ -176,20 +190,20 @@ def test_status_mapping(rsps, fd, number, name):
 
 def test_unmapped_custom_status_names_the_id_and_the_setting(rsps, fd):
     stub_ticket(rsps, dict(fixture("ticket_open_with_stats.json"), status=8))
-    with pytest.raises(ConnectorError, match=r"status 8.*status_map"):
+    with pytest.raises(ConfigurationError, match=r"status 8.*helpdesk: freshdesk: statuses:"):
         fd.fetch_ticket("1001")
 
 
 @pytest.mark.parametrize("number, name", [(6, "pending"), (7, "on_hold")])
 def test_default_waiting_statuses_need_no_configuration(rsps, sleeps, number, name):
     # Every Freshdesk account has 6 "Waiting on Customer" and 7 "Waiting on Third Party".
-    bare = FreshdeskConnector("acme.freshdesk.com", "secret-key", sleep=sleeps, bot_agent_id=9999)
+    bare = FreshdeskConnector("acme.freshdesk.com", "secret-key", sleep=sleeps)
     stub_ticket(rsps, dict(fixture("ticket_custom_status_with_stats.json"), status=number))
     assert bare.fetch_ticket("1005").ticket.status == name
 
 
 def test_on_hold_is_written_as_waiting_on_third_party_without_configuration(rsps, sleeps):
-    bare = FreshdeskConnector("acme.freshdesk.com", "secret-key", sleep=sleeps, bot_agent_id=9999)
+    bare = FreshdeskConnector("acme.freshdesk.com", "secret-key", sleep=sleeps)
     rsps.put(f"{API}/tickets/1001", json=fixture("ticket_updated.json"))
     bare.apply(remote(fixture("ticket_open_with_stats.json")), TicketChanges(status="on_hold"))
     assert [sent(c) for c in rsps.calls] == [{"status": 7}]
@@ -271,14 +285,15 @@ def test_note_alone_is_one_private_note(rsps, fd):
              TicketChanges(note="Priority lowered <urgent> to normal\nsee rule"))
     assert [(c.request.method, c.request.url, sent(c)) for c in rsps.calls] == [
         ("POST", f"{API}/tickets/1001/notes",
-         {"body": "Priority lowered &lt;urgent&gt; to normal<br>see rule", "private": True})]
+         {"body": "Priority lowered &lt;urgent&gt; to normal<br>see rule<br><br>— Deskpilot",
+          "private": True})]
 
 
 def test_reply_alone_is_one_reply(rsps, fd):
     rsps.post(f"{API}/tickets/1001/reply", json=fixture("reply_created.json"), status=201)
     fd.apply(remote(fixture("ticket_open_with_stats.json")), TicketChanges(reply="We are on it."))
     assert [(c.request.url, sent(c)) for c in rsps.calls] == [
-        (f"{API}/tickets/1001/reply", {"body": "We are on it."})]
+        (f"{API}/tickets/1001/reply", {"body": "We are on it.<br><br>— Deskpilot"})]
 
 
 def test_everything_goes_put_then_note_then_reply(rsps, fd):
@@ -292,9 +307,9 @@ def test_everything_goes_put_then_note_then_reply(rsps, fd):
 
 
 @pytest.mark.parametrize("changes, message", [
-    (TicketChanges(group="Nowhere"), r"group 'Nowhere'.*group_ids"),
-    (TicketChanges(fields={"colour": "red"}), r"colour.*field_names"),
-    (TicketChanges(status="new"), r"status 'new'.*status_map"),
+    (TicketChanges(group="Nowhere"), r"group 'Nowhere'.*helpdesk: freshdesk: groups:"),
+    (TicketChanges(fields={"colour": "red"}), r"colour.*helpdesk: freshdesk: fields:"),
+    (TicketChanges(status="new"), r"status 'new'.*helpdesk: freshdesk: statuses:"),
     (TicketChanges(priority="P1"), r"unknown priority 'P1'"),
 ])
 def test_unmappable_changes_fail_before_any_call(rsps, fd, changes, message):
@@ -380,7 +395,7 @@ def test_404_and_409(rsps, fd, status, error):
 
 def test_other_4xx_carries_freshdesks_description(rsps, fd):
     rsps.put(f"{API}/tickets/1001", status=400, json=fixture("error_validation.json"))
-    with pytest.raises(ConnectorError, match=r"400: Validation failed; priority: It should be"):
+    with pytest.raises(ConnectorError, match=r"\(HTTP 400\): Validation failed; priority: It should be"):
         fd.apply(remote(fixture("ticket_open_with_stats.json")), TicketChanges(priority="low"))
     assert len(rsps.calls) == 1
 
@@ -451,7 +466,7 @@ def make_tickets(count, start=datetime(2026, 1, 1, tzinfo=UTC), per_second=3):
 def test_changed_since_pages_until_a_short_page(rsps, fd):
     tickets = make_tickets(250)
     rsps.add_callback("GET", f"{API}/tickets", callback=list_callback(tickets))
-    ids = fd.changed_since(datetime(2026, 1, 1, tzinfo=UTC))
+    ids = fd.changed_since(None, datetime(2026, 1, 1, tzinfo=UTC)).ticket_ids
     assert ids == [str(t["id"]) for t in tickets]
     assert [query(c)["page"] for c in rsps.calls] == ["1", "2", "3"]
     assert query(rsps.calls[0]) == {"updated_since": "2026-01-01T00:00:00Z", "order_by": "updated_at",
@@ -461,7 +476,7 @@ def test_changed_since_pages_until_a_short_page(rsps, fd):
 def test_changed_since_trusts_a_missing_link_before_page_300(rsps, fd):
     tickets = make_tickets(100)
     rsps.add_callback("GET", f"{API}/tickets", callback=list_callback(tickets))
-    assert len(fd.changed_since(datetime(2026, 1, 1, tzinfo=UTC))) == 100
+    assert len(fd.changed_since(None, datetime(2026, 1, 1, tzinfo=UTC)).ticket_ids) == 100
     assert len(rsps.calls) == 1
 
 
@@ -469,7 +484,7 @@ def test_changed_since_windows_past_page_300(rsps, fd):
     tickets = make_tickets(30_150)
     rsps.add_callback("GET", f"{API}/tickets", callback=list_callback(tickets))
 
-    ids = fd.changed_since(datetime(2026, 1, 1, tzinfo=UTC))
+    ids = fd.changed_since(None, datetime(2026, 1, 1, tzinfo=UTC)).ticket_ids
 
     assert ids == [str(t["id"]) for t in tickets]  # each once, in order
     pages = [int(query(c)["page"]) for c in rsps.calls]
@@ -481,38 +496,44 @@ def test_changed_since_refuses_a_window_it_cannot_advance(rsps, fd):
     tickets = make_tickets(30_001, per_second=40_000)  # all share one updated_at
     rsps.add_callback("GET", f"{API}/tickets", callback=list_callback(tickets))
     with pytest.raises(ConnectorError, match="share updated_at"):
-        fd.changed_since(datetime(2026, 1, 1, tzinfo=UTC))
+        fd.changed_since(None, datetime(2026, 1, 1, tzinfo=UTC))
 
 
 def test_changed_since_refuses_naive_datetimes(fd):
     with pytest.raises(ValueError, match="naive"):
-        fd.changed_since(datetime(2026, 1, 1))
+        fd.changed_since(None, datetime(2026, 1, 1))
 
 
 # -- configuration -------------------------------------------------------------
 
-def test_from_settings_reads_json_maps():
-    fd = FreshdeskConnector.from_settings({
-        "FRESHDESK_DOMAIN": "acme.freshdesk.com", "FRESHDESK_API_KEY": "k",
-        "FRESHDESK_FIELD_NAMES": '{"plan": "cf_plan"}', "FRESHDESK_GROUP_IDS": '{"Level 2": 12}',
-        "FRESHDESK_STATUS_MAP": '{"6": "on_hold"}',
-    })
-    assert fd.base_url == API
+def settings_for(**env):
+    from config import load_settings
+
+    base = {"HELPDESK": "freshdesk", "FRESHDESK_DOMAIN": "acme.freshdesk.com", "FRESHDESK_API_KEY": "k",
+            "FRESHDESK_WEBHOOK_SECRET": "s"}
+    return load_settings({**base, **env}, env_file=None)
+
+
+def test_the_registry_builds_from_settings_and_the_rules_mapping():
+    fd = connectors.build(settings_for(), HelpdeskMapping(
+        fields={"plan": "cf_plan"}, groups={"Level 2": 12}, statuses={6: "on_hold"}))
+    assert isinstance(fd, FreshdeskConnector) and fd.base_url == API
     assert (fd.field_names, fd.group_ids, fd.status_map) == (
         {"plan": "cf_plan"}, {"Level 2": 12}, {6: "on_hold"})
 
 
-@pytest.mark.parametrize("env, message", [
-    ({}, "FRESHDESK_DOMAIN"),
-    ({"FRESHDESK_DOMAIN": "acme.freshdesk.com"}, "FRESHDESK_API_KEY"),
-    ({"FRESHDESK_DOMAIN": "https://acme.freshdesk.com", "FRESHDESK_API_KEY": "k"}, "host name"),
-    ({"FRESHDESK_DOMAIN": "a.freshdesk.com", "FRESHDESK_API_KEY": "k",
-      "FRESHDESK_GROUP_IDS": '{"L2": "twelve"}'}, "FRESHDESK_GROUP_IDS"),
-    ({"FRESHDESK_DOMAIN": "a.freshdesk.com", "FRESHDESK_API_KEY": "k",
-      "FRESHDESK_STATUS_MAP": '{"6": "waiting"}'}, "'waiting'"),
-    ({"FRESHDESK_DOMAIN": "a.freshdesk.com", "FRESHDESK_API_KEY": "k",
-      "FRESHDESK_STATUS_MAP": '{"3": "on_hold"}'}, "built-in"),
+@pytest.mark.parametrize("kwargs, message", [
+    ({"domain": "", "api_key": "k"}, "FRESHDESK_DOMAIN"),
+    ({"domain": "acme.freshdesk.com", "api_key": ""}, "FRESHDESK_API_KEY"),
+    ({"domain": "https://acme.freshdesk.com", "api_key": "k"}, "host name"),
+    ({"domain": "a.freshdesk.com", "api_key": "k", "status_map": {6: "waiting"}}, "'waiting'"),
+    ({"domain": "a.freshdesk.com", "api_key": "k", "status_map": {3: "on_hold"}}, "built-in"),
 ])
-def test_configuration_errors_name_what_to_fix(env, message):
-    with pytest.raises(ConnectorError, match=message):
-        FreshdeskConnector.from_settings(env)
+def test_configuration_errors_name_what_to_fix(kwargs, message):
+    with pytest.raises(ConfigurationError, match=message):
+        FreshdeskConnector(**kwargs)
+
+
+def test_a_non_numeric_group_id_in_the_rules_names_the_section():
+    with pytest.raises(ConfigurationError, match="helpdesk: freshdesk: groups:"):
+        connectors.build(settings_for(), HelpdeskMapping(groups={"L2": "twelve"}))

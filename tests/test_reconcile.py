@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from connectors.base import ChangePage
 from engine.ticket import to_epoch
-from jobs.reconcile import FRESHDESK_CURSOR, ZENDESK_CURSOR, Reconciler
+from jobs.reconcile import CURSOR, Reconciler
 from jobs.worker import Worker
 from store import Store
 from tests.sweep_helpers import Clock, choozle, freshdesk_world, zendesk_world
@@ -40,7 +41,7 @@ def test_a_dropped_zendesk_webhook_is_picked_up_and_the_cursor_persists(database
             assert queued(store, clock()) == [fresh]
             Worker(store, world.connector(), choozle, clock=clock).run_once()
             assert store.get_snapshot("zendesk", fresh) is not None  # no longer unmanaged
-            cursor = store.get_cursor("zendesk", ZENDESK_CURSOR)
+            cursor = store.get_cursor("zendesk", CURSOR)
             assert cursor
         finally:
             store.engine.dispose()
@@ -53,7 +54,7 @@ def test_a_dropped_zendesk_webhook_is_picked_up_and_the_cursor_persists(database
             report = Reconciler(again, world.connector(), clock=clock).run()
             assert (report.seen, report.queued) == (1, 1)
             assert queued(again, clock()) == [stale]
-            assert again.get_cursor("zendesk", ZENDESK_CURSOR) != cursor
+            assert again.get_cursor("zendesk", CURSOR) != cursor
             clock.advance(180)
             assert Reconciler(again, world.connector(), clock=clock).run().seen == 0
         finally:
@@ -71,10 +72,10 @@ class EndlessExport:
     def fetch_ticket(self, ticket_id):  # pragma: no cover - not used by reconciliation
         raise AssertionError("not expected")
 
-    def changed_since(self, cursor, start_time):
-        self.calls.append((cursor, start_time))
+    def changed_since(self, cursor, since):
+        self.calls.append((cursor, to_epoch(since)))
         page = len(self.calls)
-        return [str(page)], f"cursor-{page}", False
+        return ChangePage([str(page)], f"cursor-{page}", False)
 
 
 @SQLITE_ONLY
@@ -90,7 +91,7 @@ def test_zendesk_exports_never_exceed_ten_requests_a_minute_across_runs(store):
     clock.advance(30)
     third = Reconciler(store, export, clock=clock).run()
     assert third.requests == 10 and export.calls[10][0] == "cursor-10"
-    assert store.get_cursor("zendesk", ZENDESK_CURSOR) == "cursor-20"
+    assert store.get_cursor("zendesk", CURSOR) == "cursor-20"
     assert third.queued == 10  # one new ticket per page
 
 
@@ -103,16 +104,17 @@ def test_freshdesk_reconciliation_scans_from_the_stored_instant(store):
         fd = world.connector()
         report = Reconciler(store, fd, clock=clock).run()
         assert (report.seen, report.queued) == (1, 1) and queued(store, clock()) == [first]
-        # The next scan restarts two minutes before this one began (clock skew margin).
-        assert store.get_cursor("freshdesk", FRESHDESK_CURSOR) == "2026-11-20T14:08:00+00:00"
+        # The next scan starts at the latest updated_at Freshdesk listed (its clock, not ours).
+        assert store.get_cursor("freshdesk", CURSOR) == "2026-11-20T14:00:00Z"
 
         clock.advance(600)
         second = world.create()
         world.forget_requests()
         report = Reconciler(store, fd, clock=clock).run()
-        assert report.seen == 1 and queued(store, clock()) == sorted([first, second])
+        # updated_since is inclusive: the ticket at the cursor instant is listed again.
+        assert report.seen == 2 and queued(store, clock()) == sorted([first, second])
         [listing] = [r for r in world.requests() if r["path"] == "/api/v2/tickets"]
-        assert listing["query"]["updated_since"] == "2026-11-20T14:08:00Z"
+        assert listing["query"]["updated_since"] == "2026-11-20T14:00:00Z"
 
 
 @SQLITE_ONLY

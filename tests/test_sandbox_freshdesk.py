@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from flask import Flask, request
 
-from connectors import freshdesk_events
 from connectors.base import NotFoundError, RateLimitedError, TicketChanges
 from connectors.freshdesk import FreshdeskConnector
+from connectors.freshdesk import events as freshdesk_events
 from engine.ticket import Event, to_epoch
-from sandbox.freshdesk import AGENT_ID, SANDBOX_API_KEY, create_sandbox, serve_in_thread
+from sandbox.freshdesk import SANDBOX_API_KEY, create_sandbox, serve_in_thread
 
 AUTH = (SANDBOX_API_KEY, "X")
 START = datetime(2026, 11, 20, 14, 30, tzinfo=UTC)
@@ -254,7 +254,7 @@ def connector(base_url, sleep=lambda _: None, **kwargs):
     return FreshdeskConnector(
         "sandbox", SANDBOX_API_KEY, api_url=base_url, sleep=sleep, timeout=5,
         field_names={"plan": "cf_plan"}, group_ids={"Level 2": 12}, status_map={7: "on_hold"},
-        **{"bot_agent_id": AGENT_ID, **kwargs})
+        **kwargs)
 
 
 def test_connector_reads_and_writes_the_sandbox(app, client, clock, served):
@@ -290,16 +290,18 @@ def test_connector_reads_and_writes_the_sandbox(app, client, clock, served):
     assert [(e["method"], e["path"], e["query"], e["body"]) for e in log] == [
         ("GET", f"/api/v2/tickets/{tid}", {"include": "stats"}, None),
         ("GET", f"/api/v2/tickets/{tid}/conversations", {"page": "1", "per_page": "100"}, None),
+        ("GET", "/api/v2/agents", {"page": "1", "per_page": "100"}, None),  # once: who is an agent
+        ("GET", "/api/v2/ticket_fields", {}, None),  # once: the custom fields' types
         ("PUT", f"/api/v2/tickets/{tid}", {},
          {"priority": 2, "group_id": 12, "tags": ["vip", "escalated"]}),
         ("POST", f"/api/v2/tickets/{tid}/notes", {},
-         {"body": "Lowered: how-to question", "private": True}),
-        ("POST", f"/api/v2/tickets/{tid}/reply", {}, {"body": "We are on it"}),
+         {"body": "Lowered: how-to question<br><br>— Deskpilot", "private": True}),
+        ("POST", f"/api/v2/tickets/{tid}/reply", {}, {"body": "We are on it<br><br>— Deskpilot"}),
     ]
     after = fd.fetch_ticket(str(tid)).ticket
     assert (after.priority, after.group, after.tags) == ("normal", "Level 2",
                                                           frozenset({"vip", "escalated"}))
-    # The connector's own note and reply are marked as the bot's (API key's agent).
+    # The connector's own note and reply are marked as the bot's: they carry its signature.
     assert after.events[-2:] == (Event(start + 5520, "comment", author="agent", public=False, bot=True),
                                  Event(start + 5520, "comment", author="agent", public=True, bot=True))
     assert fd.rate_limit_remaining == 1000 - 5  # this minute: PUT, note, reply, 2 GETs
@@ -329,8 +331,8 @@ def test_connector_waits_out_the_rate_limit(clock, served, app, client):
     statuses = [e["status"] for e in app.test_client().get("/_sandbox/requests").get_json()]
     # Retry-After waits out the minute; then, with 0 calls left, the connector
     # paces itself into the next minute instead of taking a second 429.
-    assert statuses[1:] == [429, 200, 200]
-    assert clock.now == START + timedelta(seconds=120)
+    assert statuses[1:] == [429, 200, 200, 200, 200]  # ticket, conversations, agents, ticket fields
+    assert clock.now == START + timedelta(seconds=240)  # one call a minute: four paced calls
 
 
 def test_connector_gives_up_when_still_limited(clock, served, app, client):
@@ -344,3 +346,17 @@ def test_connector_gives_up_when_still_limited(clock, served, app, client):
 def test_connector_maps_sandbox_404(served):
     with pytest.raises(NotFoundError):
         connector(served).fetch_ticket("4242")
+
+
+def test_an_api_note_marked_incoming_is_still_the_agents(client, served):
+    tid = new_ticket(client)["id"]
+    client("POST", f"/api/v2/tickets/{tid}/notes", json={"body": "Forwarded by the billing system",
+                                                         "private": True, "incoming": True})
+    client("PUT", f"/api/v2/tickets/{tid}", json={"status": 6})
+    ticket = connector(served).fetch_ticket(str(tid)).ticket
+    assert ticket.status == "pending"  # "Waiting on Customer", with no configuration
+    [note] = [e for e in ticket.events if e.type == "comment" and not e.public]
+    assert (note.author, note.bot) == ("agent", False)
+    fields = client("GET", "/api/v2/ticket_fields").get_json()
+    [status] = [f for f in fields if f["name"] == "status"]
+    assert status["choices"]["6"][0] == "Waiting on Customer" and "7" in status["choices"]

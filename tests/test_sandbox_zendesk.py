@@ -1,4 +1,4 @@
-"""The Zendesk sandbox on its own, and the real connector (zenpy over HTTP) running against it."""
+"""The Zendesk sandbox on its own, and the real connector running against it over HTTP."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from flask import Flask, request
 
-from connectors.base import ConflictError, ConnectorError, NotFoundError, TicketChanges
+from connectors.base import ConflictError, NotFoundError, TicketChanges, ValidationError
 from connectors.signature import verify
 from connectors.zendesk import ZendeskConnector
 from engine.ticket import Event
@@ -86,8 +86,7 @@ def sleeps() -> list[float]:
 @pytest.fixture
 def zd(sandbox, sleeps) -> ZendeskConnector:
     return ZendeskConnector("sandbox", SANDBOX_EMAIL, SANDBOX_TOKEN, api_url=sandbox.config["BASE_URL"],
-                            field_ids=FIELD_IDS, group_ids=GROUP_IDS, sleep=sleeps.append,
-                            bot_user_id=AGENT_ID)
+                            field_ids=FIELD_IDS, group_ids=GROUP_IDS, sleep=sleeps.append)
 
 
 def _basic(user: str, password: str) -> str:
@@ -216,7 +215,7 @@ def test_webhook_url_needs_a_secret():
 
 # -- the connector over real HTTP -----------------------------------------------------------
 
-def test_fetch_builds_the_engine_ticket_with_two_requests(zd, api, clock):
+def test_fetch_builds_the_engine_ticket_with_two_requests_and_the_fields_once(zd, api, clock):
     ticket = create(api, group_id=98738, custom_fields=[{"id": 27642, "value": "gold"}], tags=["vip"])
     opened = clock.advance(600)
     comment(api, ticket["id"], "agent", "Looking into it", status="open")
@@ -229,7 +228,8 @@ def test_fetch_builds_the_engine_ticket_with_two_requests(zd, api, clock):
     got = zd.fetch_ticket(str(ticket["id"]))
 
     assert api_calls(api)[before:] == [("GET", f"/api/v2/tickets/{ticket['id']}.json"),
-                                       ("GET", f"/api/v2/tickets/{ticket['id']}/audits.json")]
+                                       ("GET", f"/api/v2/tickets/{ticket['id']}/audits.json"),
+                                       ("GET", "/api/v2/ticket_fields.json")]  # then cached
     created = int(START.timestamp())
     assert got.ticket.events == (
         Event(at=created, type="comment", author="customer"),
@@ -252,7 +252,7 @@ def test_fetch_follows_audit_pages(zd, api):
         comment(api, ticket["id"], "agent" if n % 2 else "customer", f"c{n}")
     before = len(api_calls(api))
     got = zd.fetch_ticket(str(ticket["id"]))
-    assert len(api_calls(api)) - before == 3  # ticket + two pages of 100 audits
+    assert len(api_calls(api)) - before == 4  # ticket + two pages of 100 audits + ticket fields
     assert sum(event.type == "comment" for event in got.ticket.events) == 101
 
 
@@ -272,7 +272,8 @@ def test_apply_writes_every_kind_of_change(zd, api, clock):
     assert remote.stamp == stored["updated_at"]
     comments = api.get(f"/api/v2/tickets/{ticket['id']}/comments.json").json["comments"]
     assert [(c["body"], c["public"], c["author_id"]) for c in comments[1:]] == [
-        ("On it.", True, AGENT_ID), ("Breached first response.", False, AGENT_ID)]
+        ("On it.\n\n— Deskpilot", True, AGENT_ID),
+        ("Breached first response.\n\n— Deskpilot", False, AGENT_ID)]
     again = zd.fetch_ticket(str(ticket["id"]))
     assert (again.ticket.priority, again.ticket.group) == ("urgent", "billing")
     assert again.ticket.status == "pending"
@@ -292,7 +293,8 @@ def test_missing_and_closed_tickets_raise_connector_errors(zd, api):
         zd.fetch_ticket("4242")
     ticket = create(api, status="closed")
     remote = zd.fetch_ticket(str(ticket["id"]))
-    with pytest.raises(ConnectorError, match="closed prevents ticket update"):
+    assert remote.read_only and "closed" in remote.read_only  # the worker does not even try
+    with pytest.raises(ValidationError, match="closed prevents ticket update"):
         zd.apply(remote, TicketChanges(status="open"))
 
 
@@ -315,12 +317,40 @@ def test_update_many_and_job_status_over_http(zd, api):
 
 
 def test_changed_since_over_http(zd, api, clock):
-    start = int(START.timestamp())
     first, second = create(api), create(api)
-    ids, cursor, done = zd.changed_since(None, start)
-    assert (ids, done) == ([str(first["id"]), str(second["id"])], True)
-    assert zd.changed_since(cursor, start)[0] == []
+    page = zd.changed_since(None, START)
+    assert (page.ticket_ids, page.done) == ([str(first["id"]), str(second["id"])], True)
+    assert zd.changed_since(page.cursor, START).ticket_ids == []
     clock.advance(5)
     comment(api, first["id"], "customer")
-    ids, cursor, done = zd.changed_since(cursor, start)
-    assert (ids, done) == ([str(first["id"])], True)
+    page = zd.changed_since(page.cursor, START)
+    assert (page.ticket_ids, page.done) == ([str(first["id"])], True)
+
+
+def test_custom_statuses_ride_on_tickets_and_audits(sandbox, api, clock):
+    ticket = create(api)
+    assert ticket["custom_status_id"] == 101  # the "new" category's default
+    clock.advance(60)
+    api.put(f"/api/v2/tickets/{ticket['id']}.json", json={"ticket": {"custom_status_id": 106}})
+    stored = api.get(f"/api/v2/tickets/{ticket['id']}.json").json["ticket"]
+    assert (stored["status"], stored["custom_status_id"]) == ("hold", 106)  # its category follows
+    [audit] = api.get(f"/api/v2/tickets/{ticket['id']}/audits.json").json["audits"][-1:]
+    assert {e["field_name"] for e in audit["events"]} >= {"status", "custom_status_id"}
+    base = sandbox.config["BASE_URL"]
+    plain = ZendeskConnector("sandbox", SANDBOX_EMAIL, SANDBOX_TOKEN, api_url=base, sleep=lambda s: None)
+    assert plain.fetch_ticket(str(ticket["id"])).ticket.status == "on_hold"
+    aliased = ZendeskConnector("sandbox", SANDBOX_EMAIL, SANDBOX_TOKEN, api_url=base, sleep=lambda s: None,
+                               status_aliases={"Waiting on vendor": "pending"})
+    assert aliased.fetch_ticket(str(ticket["id"])).ticket.status == "Waiting on vendor"
+    bad = api.put(f"/api/v2/tickets/{ticket['id']}.json", json={"ticket": {"custom_status_id": 999}})
+    assert bad.status_code == 422
+
+
+def test_deleted_tickets_are_gone_but_listed_by_the_export(zd, api, clock):
+    kept, gone = create(api), create(api)
+    clock.advance(60)
+    assert api.delete(f"/api/v2/tickets/{gone['id']}.json").status_code == 204
+    with pytest.raises(NotFoundError):
+        zd.fetch_ticket(str(gone["id"]))
+    page = zd.changed_since(None, START)
+    assert (page.ticket_ids, page.deleted_ids) == ([str(kept["id"])], [str(gone["id"])])

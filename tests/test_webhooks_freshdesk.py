@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.freshdesk_events import (
+from connectors.freshdesk.events import (
     EVENT_HANDLERS,
     IGNORED_EVENTS,
     MalformedPayload,

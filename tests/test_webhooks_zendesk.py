@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from connectors.signature import sign
-from connectors.zendesk_events import (
+from connectors.zendesk.events import (
     EVENT_HANDLERS,
     IGNORED_EVENTS,
     INVOCATION_HEADER,

@@ -126,6 +126,12 @@ def test_conflict_rereads_and_retries(store, sandbox):
         def apply(self, remote, changes):
             return real.apply(remote, changes)
 
+        def prepare(self, remote, changes):
+            return real.prepare(remote, changes)
+
+        def writes_for(self, changes):
+            return real.writes_for(changes)
+
     [outcome] = Worker(store, Racing(), lambda: RULES, clock=lambda: NOW).run_once()
     assert outcome.wrote and calls["fetch"] == 2
     statuses = [r["status"] for r in writes(app, ticket_id)]

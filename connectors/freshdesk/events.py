@@ -11,7 +11,7 @@ from typing import Any
 
 # The outcome types are shared by both vendors; they live with the Zendesk
 # normaliser, which came first.
-from connectors.zendesk_events import (
+from connectors.zendesk.events import (
     IgnoredEvent,
     MalformedPayload,
     NormalizedEvent,

@@ -1,31 +1,38 @@
-"""Zendesk connector: zenpy transport, ticket and audit reads, safe updates, bulk jobs."""
+"""Zendesk connector: ticket and audit reads, safe updates, bulk jobs, over connectors.http.
+
+zenpy is not used: its public API returns objects without the audits' user
+sideload, the cursors and the raw `updated_at` a safe update needs, and it runs
+its own 429 sleep loop and urllib3 retries, a second retry policy beside the
+work queue's. Every call goes through the shared HTTP layer instead.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import requests
-from zenpy import Zenpy
-from zenpy.lib.api import Api
-from zenpy.lib.endpoint import EndpointFactory, Url
-from zenpy.lib.exception import APIException, ZenpyException
 
 from connectors.base import (
-    ConflictError,
+    ChangePage,
+    ConfigurationError,
     ConnectorError,
-    NotFoundError,
-    RateLimitedError,
     RemoteTicket,
     TicketChanges,
-    TransientError,
+    fetch_each,
+    signed,
 )
-from connectors.zendesk_tickets import ticket_from_zendesk
+from connectors.fields import FieldType
+from connectors.http import Http, Vendor
+from connectors.zendesk.tickets import field_types_from_zendesk, ticket_from_zendesk
+from engine.ticket import to_epoch
 
 log = logging.getLogger(__name__)
 
@@ -33,64 +40,20 @@ log = logging.getLogger(__name__)
 MAX_BULK_IDS = 100
 # Zendesk calls the engine's on_hold "hold"; every other status has the same name.
 _TO_ZENDESK_STATUS = {"on_hold": "hold"}
-_TICKETS = EndpointFactory("tickets")
-_USERS = EndpointFactory("users")
-_JOB_STATUSES = EndpointFactory("job_statuses")
 # https://developer.zendesk.com/api-reference/ticketing/ticket-management/job_statuses/
 _JOB_DONE = frozenset({"completed", "failed", "killed"})
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]+")
-_API_CONFIG_KEYS = (
-    "domain", "subdomain", "session", "timeout", "ratelimit", "ratelimit_budget",
-    "ratelimit_request_interval", "cache",
+FIELD_METADATA_SECONDS = 600.0  # ticket_fields are read again after this long
+_VENDOR = Vendor(
+    "Zendesk",
+    not_found="check ZENDESK_SUBDOMAIN or ZENDESK_API_URL and that the API user is an agent with access",
+    credentials="check ZENDESK_EMAIL, ZENDESK_API_TOKEN and that the user is an agent",
+    describe=lambda response: _describe(response),
 )
 
 
-class _Throttled(Exception):
-    """A 429 taken out of zenpy's hands (see _ThrottleSession)."""
-
-    def __init__(self, response: requests.Response) -> None:
-        super().__init__("HTTP 429")
-        self.response = response
-
-
-class _ThrottleSession(requests.Session):
-    """A session that raises on 429 before zenpy sees the response.
-
-    zenpy's BaseApi._call_api answers a 429 by calling time.sleep(1) once per
-    Retry-After second and retrying for as long as Zendesk keeps refusing;
-    raising here keeps the wait injectable and the attempts bounded. Passing
-    our own session also keeps zenpy from mounting its urllib3 Retry adapter
-    (3 hidden retries on 413/503), so the connector's policy is the only one.
-    """
-
-    def request(self, method, url, *args, **kwargs):  # type: ignore[no-untyped-def]
-        response = super().request(method, url, *args, **kwargs)
-        if response.status_code == 429:
-            raise _Throttled(response)
-        return response
-
-
-class _RootedApi(Api):
-    """zenpy's generic Api aimed at one API root (https://acme.zendesk.com or the sandbox).
-
-    BaseApi._build_url takes the scheme from `protocol` and the host from the
-    `base_url` property (normally "{subdomain}.zendesk.com"); overriding those
-    two lets the same zenpy code path talk to http://127.0.0.1:9100.
-    """
-
-    def __init__(self, client: Zenpy, scheme: str, netloc: str) -> None:
-        config = {key: getattr(client.tickets, key) for key in _API_CONFIG_KEYS}
-        super().__init__(config, object_type="ticket")
-        self.protocol = scheme
-        self._netloc = netloc
-
-    @property
-    def base_url(self) -> str:
-        return self._netloc
-
-
 class ZendeskConnector:
-    """The Helpdesk protocol over the Zendesk Ticketing API, through zenpy."""
+    """The Helpdesk protocol over the Zendesk Ticketing API."""
 
     name = "zendesk"
 
@@ -107,7 +70,9 @@ class ZendeskConnector:
         max_attempts: int = 4,
         backoff_base: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
-        bot_user_id: int | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        field_metadata_seconds: float = FIELD_METADATA_SECONDS,
+        status_aliases: Mapping[str, str] | None = None,
     ) -> None:
         """Args:
             subdomain: the `acme` of acme.zendesk.com (ZENDESK_SUBDOMAIN).
@@ -118,92 +83,180 @@ class ZendeskConnector:
             max_attempts: tries per call across 429s, 5xx and network errors.
             backoff_base: first wait of the exponential backoff, in seconds.
             sleep: how to wait (injected by tests).
-            bot_user_id: the API user's id, whose comments are Deskpilot's own
-                (`Event.bot`); None looks it up once with GET users/me.json.
+            monotonic: a monotonic clock in seconds (injected by tests).
+            field_metadata_seconds: how long the account's ticket_fields and
+                custom_statuses are kept before they are read again.
+            status_aliases: the rules' helpdesk status names -> engine statuses; a
+                custom status whose agent label is named here keeps its label.
         """
         if not subdomain and not api_url:
-            raise ValueError("Zendesk subdomain is empty: set ZENDESK_SUBDOMAIN (acme for acme.zendesk.com)")
+            raise ConfigurationError(
+                "Zendesk subdomain is empty: set ZENDESK_SUBDOMAIN (acme for acme.zendesk.com)")
         if not email or not api_token:
-            raise ValueError("Zendesk credentials missing: set ZENDESK_EMAIL and ZENDESK_API_TOKEN")
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+            raise ConfigurationError("Zendesk credentials missing: set ZENDESK_EMAIL and ZENDESK_API_TOKEN")
         root = urlsplit(api_url or f"https://{subdomain}.zendesk.com")
         if root.scheme not in ("http", "https") or not root.netloc:
-            raise ValueError(f"ZENDESK_API_URL must look like https://host[:port], got {api_url!r}")
+            raise ConfigurationError(f"ZENDESK_API_URL must look like https://host[:port], got {api_url!r}")
         if root.scheme == "http" and root.hostname not in ("127.0.0.1", "localhost", "::1"):
             log.warning("Zendesk API root %s is plain http: credentials travel unencrypted", api_url)
-        client = Zenpy(
-            subdomain=subdomain or root.hostname, email=email, token=api_token,
-            session=_ThrottleSession(), timeout=timeout, disable_cache=True,
-        )
-        self._api = _RootedApi(client, root.scheme, root.netloc)
+        session = requests.Session()
+        session.auth = (f"{email}/token", api_token)
+        session.headers.update({"Accept": "application/json", "User-Agent": "deskpilot"})
+        self.http = Http(_VENDOR, f"{root.scheme}://{root.netloc}/api/v2", session, timeout=timeout,
+                         max_attempts=max_attempts, backoff_base=backoff_base, sleep=sleep)
         self._field_ids = {name: int(number) for name, number in (field_ids or {}).items()}
         self._group_ids = {name: int(number) for name, number in (group_ids or {}).items()}
         self._field_names = {number: name for name, number in self._field_ids.items()}
         self._group_names = {number: name for name, number in self._group_ids.items()}
-        self._max_attempts = max_attempts
-        self._backoff_base = backoff_base
-        self._sleep = sleep
-        self._bot_user_id = bot_user_id
+        self._monotonic = monotonic
+        self._field_metadata_seconds = field_metadata_seconds
+        self._field_types: dict[int, FieldType] | None = None
+        self._field_types_at = 0.0
+        self._status_aliases = dict(status_aliases or {})
+        self._custom_statuses: tuple[float, dict[int, dict[str, Any]]] | None = None
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, str]) -> ZendeskConnector:
-        """Build from environment-style settings (os.environ or the app config).
-
-        Reads ZENDESK_SUBDOMAIN, ZENDESK_EMAIL, ZENDESK_API_TOKEN and the optional
-        ZENDESK_API_URL, ZENDESK_FIELD_IDS and ZENDESK_GROUP_IDS (JSON objects
-        mapping engine names to Zendesk ids, e.g. {"tier": 360001234567}).
-        """
+    def from_settings(cls, settings: Any, mapping: Any = None, **options: Any) -> ZendeskConnector:
+        """The registry's factory: credentials from Settings (ZENDESK_SUBDOMAIN, ZENDESK_EMAIL,
+        ZENDESK_API_TOKEN, ZENDESK_API_URL), field and group ids from the rule files'
+        `helpdesk: zendesk:` section (`mapping`, an engine.rules.HelpdeskMapping)."""
+        fields = dict(mapping.fields) if mapping is not None else {}
+        groups = dict(mapping.groups) if mapping is not None else {}
+        try:
+            field_ids = {str(k): int(v) for k, v in fields.items()}
+            group_ids = {str(k): int(v) for k, v in groups.items()}
+        except (TypeError, ValueError) as err:
+            raise ConfigurationError(
+                f"helpdesk: zendesk: fields/groups in the rule files must map names to numeric ids: {err}"
+            ) from err
         return cls(
-            settings.get("ZENDESK_SUBDOMAIN", ""),
-            settings.get("ZENDESK_EMAIL", ""),
-            settings.get("ZENDESK_API_TOKEN", ""),
-            api_url=settings.get("ZENDESK_API_URL") or None,
-            field_ids=_id_map(settings, "ZENDESK_FIELD_IDS"),
-            group_ids=_id_map(settings, "ZENDESK_GROUP_IDS"),
+            settings.zendesk_subdomain, settings.zendesk_email, settings.zendesk_api_token,
+            api_url=settings.zendesk_api_url, field_ids=field_ids, group_ids=group_ids, **options,
         )
 
     def close(self) -> None:
         """Release pooled HTTP connections."""
-        self._api.session.close()
+        self.http.close()
 
     # -- Helpdesk protocol -------------------------------------------------
 
-    def bot_user_id(self) -> int:
-        """The API user's id (comments by it are Deskpilot's); asked once, then cached.
+    def check(self) -> list[str]:
+        """Configuration problems: the API user (GET users/me.json) and the mapped custom
+        fields against the account's ticket_fields. Empty when the connector can work.
 
         https://developer.zendesk.com/api-reference/ticketing/users/users/#show-the-currently-authenticated-user
         """
-        if self._bot_user_id is None:
-            user = self._call("get", _USERS.me()).get("user") or {}
+        problems: list[str] = []
+        try:
+            user = self._call("GET", "users/me.json").get("user") or {}
             # Unauthenticated calls get an anonymous user whose id is null.
             if not isinstance(user.get("id"), int):
-                raise ConnectorError(
+                problems.append(
                     "GET users/me.json: Zendesk did not identify the API user; check ZENDESK_EMAIL "
                     "and ZENDESK_API_TOKEN"
                 )
-            self._bot_user_id = user["id"]
-        return self._bot_user_id
+            elif user.get("role") not in ("agent", "admin"):
+                problems.append(f"the API user {user.get('email')!r} is not an agent (role "
+                                f"{user.get('role')!r}): it cannot read or update tickets")
+            types = self.field_types(refresh=True) if self._field_ids else {}
+        except ConnectorError as err:
+            return [*problems, str(err)]
+        missing = sorted(name for name, number in self._field_ids.items() if number not in types)
+        if missing:
+            problems.append(
+                f"custom field(s) {', '.join(missing)} under helpdesk: zendesk: fields: have ids this "
+                "Zendesk account does not have (GET ticket_fields.json)"
+            )
+        return problems
+
+    def custom_statuses(self, refresh: bool = False) -> dict[int, dict[str, Any]]:
+        """The account's custom ticket statuses by id (GET custom_statuses.json), kept for
+        `field_metadata_seconds`; read only with status_aliases, once a ticket carries a
+        custom_status_id.
+
+        https://developer.zendesk.com/api-reference/ticketing/tickets/custom_ticket_statuses/
+        """
+        now = self._monotonic()
+        cached = self._custom_statuses
+        if refresh or cached is None or now - cached[0] >= self._field_metadata_seconds:
+            page = self._call("GET", "custom_statuses.json")
+            cached = (now, {item["id"]: item for item in page.get("custom_statuses") or []
+                            if isinstance(item.get("id"), int)})
+            self._custom_statuses = cached
+        return cached[1]
+
+    def field_types(self, refresh: bool = False) -> dict[int, FieldType]:
+        """The account's custom field types by id (GET ticket_fields.json), kept for
+        `field_metadata_seconds` and read again after.
+
+        https://developer.zendesk.com/api-reference/ticketing/tickets/ticket_fields/#list-ticket-fields
+        """
+        now = self._monotonic()
+        if refresh or self._field_types is None or now - self._field_types_at >= self._field_metadata_seconds:
+            fields: list[dict[str, Any]] = []
+            after: str | None = None
+            while True:
+                params: dict[str, Any] = {"page[size]": 100}
+                if after:
+                    params["page[after]"] = after
+                page = self._call("GET", "ticket_fields.json", params=params)
+                fields.extend(page.get("ticket_fields") or [])
+                meta = page.get("meta") or {}
+                after = meta.get("after_cursor")
+                if not meta.get("has_more") or not after:
+                    break
+            self._field_types, self._field_types_at = field_types_from_zendesk(fields), now
+        return self._field_types
 
     def fetch_ticket(self, ticket_id: str) -> RemoteTicket:
         """One ticket read and one audits read (more only if the audits span pages).
 
-        The very first fetch also asks who the API user is (bot_user_id).
+        With custom fields mapped, the account's ticket_fields are read too when the
+        cached copy is missing or old (field_types).
         """
         number = _ticket_number(ticket_id)
-        ticket = self._call("get", _TICKETS(id=number)).get("ticket")
+        ticket = self._call("GET", f"tickets/{number}.json", ticket=True).get("ticket")
         if not isinstance(ticket, dict):
             raise ConnectorError(f"GET tickets/{number}.json: response has no 'ticket' object")
         audits, users = self._audits(number)
-        bot = self.bot_user_id()
+        types = self.field_types() if self._field_ids else {}
+        # The ticket's `status` is its custom status's category already; the custom
+        # statuses are read only when status_aliases may name one of their labels.
+        wanted = self._status_aliases and ticket.get("custom_status_id") is not None
+        statuses = self.custom_statuses() if wanted else {}
         try:
             engine_ticket = ticket_from_zendesk(
                 ticket, audits, users, field_names=self._field_names, group_names=self._group_names,
-                bot_user_id=bot,
+                field_types=types, custom_statuses=statuses, status_aliases=self._status_aliases,
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ConnectorError(f"Zendesk ticket {number}: unexpected payload ({err!r})") from err
-        return RemoteTicket(ticket=engine_ticket, stamp=ticket.get("updated_at"), raw=ticket)
+        read_only = None
+        if ticket.get("status") == "closed":
+            # https://support.zendesk.com/hc/en-us/articles/4408887617050 : a closed
+            # ticket accepts no update (422 "Status: closed prevents ticket update").
+            read_only = "closed in Zendesk, which refuses every update of a closed ticket"
+        return RemoteTicket(ticket=engine_ticket, stamp=ticket.get("updated_at"), raw=ticket,
+                            read_only=read_only)
+
+    def fetch_tickets(self, ticket_ids: Iterable[str]) -> dict[str, RemoteTicket | ConnectorError]:
+        """Several tickets, one fetch_ticket each (see connectors.base.Helpdesk.fetch_tickets)."""
+        return fetch_each(self, ticket_ids)
+
+    def prepare(self, remote: RemoteTicket, changes: TicketChanges) -> TicketChanges:
+        """Field values in each field's own format (a dropdown's tag for its title, a date
+        field's day for an instant), without those the ticket already holds; tags it has
+        are not added again."""
+        fields: dict[str, Any] = {}
+        types = self.field_types() if changes.fields else {}
+        for name, value in changes.fields.items():
+            number = self._field_ids.get(name)
+            kind = types.get(number, FieldType()) if number is not None else FieldType()
+            written = kind.write(value)
+            if not kind.same(remote.ticket.fields.get(name), written):
+                fields[name] = written
+        tags = tuple(tag for tag in changes.add_tags if tag not in remote.ticket.tags)
+        return dataclasses.replace(changes, fields=fields, add_tags=tags)
 
     def apply(self, remote: RemoteTicket, changes: TicketChanges) -> None:
         """Write `changes` as a safe update; on success `remote.stamp`/`raw` hold the new state.
@@ -227,9 +280,9 @@ class ZendeskConnector:
         # https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#update-ticket
         comments = []
         if changes.reply:
-            comments.append({"body": changes.reply, "public": True})
+            comments.append({"body": signed(changes.reply), "public": True})
         if changes.note:
-            comments.append({"body": changes.note, "public": False})
+            comments.append({"body": signed(changes.note), "public": False})
         if comments:
             first["comment"] = comments[0]
         updates = [first] + [{"comment": comment} for comment in comments[1:]]
@@ -238,7 +291,7 @@ class ZendeskConnector:
             # A replayed PUT (after a timeout that hid a success) carries a stale
             # stamp, so Zendesk answers 409 instead of posting the comment twice.
             body.update(safe_update=True, updated_stamp=remote.stamp)
-            answer = self._call("put", _TICKETS(id=number), {"ticket": body})
+            answer = self._call("PUT", f"tickets/{number}.json", {"ticket": body}, ticket=True)
             ticket = answer.get("ticket")
             if not isinstance(ticket, dict) or not ticket.get("updated_at"):
                 raise ConnectorError(f"PUT tickets/{number}.json: response has no ticket.updated_at")
@@ -275,13 +328,12 @@ class ZendeskConnector:
         if tags:
             body["additional_tags"] = tags
         if comment:
-            body["comment"] = {"body": comment, "public": public}
+            body["comment"] = {"body": signed(comment), "public": public}
         if not body:
             raise ValueError("update_many needs a status, tags to add or a comment")
-        # zenpy's PrimaryEndpoint turns `ids` into /show_many.json, so the
-        # update_many?ids= form is spelled with zenpy's Url directly.
-        url = Url("tickets/update_many.json", params={"ids": ",".join(map(str, numbers))})
-        answer = self._call("put", url, {"ticket": body}, replay_safe=False)
+        # The ids go in the query as Zendesk documents them: ids=1,2,3 (commas as is).
+        answer = self._call("PUT", "tickets/update_many.json", {"ticket": body},
+                            params="ids=" + ",".join(map(str, numbers)), replay_safe=False)
         job = answer.get("job_status")
         if not isinstance(job, dict) or not job.get("id"):
             raise ConnectorError("PUT tickets/update_many.json: response has no job_status.id")
@@ -339,45 +391,36 @@ class ZendeskConnector:
 
     def wait_for_job(self, job_id: str, wait_seconds: float = 60) -> dict[str, Any]:
         """Poll job_status (1 s, 2 s, 4 s, ... apart) until it is completed, failed or killed."""
-        waited, pause = 0.0, 1.0
-        while True:
-            job = self.job_status(job_id)
-            if job.get("status") in _JOB_DONE:
-                return job
-            if waited >= wait_seconds:
-                raise TransientError(
-                    f"Zendesk job {job_id} still {job.get('status')!r} after {waited:g}s; "
-                    "its tickets are checked again later"
-                )
-            self._sleep(pause)
-            waited += pause
-            pause = min(pause * 2, 10.0)
+        return self.http.poll(lambda: self.job_status(job_id), lambda job: job.get("status") in _JOB_DONE,
+                              f"job {job_id}", wait_seconds)
 
     def job_status(self, job_id: str) -> dict[str, Any]:
         """The Zendesk job status object (status, progress, total, results)."""
         if not _JOB_ID.fullmatch(job_id or ""):
             raise ValueError(f"not a Zendesk job id: {job_id!r}")
-        job = self._call("get", _JOB_STATUSES(id=job_id)).get("job_status")
+        job = self._call("GET", f"job_statuses/{job_id}.json").get("job_status")
         if not isinstance(job, dict):
             raise ConnectorError(f"GET job_statuses/{job_id}.json: response has no 'job_status'")
         return job
 
-    def changed_since(self, cursor: str | None, start_time: int) -> tuple[list[str], str | None, bool]:
-        """One page of the cursor-based incremental ticket export.
+    def changed_since(self, cursor: str | None, since: datetime) -> ChangePage:
+        """One page of the cursor-based incremental ticket export (from `cursor`, else from `since`).
 
-        Returns (ticket ids, cursor for the next call, end_of_stream). Deleted
-        tickets are listed too (fetching them raises NotFoundError). Zendesk
-        allows 10 export requests a minute: call again after end_of_stream
-        with the returned cursor, not in a tight loop.
+        Deleted tickets are listed by the export with status "deleted": they
+        come back in `deleted_ids`, never to be fetched. Zendesk allows 10 export
+        requests a minute and refuses a start time within the last minute.
         https://developer.zendesk.com/api-reference/ticketing/ticket-management/incremental_exports/#incremental-ticket-export-cursor-based
         """
-        if cursor:
-            endpoint = _TICKETS.incremental.cursor(cursor=quote(cursor, safe=""))
-        else:
-            endpoint = _TICKETS.incremental.cursor_start(start_time=int(start_time))
-        page = self._call("get", endpoint)
-        ids = [str(ticket["id"]) for ticket in page.get("tickets") or []]
-        return list(dict.fromkeys(ids)), page.get("after_cursor") or cursor, bool(page.get("end_of_stream"))
+        params = {"cursor": cursor} if cursor else {"start_time": to_epoch(since)}
+        page = self._call("GET", "incremental/tickets/cursor.json", params=params)
+        live: dict[str, None] = {}
+        deleted: dict[str, None] = {}
+        for ticket in page.get("tickets") or []:
+            (deleted if ticket.get("status") == "deleted" else live)[str(ticket["id"])] = None
+        return ChangePage(
+            ticket_ids=[tid for tid in live if tid not in deleted], deleted_ids=list(deleted),
+            cursor=page.get("after_cursor") or cursor, done=bool(page.get("end_of_stream")),
+        )
 
     # -- HTTP ----------------------------------------------------------------
 
@@ -392,10 +435,10 @@ class ZendeskConnector:
             # https://developer.zendesk.com/documentation/ticketing/using-the-zendesk-api/side_loading/
             # The next page is built from meta.after_cursor rather than
             # links.next, so credentials only ever go to the configured host.
-            params = {"include": "users", "cursor_pagination": True}
+            params: dict[str, Any] = {"include": "users", "page[size]": 100}
             if after:
-                params["page[after]"] = quote(after, safe="")
-            page = self._call("get", _TICKETS.audits(number, **params))
+                params["page[after]"] = after
+            page = self._call("GET", f"tickets/{number}/audits.json", params=params, ticket=True)
             audits.extend(page.get("audits") or [])
             users.update({user["id"]: user for user in page.get("users") or [] if "id" in user})
             meta = page.get("meta") or {}
@@ -407,63 +450,19 @@ class ZendeskConnector:
             seen.add(after)
 
     def _call(
-        self, method: str, endpoint: Url, payload: dict[str, Any] | None = None, *, replay_safe: bool = True
+        self, method: str, path: str, payload: dict[str, Any] | None = None, *,
+        params: Mapping[str, Any] | str | None = None, replay_safe: bool = True, ticket: bool = False,
     ) -> dict[str, Any]:
-        """One API call through zenpy with the connector's retry policy; the decoded JSON.
+        """One API call through the shared HTTP layer; the decoded JSON object.
 
-        zenpy's BaseApi._call_api is its single path to the wire ("All
-        communication with Zendesk should go through this method"); its
-        response objects are skipped because the connector needs the raw JSON
-        (sideloads, cursors, updated_at). `replay_safe=False` keeps requests
-        that may have reached Zendesk from being sent twice.
+        `replay_safe=False` keeps requests that may have reached Zendesk from being
+        sent twice; `ticket` marks the ticket's own endpoints (a 404 there means gone).
         """
-        url = self._api._build_url(endpoint)
-        what = f"{method.upper()} {urlsplit(url).path}"
-        kwargs: dict[str, Any] = {"timeout": self._api.timeout}
-        if payload is not None:
-            kwargs["json"] = payload
-        http_method = getattr(self._api.session, method)
-        for attempt in range(self._max_attempts):
-            last = attempt == self._max_attempts - 1
-            try:
-                response = self._api._call_api(http_method, url, **kwargs)
-            except _Throttled as err:
-                wait = _retry_after(err.response, self._backoff(attempt))
-                if last:
-                    raise RateLimitedError(
-                        f"{what}: Zendesk rate limit after {self._max_attempts} attempts; "
-                        f"retry after {wait:g}s", retry_after=wait,
-                    ) from err
-                log.warning("%s: rate limited, waiting %gs (attempt %d)", what, wait, attempt + 1)
-                self._sleep(wait)
-                continue
-            except (APIException, requests.HTTPError) as err:
-                status = err.response.status_code if err.response is not None else None
-                if status is not None and status >= 500 and not last:
-                    self._wait_before_retry(what, f"HTTP {status}", attempt)
-                    continue
-                raise _http_error(what, status, err.response, self._max_attempts) from err
-            except (requests.Timeout, requests.ConnectionError) as err:
-                # A connect timeout never reached Zendesk; anything else may have.
-                if last or not (replay_safe or isinstance(err, requests.ConnectTimeout)):
-                    raise TransientError(f"{what}: {type(err).__name__} talking to Zendesk") from err
-                self._wait_before_retry(what, type(err).__name__, attempt)
-                continue
-            except (ZenpyException, requests.RequestException) as err:
-                raise ConnectorError(f"{what}: {type(err).__name__}: {err}") from err
-            try:
-                return response.json()
-            except ValueError as err:
-                raise ConnectorError(f"{what}: Zendesk answered {response.status_code} without JSON") from err
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _backoff(self, attempt: int) -> float:
-        return self._backoff_base * 2**attempt
-
-    def _wait_before_retry(self, what: str, reason: str, attempt: int) -> None:
-        wait = self._backoff(attempt)
-        log.warning("%s: %s, retrying in %gs (attempt %d)", what, reason, wait, attempt + 1)
-        self._sleep(wait)
+        answer = self.http.json(method, path, params=params, body=payload, replay_safe=replay_safe,
+                                ticket=ticket)
+        if not isinstance(answer, dict):
+            raise ConnectorError(f"Zendesk {method} {path}: the answer is not a JSON object")
+        return answer
 
     def _ticket_fields(self, changes: TicketChanges) -> dict[str, Any]:
         """The non-comment part of a ticket update, with names mapped to Zendesk ids."""
@@ -474,9 +473,9 @@ class ZendeskConnector:
             body["status"] = _TO_ZENDESK_STATUS.get(changes.status, changes.status)
         if changes.group:
             if changes.group not in self._group_ids:
-                raise ConnectorError(
-                    f"unknown Zendesk group {changes.group!r}: add it to the group ids in the "
-                    "configuration (ZENDESK_GROUP_IDS)"
+                raise ConfigurationError(
+                    f"unknown Zendesk group {changes.group!r}: add its id under helpdesk: zendesk: "
+                    "groups: in the rule files"
                 )
             body["group_id"] = self._group_ids[changes.group]
         if changes.add_tags:
@@ -487,9 +486,9 @@ class ZendeskConnector:
         if changes.fields:
             unknown = sorted(set(changes.fields) - set(self._field_ids))
             if unknown:
-                raise ConnectorError(
-                    f"unknown Zendesk custom field {', '.join(map(repr, unknown))}: add it to the "
-                    "field ids in the configuration (ZENDESK_FIELD_IDS)"
+                raise ConfigurationError(
+                    f"unknown Zendesk custom field {', '.join(map(repr, unknown))}: add its id under "
+                    "helpdesk: zendesk: fields: in the rule files"
                 )
             body["custom_fields"] = [
                 {"id": self._field_ids[name], "value": value} for name, value in changes.fields.items()
@@ -522,37 +521,6 @@ def _ticket_number(ticket_id: str | int) -> int:
     return int(text)
 
 
-def _retry_after(response: requests.Response, default: float) -> float:
-    """Seconds from Retry-After (Zendesk sends whole seconds), else `default`.
-
-    https://developer.zendesk.com/api-reference/introduction/rate-limits/
-    """
-    try:
-        seconds = float(response.headers.get("Retry-After", ""))
-    except ValueError:
-        return default
-    return seconds if seconds >= 0 else default
-
-
-def _http_error(
-    what: str, status: int | None, response: requests.Response | None, attempts: int
-) -> ConnectorError:
-    if status == 404:
-        return NotFoundError(f"{what}: not found in Zendesk (deleted, merged or never existed)")
-    if status == 409:
-        return ConflictError(
-            f"{what}: the ticket changed since it was read (safe update refused); re-read it"
-        )
-    if status in (401, 403):
-        return ConnectorError(
-            f"{what}: Zendesk refused the credentials (HTTP {status}); check ZENDESK_EMAIL, "
-            "ZENDESK_API_TOKEN and that the user is an agent"
-        )
-    if status is not None and status >= 500:
-        return TransientError(f"{what}: Zendesk answered HTTP {status} on all {attempts} attempts")
-    return ConnectorError(f"{what}: Zendesk answered HTTP {status}: {_describe(response)}")
-
-
 def _describe(response: requests.Response | None) -> str:
     """Zendesk's `error`/`description`/`details` from an error body, shortened."""
     if response is None:
@@ -567,19 +535,3 @@ def _describe(response: requests.Response | None) -> str:
     if body.get("details"):
         parts.append(json.dumps(body["details"])[:200])
     return " - ".join(parts) or str(body)[:200]
-
-
-def _id_map(settings: Mapping[str, str], key: str) -> dict[str, int]:
-    """A JSON object of name -> integer id from `settings[key]`, empty when unset."""
-    raw = settings.get(key) or ""
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-        if not isinstance(value, dict):
-            raise ValueError("not an object")
-        return {str(name): int(number) for name, number in value.items()}
-    except (ValueError, TypeError) as err:
-        raise ValueError(
-            f'{key} must be a JSON object of names to ids, like {{"tier": 360001}}: {err}'
-        ) from err

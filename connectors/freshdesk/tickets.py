@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import html
+import re
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from connectors.base import ConnectorError
+from connectors.base import ConfigurationError, ConnectorError, is_signed
+from connectors.fields import (
+    CHECKBOX,
+    DATE,
+    DECIMAL,
+    DROPDOWN,
+    INTEGER,
+    MULTISELECT,
+    TEXT,
+    FieldType,
+)
 from engine.ticket import Event, Ticket, to_epoch
 
 # Priority and status ids: https://developers.freshdesk.com/api/#tickets
@@ -32,14 +44,23 @@ def ticket_from_freshdesk(
     field_names: Mapping[str, str],
     group_names: Mapping[int, str],
     status_map: Mapping[int, str],
-    bot_agent_id: int | None = None,
+    agent_ids: Collection[int] = (),
+    field_types: Mapping[str, FieldType] | None = None,
 ) -> Ticket:
     """The engine's Ticket from a Freshdesk ticket (with `include=stats`) and its conversations.
 
     `field_names` maps Freshdesk custom fields (cf_plan) to engine names,
     `group_names` group ids to engine names, `status_map` custom status ids
-    to engine statuses. A reply or note by `bot_agent_id` is marked `bot`.
+    to engine statuses, `field_types` types custom fields by their Freshdesk name.
+
+    A conversation's author is an agent when its `user_id` is one of
+    `agent_ids` (GET /agents), else the customer (the requester or another
+    contact, e.g. a CC); without a user_id it is "unknown". `incoming` is not
+    used: it says the conversation came from outside the portal (an email, or
+    an API call that set it), not who wrote it. An agent's reply or note that
+    carries the bot's signature is marked `bot`.
     """
+    types = field_types or {}
     tid = data.get("id")
     created = instant(data.get("created_at"), f"ticket {tid} created_at")
     status = _engine_status(data.get("status"), tid, status_map)
@@ -48,22 +69,23 @@ def ticket_from_freshdesk(
         raise ConnectorError(f"Freshdesk ticket {tid} has unknown priority {priority!r}")
     # Mapped custom fields appear under their engine name, the rest under Freshdesk's own.
     fields = {
-        field_names.get(key, key): value
+        field_names.get(key, key): types.get(key, FieldType()).read(value)
         for key, value in (data.get("custom_fields") or {}).items()
     }
     # The description is the requester's first message, except on an
     # outbound email, which an agent writes (source 10 in the docs' table).
     opener = "agent" if data.get("source") == OUTBOUND_EMAIL_SOURCE else "customer"
     events = [Event(at=created, type="comment", author=opener, public=True)]
+    agents = frozenset(agent_ids)
     for item in conversations:
-        incoming = bool(item.get("incoming"))
+        user = item.get("user_id")
+        author = "unknown" if user is None else "agent" if user in agents else "customer"
         events.append(Event(
             at=instant(item.get("created_at"), f"ticket {tid} conversation {item.get('id')}"),
             type="comment",
-            author="customer" if incoming else "agent",
+            author=author,
             public=not item.get("private", False),
-            bot=not incoming and bot_agent_id is not None
-            and item.get("user_id") == bot_agent_id,
+            bot=author == "agent" and is_signed(item.get("body_text") or _text(item.get("body"))),
         ))
     events.extend(_status_events(data.get("stats") or {}, status, tid))
     events.sort(key=lambda event: (event.at, event.type != "comment"))
@@ -88,9 +110,9 @@ def _engine_status(status: Any, tid: Any, status_map: Mapping[int, str]) -> str:
         return status_map[status]
     if status in DEFAULT_WAITING_STATUSES:
         return DEFAULT_WAITING_STATUSES[status]
-    raise ConnectorError(
-        f"Freshdesk ticket {tid} has status {status!r}, which is not mapped: add it to "
-        f"the connector's status_map (FRESHDESK_STATUS_MAP), e.g. {{\"{status}\": \"on_hold\"}}"
+    raise ConfigurationError(
+        f"Freshdesk ticket {tid} has status {status!r}, which is not mapped: add it under "
+        f"helpdesk: freshdesk: statuses: in the rule files, e.g. {status}: on_hold"
     )
 
 
@@ -137,3 +159,50 @@ def instant(value: Any, what: str) -> int:
         return to_epoch(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
     except ValueError as err:
         raise ConnectorError(f"Freshdesk {what} {value!r} is not an ISO-8601 instant") from err
+
+
+def _text(body: Any) -> str:
+    """Plain text of an HTML conversation body (line breaks kept), for the signature test."""
+    if not isinstance(body, str):
+        return ""
+    return html.unescape(re.sub(r"<[^>]+>", "", re.sub(r"<br\s*/?>|</p>|</div>", "\n", body)))
+
+
+# Ticket field types: https://developers.freshdesk.com/api/#ticket-fields
+_FIELD_KINDS = {
+    "custom_dropdown": DROPDOWN, "custom_checkbox": CHECKBOX, "custom_date": DATE,
+    "custom_number": INTEGER, "custom_decimal": DECIMAL,
+    "custom_multi_select_dropdown": MULTISELECT,
+}
+
+
+def field_types_from_freshdesk(fields: Iterable[Mapping[str, Any]]) -> dict[str, FieldType]:
+    """Custom field name (cf_plan) -> FieldType from GET /api/v2/ticket_fields.
+
+    A Freshdesk dropdown stores the option's label itself, so value and title are one.
+    """
+    out: dict[str, FieldType] = {}
+    for item in fields:
+        name = item.get("name")
+        if not isinstance(name, str) or item.get("default"):
+            continue
+        choices = item.get("choices")
+        options = {str(c): str(c) for c in choices} if isinstance(choices, list) else {}
+        out[name] = FieldType(_FIELD_KINDS.get(str(item.get("type")), TEXT), options)
+    return out
+
+
+def status_choices(fields: Iterable[Mapping[str, Any]]) -> dict[int, str]:
+    """Status id -> agent label from the `status` field's choices ({"6": ["Waiting on
+    Customer", "Awaiting your Reply"]}: agent label, then customer label)."""
+    for item in fields:
+        if item.get("name") == "status" and isinstance(item.get("choices"), dict):
+            out: dict[int, str] = {}
+            for key, labels in item["choices"].items():
+                try:
+                    sid = int(key)
+                except ValueError:
+                    continue
+                out[sid] = str(labels[0]) if isinstance(labels, list) and labels else str(labels)
+            return out
+    return {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import logging
@@ -15,21 +16,27 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 
 from connectors.base import (
-    ConflictError,
+    ChangePage,
+    ConfigurationError,
     ConnectorError,
-    NotFoundError,
-    RateLimitedError,
     RemoteTicket,
     TicketChanges,
-    TransientError,
+    fetch_each,
+    signed,
 )
-from connectors.freshdesk_tickets import (
+from connectors.fields import FieldType
+from connectors.freshdesk.tickets import (
     DEFAULT_WAITING_IDS,
+    DEFAULT_WAITING_STATUSES,
     PRIORITY_IDS,
     STATUS_IDS,
+    STATUS_NAMES,
+    field_types_from_freshdesk,
     instant,
+    status_choices,
     ticket_from_freshdesk,
 )
+from connectors.http import Http, Vendor
 from engine.ticket import STATUSES, to_epoch
 
 log = logging.getLogger(__name__)
@@ -41,6 +48,14 @@ PER_PAGE = 100  # the largest page the API serves (https://developers.freshdesk.
 MAX_LIST_PAGES = 300  # GET /tickets serves pages 1..300 only; past that, narrow updated_since
 RATE_WINDOW_SECONDS = 60.0  # limits are per minute (https://developers.freshdesk.com/api/#ratelimit)
 _TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
+METADATA_SECONDS = 600.0  # the agent list and ticket_fields are read again after this long
+UNKNOWN_USER_REFRESH_SECONDS = 60.0  # an unknown conversation author re-reads agents at most this often
+_VENDOR = Vendor(
+    "Freshdesk",
+    not_found="check FRESHDESK_DOMAIN or FRESHDESK_API_URL and the API key's agent role",
+    credentials="check FRESHDESK_API_KEY and FRESHDESK_DOMAIN",
+    describe=lambda response: _describe(response),
+)
 # Job states of GET /jobs/{id} that will not change any more.
 _JOB_DONE = frozenset({"completed", "failed", "partially_completed", "cancelled"})
 
@@ -61,8 +76,12 @@ class FreshdeskConnector:
         backoff_base: first backoff in seconds; it doubles on each retry.
         sleep: injectable for tests.
         rate_limit_floor: when X-RateLimit-Remaining falls to this, space calls out.
-        bot_agent_id: the API key's agent, whose replies and notes are
-            Deskpilot's own (`Event.bot`); None looks it up once (GET /agents/me).
+        monotonic: a monotonic clock in seconds (injectable for tests).
+        metadata_seconds: how long the agent list and ticket_fields are kept
+            before they are read again.
+        status_aliases: the rules' helpdesk status names -> engine statuses; a
+            custom status whose agent label (the status field's choices) is named
+            here needs no `statuses:` id.
 
     `rate_limit_remaining` holds the last X-RateLimit-Remaining seen (None before any).
     """
@@ -83,98 +102,181 @@ class FreshdeskConnector:
         backoff_base: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
         rate_limit_floor: int = 10,
-        bot_agent_id: int | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        metadata_seconds: float = METADATA_SECONDS,
+        status_aliases: Mapping[str, str] | None = None,
     ) -> None:
         if not api_key:
-            raise ConnectorError("Freshdesk API key is empty: set FRESHDESK_API_KEY")
+            raise ConfigurationError("Freshdesk API key is empty: set FRESHDESK_API_KEY")
         if not api_url and (not domain or "/" in domain):
-            raise ConnectorError(
+            raise ConfigurationError(
                 f"Freshdesk domain {domain!r} must be a host name like acme.freshdesk.com "
                 "(FRESHDESK_DOMAIN); put a full URL in api_url instead"
             )
         if max_attempts < 1:
-            raise ConnectorError("max_attempts must be at least 1")
+            raise ConfigurationError("max_attempts must be at least 1")
         self.base_url = f"{(api_url or f'https://{domain}').rstrip('/')}/api/v2"
         self.field_names = dict(field_names or {})
         self._field_engine_names = {cf: name for name, cf in self.field_names.items()}
         self.group_ids = {name: int(gid) for name, gid in (group_ids or {}).items()}
         self._group_names = {gid: name for name, gid in self.group_ids.items()}
         self.status_map = _checked_status_map(status_map or {})
-        self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.sleep = sleep
-        self.rate_limit_floor = rate_limit_floor
-        self.rate_limit_remaining: int | None = None
-        self._bot_agent_id = bot_agent_id
-        self.session = requests.Session()
-        self.session.auth = (api_key, "X")
-        self.session.headers.update({"Accept": "application/json", "User-Agent": "deskpilot"})
+        session = requests.Session()
+        session.auth = (api_key, "X")
+        session.headers.update({"Accept": "application/json", "User-Agent": "deskpilot"})
+        self.http = Http(_VENDOR, self.base_url, session, timeout=timeout, max_attempts=max_attempts,
+                         backoff_base=backoff_base, sleep=sleep, rate_limit_floor=rate_limit_floor)
+        self._monotonic = monotonic
+        self._status_aliases = dict(status_aliases or {})
+        self._metadata_seconds = metadata_seconds
+        self._agents: tuple[float, frozenset[int]] | None = None
+        self._fields: tuple[float, list[dict[str, Any]]] | None = None
+
+    @property
+    def rate_limit_remaining(self) -> int | None:
+        """The last remaining-calls count Freshdesk reported (None before any)."""
+        return self.http.rate_limit_remaining
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, str]) -> FreshdeskConnector:
-        """Build from environment-style settings (os.environ or the app config).
-
-        Reads FRESHDESK_DOMAIN, FRESHDESK_API_KEY and the optional
-        FRESHDESK_API_URL, FRESHDESK_FIELD_NAMES ({"plan": "cf_plan"}),
-        FRESHDESK_GROUP_IDS ({"Level 2": 5}) and FRESHDESK_STATUS_MAP
-        ({"6": "on_hold"}), each a JSON object.
-        """
-        domain = settings.get("FRESHDESK_DOMAIN", "").strip()
-        api_url = settings.get("FRESHDESK_API_URL", "").strip() or None
-        if not domain and not api_url:
-            raise ConnectorError("set FRESHDESK_DOMAIN to the account's host, e.g. acme.freshdesk.com")
+    def from_settings(cls, settings: Any, mapping: Any = None, **options: Any) -> FreshdeskConnector:
+        """The registry's factory: credentials from Settings (FRESHDESK_DOMAIN, FRESHDESK_API_KEY,
+        FRESHDESK_API_URL), field names, group ids and custom statuses from the rule files'
+        `helpdesk: freshdesk:` section (`mapping`, an engine.rules.HelpdeskMapping)."""
+        try:
+            group_ids = {str(k): int(v) for k, v in (mapping.groups if mapping else {}).items()}
+        except (TypeError, ValueError) as err:
+            raise ConfigurationError(
+                f"helpdesk: freshdesk: groups: in the rule files must map names to numeric ids: {err}"
+            ) from err
         return cls(
-            domain,
-            settings.get("FRESHDESK_API_KEY", "").strip(),
-            api_url=api_url,
-            field_names=_env_map(settings, "FRESHDESK_FIELD_NAMES", str),
-            group_ids=_env_map(settings, "FRESHDESK_GROUP_IDS", int),
-            status_map=_env_map(settings, "FRESHDESK_STATUS_MAP", str),
+            settings.freshdesk_domain or "", settings.freshdesk_api_key or "",
+            api_url=settings.freshdesk_api_url,
+            field_names={str(k): str(v) for k, v in (mapping.fields if mapping else {}).items()},
+            group_ids=group_ids, status_map=dict(mapping.statuses) if mapping else {}, **options,
         )
 
     def close(self) -> None:
-        self.session.close()
+        self.http.close()
 
     # -- reading ---------------------------------------------------------------
 
-    def bot_agent_id(self) -> int:
-        """The API key's agent id (its conversations are Deskpilot's); asked once, then cached.
+    def check(self) -> list[str]:
+        """Configuration problems: the API key's agent (GET /agents/me), every status of
+        the account's status field without an engine status, mapped custom fields the
+        account lacks. Empty when the connector can work.
 
-        https://developers.freshdesk.com/api/#me
+        https://developers.freshdesk.com/api/#me , https://developers.freshdesk.com/api/#ticket-fields
         """
-        if self._bot_agent_id is None:
-            data = self._json("GET", "/agents/me")
-            if not isinstance(data, dict) or not isinstance(data.get("id"), int):
-                raise ConnectorError(
-                    "Freshdesk GET /agents/me did not name the API key's agent: check "
-                    "FRESHDESK_API_KEY belongs to an agent"
-                )
-            self._bot_agent_id = data["id"]
-        return self._bot_agent_id
+        problems: list[str] = []
+        try:
+            me = self._json("GET", "/agents/me")
+            if not isinstance(me, dict) or not isinstance(me.get("id"), int):
+                problems.append("Freshdesk GET /agents/me did not name the API key's agent: check "
+                                "FRESHDESK_API_KEY belongs to an agent")
+            fields = self._ticket_fields(refresh=True)
+        except ConnectorError as err:
+            return [*problems, str(err)]
+        unmapped = {sid: label for sid, label in status_choices(fields).items()
+                    if sid not in STATUS_NAMES and sid not in self.status_map
+                    and sid not in DEFAULT_WAITING_STATUSES and label not in self._status_aliases}
+        if unmapped:
+            listed = ", ".join(f"{sid} ({label!r})" for sid, label in sorted(unmapped.items()))
+            problems.append(
+                f"Freshdesk custom status(es) {listed} have no engine status: map each under "
+                "helpdesk: freshdesk: statuses: in the rule files, e.g. "
+                f"{min(unmapped)}: on_hold (or name its label under status_aliases:)"
+            )
+        names = {item.get("name") for item in fields}
+        missing = sorted(name for name, cf in self.field_names.items() if cf not in names)
+        if missing:
+            problems.append(
+                f"field(s) {', '.join(missing)} under helpdesk: freshdesk: fields: name custom "
+                "fields this Freshdesk account does not have (GET /ticket_fields)"
+            )
+        return problems
+
+    def agent_ids(self, refresh: bool = False) -> frozenset[int]:
+        """Ids of the account's agents (GET /agents, all pages): a conversation by one of them
+        is an agent's. Kept for `metadata_seconds`.
+
+        https://developers.freshdesk.com/api/#list_all_agents
+        """
+        now = self._monotonic()
+        if refresh or self._agents is None or now - self._agents[0] >= self._metadata_seconds:
+            ids = frozenset(item["id"] for batch in self._pages("/agents", {}) for item in batch
+                            if isinstance(item.get("id"), int))
+            self._agents = (now, ids)
+        return self._agents[1]
+
+    def field_types(self) -> dict[str, FieldType]:
+        """Custom field types by Freshdesk name (cf_plan), from GET /ticket_fields."""
+        return field_types_from_freshdesk(self._ticket_fields())
+
+    def _ticket_fields(self, refresh: bool = False) -> list[dict[str, Any]]:
+        now = self._monotonic()
+        if refresh or self._fields is None or now - self._fields[0] >= self._metadata_seconds:
+            data = self._json("GET", "/ticket_fields")
+            if not isinstance(data, list):
+                raise ConnectorError("Freshdesk GET /ticket_fields did not return a list")
+            self._fields = (now, [item for item in data if isinstance(item, dict)])
+        return self._fields[1]
 
     def fetch_ticket(self, ticket_id: str) -> RemoteTicket:
         """The ticket with its stats, and every conversation (all pages).
 
-        The very first fetch also asks whose API key this is (bot_agent_id).
+        The agent list (who wrote what) and, with custom fields mapped, the
+        ticket fields are read when the cached copies are missing or old.
         """
         number = _ticket_number(ticket_id)
-        data = self._json("GET", f"/tickets/{number}", params={"include": "stats"})
+        data = self._json("GET", f"/tickets/{number}", params={"include": "stats"}, ticket=True)
         if not isinstance(data, dict):
             raise ConnectorError(f"Freshdesk GET /tickets/{number} did not return a ticket object")
         conversations = self._conversations(number)
+        agents = self.agent_ids()
+        authors = {item.get("user_id") for item in conversations} - {None, data.get("requester_id")}
+        if (not authors <= agents and self._agents is not None
+                and self._monotonic() - self._agents[0] >= UNKNOWN_USER_REFRESH_SECONDS):
+            agents = self.agent_ids(refresh=True)  # perhaps an agent added since the list was read
         ticket = ticket_from_freshdesk(
             data, conversations, field_names=self._field_engine_names, group_names=self._group_names,
-            status_map=self.status_map, bot_agent_id=self.bot_agent_id(),
+            status_map={**self._aliased_statuses(data.get("status")), **self.status_map},
+            agent_ids=agents,
+            field_types=self.field_types() if self.field_names else {},
         )
         return RemoteTicket(ticket=ticket, stamp=data.get("updated_at"), raw=data)
 
+    def _aliased_statuses(self, status: Any) -> dict[int, str]:
+        """Custom status id -> its agent label, for the labels the rules' status_aliases name
+        (read from the status field's choices only for a status nothing else maps)."""
+        if (not self._status_aliases or status in STATUS_NAMES or status in self.status_map
+                or status in DEFAULT_WAITING_STATUSES):
+            return {}
+        return {sid: label for sid, label in status_choices(self._ticket_fields()).items()
+                if label in self._status_aliases and sid not in STATUS_NAMES}
+
+    def fetch_tickets(self, ticket_ids: Iterable[str]) -> dict[str, RemoteTicket | ConnectorError]:
+        """Several tickets, one fetch_ticket each (see connectors.base.Helpdesk.fetch_tickets)."""
+        return fetch_each(self, ticket_ids)
+
+    def prepare(self, remote: RemoteTicket, changes: TicketChanges) -> TicketChanges:
+        """Field values in each field's own format (a date field's day for an instant),
+        without those the ticket already holds; tags it has are not added again."""
+        fields: dict[str, Any] = {}
+        types = self.field_types() if changes.fields else {}
+        for name, value in changes.fields.items():
+            kind = types.get(self.field_names.get(name, ""), FieldType())
+            written = kind.write(value)
+            if not kind.same(remote.ticket.fields.get(name), written):
+                fields[name] = written
+        tags = tuple(tag for tag in changes.add_tags if tag not in remote.ticket.tags)
+        return dataclasses.replace(changes, fields=fields, add_tags=tags)
+
     def _conversations(self, number: int) -> list[dict[str, Any]]:
-        return [item for batch in self._pages(f"/tickets/{number}/conversations", {})
+        return [item for batch in self._pages(f"/tickets/{number}/conversations", {}, ticket=True)
                 for item in batch]
 
-    def _pages(self, path: str, params: Mapping[str, Any], last_page: int | None = None
-               ) -> Iterator[list[dict[str, Any]]]:
+    def _pages(self, path: str, params: Mapping[str, Any], last_page: int | None = None, *,
+               ticket: bool = False) -> Iterator[list[dict[str, Any]]]:
         """Each page of a list, 100 items at a time, while `Link: <…>; rel="next"` says more.
 
         Only the page number is taken from the link, so the API key never
@@ -183,8 +285,8 @@ class FreshdeskConnector:
         page = 1
         while True:
             query = {**params, "per_page": PER_PAGE, "page": page}
-            response = self._request("GET", path, params=query)
-            batch = _decode(response, f"GET {path}")
+            response = self.http.call("GET", path, params=query, ticket=ticket)
+            batch = self.http.decode(response, f"GET {path}")
             if not isinstance(batch, list):
                 raise ConnectorError(f"Freshdesk GET {path} did not return a list")
             yield batch
@@ -196,8 +298,27 @@ class FreshdeskConnector:
                 raise ConnectorError(f"Freshdesk's next-page link for {path} goes backwards")
             page = next_page
 
-    def changed_since(self, updated_since: datetime) -> list[str]:
-        """Ids of tickets updated at or after `updated_since`, oldest update first.
+    def changed_since(self, cursor: str | None, since: datetime) -> ChangePage:
+        """Tickets updated at or after `cursor` (an instant this method returned), else `since`.
+
+        One call lists everything (`done`); the next cursor is the latest
+        `updated_at` Freshdesk reported, so our clock's skew does not matter.
+        The list omits deleted and spam tickets (they need `filter=deleted`).
+        https://developers.freshdesk.com/api/#list_all_tickets
+        """
+        start = since
+        if cursor:
+            try:
+                start = datetime.fromisoformat(cursor.replace("Z", "+00:00"))
+            except ValueError:
+                log.warning("Freshdesk change cursor %r is not an instant; listing from %s", cursor, since)
+        ids, latest = self._updated_since(start)
+        nxt = max(latest, start) if latest is not None else start
+        return ChangePage(ticket_ids=ids, cursor=nxt.astimezone(UTC).strftime(_TIMESTAMP), done=True)
+
+    def _updated_since(self, updated_since: datetime) -> tuple[list[str], datetime | None]:
+        """Ids of tickets updated at or after `updated_since`, oldest update first, and the
+        latest updated_at seen.
 
         The list endpoint stops at page 300, so a longer scan restarts from the
         last `updated_at` it saw (ids seen twice are reported once). A ticket
@@ -207,6 +328,7 @@ class FreshdeskConnector:
         to_epoch(updated_since)  # refuses a naive datetime
         since = updated_since.astimezone(UTC).strftime(_TIMESTAMP)
         seen: dict[str, None] = {}
+        latest: datetime | None = None
         while True:
             params = {"updated_since": since, "order_by": "updated_at", "order_type": "asc"}
             pages, last_batch, last_updated = 0, [], None
@@ -215,8 +337,11 @@ class FreshdeskConnector:
                 for item in last_batch:
                     seen[str(item["id"])] = None
                     last_updated = item.get("updated_at") or last_updated
+            if last_updated is not None:
+                moment = datetime.fromtimestamp(instant(last_updated, "updated_at"), UTC)
+                latest = moment if latest is None else max(latest, moment)
             if pages < MAX_LIST_PAGES or len(last_batch) < PER_PAGE:
-                return list(seen)
+                return list(seen), latest
             # Page 300 was full: start a new window at the last instant seen.
             if last_updated is None or instant(last_updated, "updated_at") <= instant(
                     since, "updated_since"):
@@ -244,7 +369,7 @@ class FreshdeskConnector:
         if new_tags:
             update["tags"] = current + new_tags
         if update:
-            data = self._json("PUT", f"/tickets/{number}", body=update)
+            data = self._json("PUT", f"/tickets/{number}", body=update, ticket=True)
             if isinstance(data, dict):  # the ticket as updated: later writes start from it
                 remote.raw = {**remote.raw, **data}
                 remote.stamp = data.get("updated_at", remote.stamp)
@@ -252,11 +377,11 @@ class FreshdeskConnector:
         # reached Freshdesk would post the text twice, so they are not retried
         # after a read timeout, a dropped connection or a 5xx.
         if changes.note:
-            note = {"body": _as_html(changes.note), "private": True}
-            self._request("POST", f"/tickets/{number}/notes", body=note, idempotent=False)
+            note = {"body": _as_html(signed(changes.note)), "private": True}
+            self.http.call("POST", f"/tickets/{number}/notes", body=note, replay_safe=False, ticket=True)
         if changes.reply:
-            reply = {"body": _as_html(changes.reply)}
-            self._request("POST", f"/tickets/{number}/reply", body=reply, idempotent=False)
+            reply = {"body": _as_html(signed(changes.reply))}
+            self.http.call("POST", f"/tickets/{number}/reply", body=reply, replay_safe=False, ticket=True)
 
     def bulk_update(
         self,
@@ -282,14 +407,13 @@ class FreshdeskConnector:
             raise ConnectorError("bulk_update needs status, priority, group, fields or a reply")
         action: dict[str, Any] = {"ids": ids, "properties": properties}
         if reply:
-            action["reply"] = {"body": _as_html(reply)}
+            action["reply"] = {"body": _as_html(signed(reply))}
         body = {"bulk_action": action}
         if dry_run:
             log.info("dry run: would POST /tickets/bulk_update %s", json.dumps(body))
             return None
         # Not replayed after a timeout: the reply would be posted twice.
-        data = _decode(self._request("POST", "/tickets/bulk_update", body=body, idempotent=False),
-                       "POST /tickets/bulk_update")
+        data = self.http.json("POST", "/tickets/bulk_update", body=body, replay_safe=False)
         job_id = data.get("job_id") if isinstance(data, dict) else None
         if not job_id:
             raise ConnectorError("Freshdesk bulk_update answered without a job_id")
@@ -334,27 +458,17 @@ class FreshdeskConnector:
         for ticket_id, error in results.items():
             if error is None and note:
                 try:
-                    self._request("POST", f"/tickets/{_ticket_number(ticket_id)}/notes",
-                                  body={"body": _as_html(note), "private": True}, idempotent=False)
+                    self.http.call("POST", f"/tickets/{_ticket_number(ticket_id)}/notes",
+                                   body={"body": _as_html(signed(note)), "private": True}, replay_safe=False)
                 except ConnectorError as err:
                     log.warning("ticket %s: updated, but its internal note failed: %s", ticket_id, err)
         return results
 
     def wait_for_job(self, job_id: str, wait_seconds: float = 60) -> dict[str, Any]:
         """Poll the bulk job (1 s, 2 s, 4 s, ... apart) until it finishes."""
-        waited, pause = 0.0, 1.0
-        while True:
-            job = self.job_status(job_id)
-            if str(job.get("status")).lower() in _JOB_DONE:
-                return job
-            if waited >= wait_seconds:
-                raise TransientError(
-                    f"Freshdesk job {job_id} still {job.get('status')!r} after {waited:g}s; "
-                    "its tickets are checked again later"
-                )
-            self.sleep(pause)
-            waited += pause
-            pause = min(pause * 2, 10.0)
+        return self.http.poll(lambda: self.job_status(job_id),
+                              lambda job: str(job.get("status")).lower() in _JOB_DONE,
+                              f"job {job_id}", wait_seconds)
 
     def job_status(self, job_id: str) -> dict[str, Any]:
         """The bulk job's state as Freshdesk reports it (`status`, `progress`, …)."""
@@ -377,17 +491,17 @@ class FreshdeskConnector:
             out["status"] = self._status_id(status)
         if group:
             if group not in self.group_ids:
-                raise ConnectorError(
-                    f"group {group!r} has no Freshdesk group id: add it to group_ids "
-                    "(FRESHDESK_GROUP_IDS)"
+                raise ConfigurationError(
+                    f"group {group!r} has no Freshdesk group id: add it under helpdesk: freshdesk: "
+                    "groups: in the rule files"
                 )
             out["group_id"] = self.group_ids[group]
         if fields:
             unknown = sorted(name for name in fields if name not in self.field_names)
             if unknown:
-                raise ConnectorError(
-                    f"field(s) {', '.join(unknown)} have no Freshdesk custom field: add them to "
-                    "field_names (FRESHDESK_FIELD_NAMES), e.g. {\"plan\": \"cf_plan\"}"
+                raise ConfigurationError(
+                    f"field(s) {', '.join(unknown)} have no Freshdesk custom field: add them under "
+                    "helpdesk: freshdesk: fields: in the rule files, e.g. plan: cf_plan"
                 )
             out["custom_fields"] = {self.field_names[name]: value for name, value in fields.items()}
         return out
@@ -400,83 +514,15 @@ class FreshdeskConnector:
             return custom[0]
         if status in DEFAULT_WAITING_IDS:
             return DEFAULT_WAITING_IDS[status]
-        raise ConnectorError(
-            f"status {status!r} has no Freshdesk status: map a custom status id to it in "
-            f"status_map (FRESHDESK_STATUS_MAP), e.g. {{\"6\": \"{status}\"}}"
+        raise ConfigurationError(
+            f"status {status!r} has no Freshdesk status: map a custom status id to it under "
+            f"helpdesk: freshdesk: statuses: in the rule files, e.g. 8: {status}"
         )
 
     # -- HTTP ------------------------------------------------------------------
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        return _decode(self._request(method, path, **kwargs), f"{method} {path}")
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        body: Any = None,
-        idempotent: bool = True,
-    ) -> requests.Response:
-        what = f"Freshdesk {method} {path}"
-        attempt = 0
-        while True:
-            attempt += 1
-            last = attempt >= self.max_attempts
-            self._pace()
-            try:
-                response = self.session.request(
-                    method, self.base_url + path, params=params, json=body, timeout=self.timeout
-                )
-            except requests.ConnectTimeout as err:  # nothing was sent: always safe to retry
-                if last:
-                    raise TransientError(f"{what}: connect timed out ({attempt} tries)") from err
-            except (requests.Timeout, requests.ConnectionError) as err:
-                if last or not idempotent:
-                    raise TransientError(f"{what}: {type(err).__name__} ({attempt} tries)") from err
-            except requests.RequestException as err:
-                raise ConnectorError(f"{what} failed: {type(err).__name__}: {err}") from err
-            else:
-                self._note_rate_limit(response)
-                code = response.status_code
-                log.debug("%s -> %s (try %s)", what, code, attempt)
-                if code < 400:
-                    return response
-                if code == 429:
-                    wait = _retry_after(response, self._backoff(attempt))
-                    if last:
-                        raise RateLimitedError(
-                            f"{what}: rate limited {attempt} times; retry after {wait:g}s", wait)
-                    log.warning("%s: rate limited, waiting %gs", what, wait)
-                    self.sleep(wait)
-                    self.rate_limit_remaining = None  # the window has turned over
-                    continue
-                if code < 500:
-                    raise _client_error(what, response)
-                if last or not idempotent:
-                    raise TransientError(f"{what} returned {code} ({attempt} tries): "
-                                         f"{_describe(response)}")
-            self.sleep(self._backoff(attempt))
-
-    def _backoff(self, attempt: int) -> float:
-        return self.backoff_base * 2 ** (attempt - 1)
-
-    def _note_rate_limit(self, response: requests.Response) -> None:
-        value = response.headers.get("X-RateLimit-Remaining")
-        try:
-            self.rate_limit_remaining = int(value) if value is not None else None
-        except ValueError:
-            self.rate_limit_remaining = None
-
-    def _pace(self) -> None:
-        # Spread what is left of the per-minute budget over the rest of the
-        # minute instead of running into a 429.
-        remaining = self.rate_limit_remaining
-        if remaining is not None and remaining <= self.rate_limit_floor:
-            pause = RATE_WINDOW_SECONDS / (max(remaining, 0) + 1)
-            log.info("Freshdesk rate limit low (%s left): pausing %.1fs", remaining, pause)
-            self.sleep(pause)
+        return self.http.json(method, path, **kwargs)
 
 
 def _job_results(ids: list[str], job: Mapping[str, Any]) -> dict[str, str | None]:
@@ -498,14 +544,17 @@ def _checked_status_map(status_map: Mapping[Any, str]) -> dict[int, str]:
         try:
             sid = int(key)
         except (TypeError, ValueError) as err:
-            raise ConnectorError(f"status_map key {key!r} is not a Freshdesk status id") from err
+            raise ConfigurationError(
+                f"helpdesk: freshdesk: statuses: key {key!r} is not a Freshdesk status id") from err
         if sid < FIRST_CUSTOM_STATUS:
-            raise ConnectorError(
-                f"status_map maps {sid}, a built-in Freshdesk status; only custom statuses "
+            raise ConfigurationError(
+                f"helpdesk: freshdesk: statuses: maps {sid}, a built-in Freshdesk status; only custom "
+                "statuses "
                 f"({FIRST_CUSTOM_STATUS} and up) can be mapped"
             )
         if name not in STATUSES:
-            raise ConnectorError(f"status_map maps {sid} to {name!r}; use one of {list(STATUSES)}")
+            raise ConfigurationError(
+                f"helpdesk: freshdesk: statuses: maps {sid} to {name!r}; use one of {list(STATUSES)}")
         checked[sid] = name
     return checked
 
@@ -531,22 +580,10 @@ def _as_html(text: str) -> str:
     return html.escape(text).replace("\r\n", "\n").replace("\n", "<br>")
 
 
-def _decode(response: requests.Response, what: str) -> Any:
-    try:
-        return response.json()
-    except ValueError as err:
-        raise ConnectorError(f"Freshdesk {what} returned a body that is not JSON") from err
-
-
-def _retry_after(response: requests.Response, default: float) -> float:
-    try:
-        return max(float(response.headers["Retry-After"]), 0.0)
-    except (KeyError, ValueError):
-        return default
-
-
-def _describe(response: requests.Response) -> str:
+def _describe(response: requests.Response | None) -> str:
     """Freshdesk's own words: `description` and each `errors[]` field/message/code."""
+    if response is None:
+        return "no response"
     try:
         data = response.json()
     except ValueError:
@@ -558,31 +595,3 @@ def _describe(response: requests.Response) -> str:
         if isinstance(error, dict):
             parts.append(f"{error.get('field') or '-'}: {error.get('message')} [{error.get('code')}]")
     return "; ".join(part for part in parts if part) or "no details"
-
-
-def _client_error(what: str, response: requests.Response) -> ConnectorError:
-    code = response.status_code
-    if code == 404:
-        return NotFoundError(f"{what}: not found (deleted, merged or never existed)")
-    if code == 409:
-        return ConflictError(f"{what}: conflict: {_describe(response)}")
-    if code == 401:
-        return ConnectorError(
-            f"{what}: the API key was refused: check FRESHDESK_API_KEY and FRESHDESK_DOMAIN"
-        )
-    if code == 403:
-        return ConnectorError(f"{what}: the API key's agent may not do this: {_describe(response)}")
-    return ConnectorError(f"{what} returned {code}: {_describe(response)}")
-
-
-def _env_map(settings: Mapping[str, str], name: str, kind: type) -> dict[str, Any]:
-    text = settings.get(name, "").strip()
-    if not text:
-        return {}
-    try:
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError("not an object")
-        return {str(key): kind(value) for key, value in data.items()}
-    except (ValueError, TypeError) as err:
-        raise ConnectorError(f"{name} must be a JSON object of {kind.__name__} values: {err}") from err

@@ -1,0 +1,148 @@
+"""Zendesk tickets, audits and sideloaded users mapped to the engine's Ticket."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from connectors.base import is_signed
+from connectors.fields import (
+    CHECKBOX,
+    DATE,
+    DECIMAL,
+    DROPDOWN,
+    INTEGER,
+    MULTISELECT,
+    TEXT,
+    FieldType,
+)
+from engine.ticket import Event, Ticket, to_epoch
+
+# Zendesk calls the engine's on_hold "hold"; every other status has the same name.
+_FROM_ZENDESK_STATUS = {"hold": "on_hold"}
+# Audits of triggers, automations and other system changes name author -1.
+# https://developer.zendesk.com/api-reference/ticketing/tickets/ticket_audits/
+SYSTEM_USER_ID = -1
+# User roles: https://developer.zendesk.com/api-reference/ticketing/users/users/#json-format
+_ROLE_AUTHORS = {"end-user": "customer", "agent": "agent", "admin": "agent"}
+# Ticket field types: https://developer.zendesk.com/api-reference/ticketing/tickets/ticket_fields/
+_FIELD_KINDS = {
+    "tagger": DROPDOWN, "multiselect": MULTISELECT, "checkbox": CHECKBOX, "date": DATE,
+    "integer": INTEGER, "decimal": DECIMAL,
+}
+
+
+def field_types_from_zendesk(fields: Iterable[Mapping[str, Any]]) -> dict[int, FieldType]:
+    """Field id -> FieldType from GET /api/v2/ticket_fields: a dropdown's options map each
+    option's tag (`value`) to its title (`name`)."""
+    out: dict[int, FieldType] = {}
+    for item in fields:
+        if not isinstance(item.get("id"), int):
+            continue
+        options = {
+            str(option["value"]): str(option.get("name") or option.get("raw_name") or option["value"])
+            for option in item.get("custom_field_options") or [] if option.get("value") is not None
+        }
+        out[item["id"]] = FieldType(_FIELD_KINDS.get(str(item.get("type")), TEXT), options)
+    return out
+
+
+def ticket_from_zendesk(
+    ticket: Mapping[str, Any],
+    audits: Iterable[Mapping[str, Any]],
+    users: Mapping[int, Mapping[str, Any]],
+    *,
+    field_names: Mapping[int, str],
+    group_names: Mapping[int, str],
+    field_types: Mapping[int, FieldType] | None = None,
+    custom_statuses: Mapping[int, Mapping[str, Any]] | None = None,
+    status_aliases: Mapping[str, str] | None = None,
+) -> Ticket:
+    """The engine's Ticket from a Zendesk ticket, its audits and their sideloaded users.
+
+    A comment's author is what its user's role says: `end-user` is the
+    customer, `agent` and `admin` (any agent role) an agent. The system user
+    (author -1, triggers and automations) is "system"; a deleted user
+    (`active: false`) or one missing from the sideload is "unknown". An agent
+    comment that carries the bot's signature is marked `bot`.
+    `field_types` (by field id, from ticket_fields) types the custom field values.
+
+    With custom statuses (`custom_statuses` by id, from GET custom_statuses), a
+    ticket's status is its custom status's agent label when `status_aliases`
+    names that label (the engine maps it), else the engine status of its
+    category (`hold` -> on_hold), so two custom statuses of one category can be
+    told apart by an alias and every other one still works.
+    """
+    types = field_types or {}
+    statuses = custom_statuses or {}
+    aliases = status_aliases or {}
+
+    def status_of(category: Any, custom_id: Any) -> str:
+        custom = statuses.get(custom_id) if custom_id is not None else None
+        if custom is not None:
+            label = custom.get("agent_label")
+            if label in aliases:
+                return str(label)
+            category = custom.get("status_category") or category
+        return _engine_status(category)
+
+    def author(user_id: Any) -> str:
+        if user_id is None or user_id == SYSTEM_USER_ID:
+            return "system"
+        user = users.get(user_id)
+        if user is None or user.get("active") is False:
+            return "unknown"
+        return _ROLE_AUTHORS.get(str(user.get("role")), "unknown")
+
+    timeline = sorted(((_epoch(audit["created_at"]), audit) for audit in audits), key=lambda p: p[0])
+    events: list[Event] = []
+    for at, audit in timeline:
+        changes = audit.get("events") or []
+        # Accounts with custom statuses record a custom_status_id change beside the status one.
+        custom_changes = [e for e in changes if e.get("type") in ("Create", "Change")
+                          and e.get("field_name") == "custom_status_id" and _int(e.get("value")) in statuses]
+        for event in changes:
+            kind = event.get("type")
+            if kind == "Comment":
+                who = author(event.get("author_id", audit.get("author_id")))
+                public = bool(event.get("public", True))
+                bot = who == "agent" and is_signed(event.get("plain_body") or event.get("body"))
+                events.append(Event(at=at, type="comment", author=who, public=public, bot=bot))
+            elif kind in ("Create", "Change") and event.get("field_name") == "status" and not custom_changes:
+                events.append(Event(at=at, type="status", status=_engine_status(event.get("value"))))
+            elif event in custom_changes:
+                events.append(Event(at=at, type="status", status=status_of(None, _int(event.get("value")))))
+    fields = {
+        field_names[item["id"]]: types.get(item["id"], FieldType()).read(item.get("value"))
+        for item in ticket.get("custom_fields") or []
+        if item.get("id") in field_names
+    }
+    return Ticket(
+        id=str(ticket["id"]),
+        status=status_of(ticket["status"], ticket.get("custom_status_id")),
+        created_at=_epoch(ticket["created_at"]),
+        priority=ticket.get("priority"),
+        subject=ticket.get("subject") or "",
+        description=ticket.get("description") or "",
+        tags=frozenset(ticket.get("tags") or ()),
+        fields=fields,
+        events=tuple(events),
+        group=group_names.get(ticket.get("group_id")),
+    )
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _engine_status(value: Any) -> str:
+    return _FROM_ZENDESK_STATUS.get(str(value), str(value))
+
+
+def _epoch(value: str) -> int:
+    """UTC epoch seconds of a Zendesk timestamp ("2024-03-01T09:30:00Z")."""
+    return to_epoch(datetime.fromisoformat(value))
