@@ -6,7 +6,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from connectors.base import ConnectorError, Helpdesk, RateLimitedError
 from engine.ticket import to_epoch
@@ -23,6 +23,9 @@ ZENDESK_CURSOR = "incremental_tickets"
 ZENDESK_REQUESTS = "incremental_requests"  # when the last export requests were made
 FRESHDESK_CURSOR = "updated_since"
 REASON = "reconcile"
+# How far behind a request's instant Zendesk's export cursor may lag (it leaves
+# out the last minute); a parked ticket revived must have been parked before that.
+CURSOR_LAG_SECONDS = 120
 
 
 @dataclass
@@ -105,6 +108,14 @@ class Reconciler:
         # Zendesk refuses a start_time within the last minute.
         start_time = to_epoch(self.clock()) - max(self.lookback_seconds, 60)
         recent = self._recent_requests(source)
+        # Tickets listed changed after the cursor's instant: one parked before
+        # it changed after it was parked, so it gets another go.
+        if cursor is None:
+            revive_before: datetime | None = datetime.fromtimestamp(start_time, UTC)
+        elif recent:
+            revive_before = datetime.fromtimestamp(max(recent) - CURSOR_LAG_SECONDS, UTC)
+        else:
+            revive_before = None
         while True:
             now = self.clock()
             window = to_epoch(now) - 60
@@ -126,7 +137,8 @@ class Reconciler:
                 break
             report.requests += 1
             report.seen += len(ids)
-            report.queued += self.store.request_sync(source, ids, now, REASON)
+            report.queued += self.store.request_sync(source, ids, now, REASON,
+                                                     revive_dead_before=revive_before)
             if cursor:
                 self.store.set_cursor(source, ZENDESK_CURSOR, cursor, now)
             if end:
@@ -161,7 +173,8 @@ class Reconciler:
             report.error = str(err)
             return report
         report.requests, report.seen, report.caught_up = 1, len(ids), True
-        report.queued = self.store.request_sync(source, ids, self.clock(), REASON)
+        # Listed tickets changed after `since`; one parked before then changed since it was parked.
+        report.queued = self.store.request_sync(source, ids, self.clock(), REASON, revive_dead_before=since)
         nxt = started - timedelta(seconds=self.overlap_seconds)
         self.store.set_cursor(source, FRESHDESK_CURSOR, max(nxt, since).isoformat(), self.clock())
         return report

@@ -26,8 +26,10 @@ from engine.rulefile import RuleFileError
 from engine.ruleset import RuleSet
 from engine.ticket import to_epoch
 from jobs.budget import OverBudget, WriteBudget
+from jobs.quietlog import RateLimitedLog
 from jobs.runtime import resolve_helpdesk
 from store import Claim, Store
+from store.core import DEFAULT_LEASE_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +111,7 @@ class Worker:
         clock: Callable[[], datetime] = utc_now,
         worker_id: str | None = None,
         max_attempts: int = 8,
-        lease_seconds: int = 300,
+        lease_seconds: int = DEFAULT_LEASE_SECONDS,
         backoff_base: float = 30.0,
         budget: WriteBudget | None = None,
     ) -> None:
@@ -125,6 +127,27 @@ class Worker:
         self.backoff_base = backoff_base
         # Shared with every process on this database; None writes without a budget.
         self.budget = budget
+        # Claims taken and not yet finished, whose leases renew_leases() extends.
+        self._held: dict[str, Claim] = {}
+        self._held_lock = threading.Lock()
+
+    def renew_leases(self) -> int:
+        """Extend the leases of every claim still in hand (run_forever does it in a thread)."""
+        with self._held_lock:
+            claims = list(self._held.values())
+        if not claims:
+            return 0
+        return self.store.renew(claims, self.clock(), self.lease_seconds)
+
+    def _renew_while(self, stop: threading.Event) -> None:
+        # Three renewals per lease: a slow database round trip or one failed
+        # renewal still leaves the lease in force.
+        interval = max(1.0, self.lease_seconds / 3)
+        while not stop.wait(interval):
+            try:
+                self.renew_leases()
+            except Exception as err:  # the database is down: the leases lapse, nothing is lost
+                log.warning("could not renew %d lease(s): %s", len(self._held), type(err).__name__)
 
     def run_once(self, limit: int = 10) -> list[Outcome]:
         """Claim up to `limit` tickets and process each; returns what happened.
@@ -137,15 +160,47 @@ class Worker:
             log.warning("no rules loaded, not processing: %s", err)
             return []
         claims = self.store.claim(self.worker_id, self.clock(), limit=limit, lease_seconds=self.lease_seconds)
-        return [self.process(claim, rules) for claim in claims]
+        with self._held_lock:
+            self._held.update((claim.token, claim) for claim in claims)
+        outcomes = []
+        try:
+            for claim in claims:
+                outcomes.append(self.process(claim, rules))
+                with self._held_lock:
+                    self._held.pop(claim.token, None)
+        finally:
+            # A failure that escaped process() (the database went away while
+            # finishing a claim): hand back what is left, so that it does not
+            # wait for its lease to run out.
+            with self._held_lock:
+                left = [self._held.pop(claim.token) for claim in claims if claim.token in self._held]
+            for claim in left:
+                try:
+                    self.store.release(claim, self.clock())
+                except Exception as err:
+                    log.warning("%s ticket %s: not released (%s); its lease lapses in %ds",
+                                claim.source, claim.ticket_id, type(err).__name__, self.lease_seconds)
+        return outcomes
 
     def run_forever(self, stop: threading.Event, idle_seconds: float = 0.5, limit: int = 10) -> None:
-        log.info("worker %s started", self.worker_id)
+        log.info("worker %s started (leases of %ds, renewed while working)", self.worker_id,
+                 self.lease_seconds)
+        renewing = threading.Event()
+        threading.Thread(target=self._renew_while, args=(renewing,), name="lease-renewal",
+                         daemon=True).start()
+        try:
+            self._loop(stop, idle_seconds, limit)
+        finally:
+            renewing.set()
+
+    def _loop(self, stop: threading.Event, idle_seconds: float, limit: int) -> None:
         while not stop.is_set():
             try:
                 busy = bool(self.run_once(limit))
-            except Exception:
-                log.exception("worker loop error; retrying")
+            except Exception as err:
+                # One line per kind of failure per minute: a database outage is not 400 tracebacks.
+                _LOOP_ERRORS.warning(type(err).__name__, "worker loop error (%s: %s); retrying",
+                                     type(err).__name__, _first_line(err))
                 busy = False
             if not busy:
                 stop.wait(idle_seconds if self._rules_ok() else 5 * idle_seconds)
@@ -162,6 +217,8 @@ class Worker:
             outcome.error = str(err)
             self.store.complete(claim, self.clock())
         except RateLimitedError as err:
+            # Not a failure: the helpdesk asked us to wait. The attempt does not
+            # count towards the dead-letter limit, nor reset the backoff.
             outcome.error = str(err)
             log.warning(
                 "%s ticket %s: rate limited, retrying in %.0fs",
@@ -169,7 +226,7 @@ class Worker:
                 claim.ticket_id,
                 err.retry_after,
             )
-            self.store.retry(claim, self.clock(), str(err), err.retry_after)
+            self.store.retry(claim, self.clock(), str(err), err.retry_after, count_attempt=False)
         except OverBudget as err:
             # Deferred, not failed: the attempt does not count towards the dead-letter limit.
             outcome.error = str(err)
@@ -282,6 +339,13 @@ class Worker:
         self.store.complete(claim, now)
 
 
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [""])[0][:300]
+
+
+_LOOP_ERRORS = RateLimitedLog(log, interval_seconds=60)
+
+
 def _writes(helpdesk: Helpdesk, changes: TicketChanges) -> int:
     """Ticket updates `apply` will make (the connector knows; one if it does not say)."""
     count = getattr(helpdesk, "writes_for", None)
@@ -325,7 +389,8 @@ def main() -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     worker = Worker(store, ConnectorCache(settings), lambda: holder.rules,
-                    max_attempts=settings.worker_max_attempts, budget=budget)
+                    max_attempts=settings.worker_max_attempts, budget=budget,
+                    lease_seconds=settings.worker_lease_seconds)
 
     def reload_rules() -> None:
         while not stop.wait(5):

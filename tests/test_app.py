@@ -159,6 +159,7 @@ def test_healthz_writes_datetime_instants_as_iso(store, monkeypatch):
 def test_settings_come_from_the_environment_when_not_given(store, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # no stray .env
     monkeypatch.setenv("HELPDESK", "freshdesk")
+    monkeypatch.setenv("HELPDESK_SANDBOX", "1")
     for name in ("FRESHDESK_DOMAIN", "FRESHDESK_API_KEY", "FRESHDESK_WEBHOOK_SECRET"):
         monkeypatch.delenv(name, raising=False)
     app = create_app({"TESTING": True, "STORE": store})
