@@ -310,12 +310,17 @@ def test_customer_comment_is_marked_customer():
 # -- trigger bodies: dedupe by invocation id, else by body hash ----------------------------
 
 
-def test_trigger_body_dedupes_on_the_invocation_id(client, store):
+def test_trigger_body_dedupes_on_what_is_signed_not_the_invocation_id(client, store):
     body = raw("trigger_body.json")
     first = {**signed(body), INVOCATION_HEADER: "01HZX4K2W9INVOCATION"}
     assert post(client, body, first).get_json() == {"status": "queued"}
     assert post(client, body, first).get_json() == {"status": "duplicate"}
-    second = {**signed(body), INVOCATION_HEADER: "01HZX4K2W9OTHER"}
+    # A replay within the window with a new (unsigned) invocation id is the same delivery.
+    for n in range(20):
+        replay = {**signed(body), INVOCATION_HEADER: f"01HZX4K2W9REPLAY{n}"}
+        assert post(client, body, replay).get_json() == {"status": "duplicate"}
+    # A new firing is signed anew.
+    second = {**signed(body, at=NOW + timedelta(seconds=5)), INVOCATION_HEADER: "01HZX4K2W9OTHER"}
     assert post(client, body, second).get_json() == {"status": "queued"}
     (claim,) = queued(store)
     assert [p["event_type"] for p in claim.payloads] == ["trigger", "trigger"]
