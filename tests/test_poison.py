@@ -21,7 +21,6 @@ from tests.test_app import (
     down_store,
     install_rules,
     make_app,
-    queued,
     settings_for,
 )
 
@@ -161,8 +160,8 @@ def test_a_ticket_id_too_long_to_store_is_a_400(apps, store, caplog):
 
 
 @SQLITE_ONLY
-@pytest.mark.parametrize("timestamp", ["２０２６-11-20T15:30:00Z", "٢٠٢٦-١١-٢٠T15:30:00Z", "2026-11-20T15:30:00Z\x00",
-                                       "9999-99-99T99:99:99Z", "1" * 5000])
+@pytest.mark.parametrize("timestamp", ["２０２６-11-20T15:30:00Z", "٢٠٢٦-١١-٢٠T15:30:00Z",
+                                       "2026-11-20T15:30:00Z\x00", "9999-99-99T99:99:99Z", "1" * 5000])
 def test_odd_timestamp_headers_are_401(apps, store, timestamp):
     body = json.dumps(zendesk_with()).encode()
     # A WSGI server hands header bytes over as latin-1 text.
