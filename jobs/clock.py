@@ -18,6 +18,7 @@ from config import ConfigError, Settings, positive_int
 from connectors.base import Helpdesk
 from engine.rulefile import RuleFileError
 from jobs.budget import WriteBudget
+from jobs.quietlog import RateLimitedLog
 from jobs.reconcile import Reconciler
 from jobs.runtime import ConnectorCache, RulesHolder, build_connector
 from jobs.sweeps import Sweeper
@@ -121,12 +122,20 @@ def _helpdesk(settings: Settings, connectors: ConnectorCache, holder: RulesHolde
     return get
 
 
+# One line per job and kind of failure per interval (with a count), not a
+# traceback every sweep while the database or the helpdesk is down.
+_FAILURES = RateLimitedLog(log, interval_seconds=300)
+
+
 def _logged(name: str, run: Callable[[], object]) -> Callable[[], None]:
     def job() -> None:
         try:
             report = run()
-        except Exception:  # keep the schedule alive; the next run tries again
-            log.exception("%s failed", name)
+        except Exception as err:  # keep the schedule alive; the next run tries again
+            first = (str(err).strip().splitlines() or [""])[0][:300]
+            _FAILURES.error(f"{name}:{type(err).__name__}", "%s failed: %s: %s", name,
+                            type(err).__name__, first)
+            log.debug("%s failed", name, exc_info=True)
             return
         skipped = getattr(report, "skipped", None)
         if skipped:

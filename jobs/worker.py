@@ -201,6 +201,7 @@ class Worker:
                 # One line per kind of failure per minute: a database outage is not 400 tracebacks.
                 _LOOP_ERRORS.warning(type(err).__name__, "worker loop error (%s: %s); retrying",
                                      type(err).__name__, _first_line(err))
+                log.debug("worker loop error", exc_info=True)
                 busy = False
             if not busy:
                 stop.wait(idle_seconds if self._rules_ok() else 5 * idle_seconds)
@@ -237,7 +238,11 @@ class Worker:
             self._fail(claim, str(err))
         except Exception as err:  # a bug or bad data must not stop the worker: record it
             outcome.error = f"{type(err).__name__}: {err}"
-            log.exception("%s ticket %s: unexpected error", claim.source, claim.ticket_id)
+            # One line per kind of error per minute (a database outage fails every
+            # ticket alike); the traceback at debug level.
+            _LOOP_ERRORS.error(f"ticket:{type(err).__name__}", "%s ticket %s: unexpected error: %s: %s",
+                               claim.source, claim.ticket_id, type(err).__name__, _first_line(err))
+            log.debug("%s ticket %s: unexpected error", claim.source, claim.ticket_id, exc_info=True)
             self._fail(claim, outcome.error)
         return outcome
 

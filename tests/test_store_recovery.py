@@ -212,3 +212,24 @@ def test_reconciliation_queues_a_parked_ticket_after_a_human_edit(database_url):
             assert not row(store, ticket).dead and row(store, ticket).attempts == 0
         finally:
             store.engine.dispose()
+
+
+def test_a_database_outage_in_the_worker_loop_logs_one_line(store, monkeypatch, caplog):
+    import logging
+
+    def down(*args, **kwargs):
+        raise sa.exc.OperationalError("SELECT", {}, Exception("could not connect to server"))
+
+    monkeypatch.setattr(store, "claim", down)
+    w = worker(store, FailingHelpdesk(TransientError("x")), Clock())
+    monkeypatch.setattr(w, "_rules_ok", lambda: True)
+    stop = threading.Event()
+    calls = []
+    monkeypatch.setattr(w, "run_once", lambda limit=10: calls.append(1) or down())
+    timer = threading.Timer(0.5, stop.set)
+    timer.start()
+    with caplog.at_level(logging.DEBUG, logger="jobs.worker"):
+        w.run_forever(stop, idle_seconds=0.01)
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING and "loop error" in r.getMessage()]
+    assert len(calls) > 10 and len(errors) == 1
+    assert not any(r.exc_info for r in caplog.records if r.levelno >= logging.INFO)
