@@ -4,9 +4,16 @@ Threads, not one process per request: a slow or stalled client holds one
 thread for at most WEB_READ_TIMEOUT_SECONDS, never the whole intake. Put a
 buffering reverse proxy in front all the same (docs/deployment.md).
 https://docs.gunicorn.org/en/stable/settings.html
+Variables: HOST, PORT, WEB_CONCURRENCY, WEB_THREADS, WEB_READ_TIMEOUT_SECONDS (.env.example).
 """
 
 import os
+
+from dotenv import load_dotenv
+
+# .env fills the gaps of the environment here too (real variables win), as it
+# does for the app's settings (config.load_settings).
+load_dotenv(".env", override=False)
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104
 # Processes x threads serve requests at once; webhooks are short (one INSERT).

@@ -9,7 +9,6 @@ helpdesk's credentials must be set.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import logging
 import signal
@@ -22,7 +21,7 @@ from urllib.parse import urlsplit
 import requests
 
 from config import Settings
-from jobs.budget import WriteBudget
+from jobs.budget import BudgetLimits, WriteBudget
 from jobs.runtime import ConnectorCache, RulesHolder, build_store, process_settings
 from jobs.worker import Worker
 
@@ -80,11 +79,12 @@ class Service:
         if self.settings.sandbox:
             self._start_sandbox(serve_in_thread)
         connectors = ConnectorCache(self.settings)
-        budget = WriteBudget.from_env(self.store)
+        budget = WriteBudget(self.store, BudgetLimits.from_settings(self.settings))
         for n in range(self.workers):
             worker = Worker(
                 self.store, connectors, self._rules, budget=budget,
                 worker_id=f"embedded-{n}", max_attempts=self.settings.worker_max_attempts,
+                lease_seconds=self.settings.worker_lease_seconds,
             )
             thread = threading.Thread(
                 target=worker.run_forever, args=(self.stop_event,), name=f"worker-{n}", daemon=True
@@ -127,7 +127,7 @@ class Service:
         )
         base, stop = serve_in_thread(self.sandbox, api.hostname or "127.0.0.1", port or 0)
         self._stops.append(stop)
-        self.settings = dataclasses.replace(self.settings, **{key: base})
+        self.settings = self.settings.model_copy(update={key: base})
         log.info("no %s credentials set: using the local sandbox at %s", helpdesk, base)
 
     def close(self) -> None:

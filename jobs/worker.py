@@ -379,7 +379,7 @@ def main() -> int:
     import sys
 
     from config import ConfigError
-    from jobs.budget import WriteBudget
+    from jobs.budget import BudgetLimits, WriteBudget
     from jobs.runtime import ConnectorCache, RulesHolder, build_store, process_settings
 
     settings = process_settings()
@@ -389,7 +389,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         store = build_store(settings)
-        budget = WriteBudget.from_env(store)
+        budget = WriteBudget(store, BudgetLimits.from_settings(settings))
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -272,3 +272,30 @@ def test_dotenv_fills_the_process_environment(tmp_path, monkeypatch):
     assert os.environ["SWEEP_INTERVAL_SECONDS"] == "45"
     assert os.environ["WRITE_BUDGET_PER_MINUTE"] == "70"
     monkeypatch.delenv("SWEEP_INTERVAL_SECONDS")
+
+
+def test_one_settings_object_carries_every_process_setting():
+    from pydantic_settings import BaseSettings
+
+    from jobs.budget import BudgetLimits
+    from jobs.clock import ClockConfig
+
+    settings = load({**ZENDESK, "SWEEP_INTERVAL_SECONDS": "20", "RECONCILE_INTERVAL_SECONDS": "240",
+                     "WRITE_BUDGET_PER_MINUTE": "40", "WRITE_BUDGET_PER_TICKET": "5", "SWEEP_LIMIT": "50"})
+    assert isinstance(settings, BaseSettings)
+    assert ClockConfig.from_settings(settings) == ClockConfig(20, 240, 10, 3600, 50, 14)
+    assert BudgetLimits.from_settings(settings) == BudgetLimits(40, 5, 600)
+    with pytest.raises(ConfigError) as raised:
+        load({**ZENDESK, "WRITE_BUDGET_PER_MINUTE": "tok_secret_value"})
+    assert str(raised.value) == "WRITE_BUDGET_PER_MINUTE must be a whole number >= 1"
+
+
+def test_settings_read_the_process_environment_natively(monkeypatch, tmp_path):
+    from config import Settings
+
+    monkeypatch.chdir(tmp_path)
+    for name, value in {**ZENDESK, "SWEEP_LIMIT": "9"}.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert (settings.zendesk_subdomain, settings.sweep_limit, settings.sandbox) == ("acme", 9, False)
+    assert settings.model_copy(update={"zendesk_api_url": "http://x"}).zendesk_api_url == "http://x"
