@@ -130,6 +130,9 @@ class Worker:
         # Claims taken and not yet finished, whose leases renew_leases() extends.
         self._held: dict[str, Claim] = {}
         self._held_lock = threading.Lock()
+        # One line per kind of failure per minute (with a count): a database
+        # outage fails every round and every ticket alike.
+        self._quiet = RateLimitedLog(log, interval_seconds=60)
 
     def renew_leases(self) -> int:
         """Extend the leases of every claim still in hand (run_forever does it in a thread)."""
@@ -199,7 +202,7 @@ class Worker:
                 busy = bool(self.run_once(limit))
             except Exception as err:
                 # One line per kind of failure per minute: a database outage is not 400 tracebacks.
-                _LOOP_ERRORS.warning(type(err).__name__, "worker loop error (%s: %s); retrying",
+                self._quiet.warning(type(err).__name__, "worker loop error (%s: %s); retrying",
                                      type(err).__name__, _first_line(err))
                 log.debug("worker loop error", exc_info=True)
                 busy = False
@@ -240,7 +243,7 @@ class Worker:
             outcome.error = f"{type(err).__name__}: {err}"
             # One line per kind of error per minute (a database outage fails every
             # ticket alike); the traceback at debug level.
-            _LOOP_ERRORS.error(f"ticket:{type(err).__name__}", "%s ticket %s: unexpected error: %s: %s",
+            self._quiet.error(f"ticket:{type(err).__name__}", "%s ticket %s: unexpected error: %s: %s",
                                claim.source, claim.ticket_id, type(err).__name__, _first_line(err))
             log.debug("%s ticket %s: unexpected error", claim.source, claim.ticket_id, exc_info=True)
             self._fail(claim, outcome.error)
@@ -347,8 +350,6 @@ class Worker:
 def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [""])[0][:300]
 
-
-_LOOP_ERRORS = RateLimitedLog(log, interval_seconds=60)
 
 
 def _writes(helpdesk: Helpdesk, changes: TicketChanges) -> int:
