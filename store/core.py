@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from jobs.quietlog import RateLimitedLog
 from store import coordination, queue
 from store import migrate as migrations
 from store.coordination import BudgetGrant
@@ -80,6 +81,8 @@ class Store:
 
     def __init__(self, url: str | None = None, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
         self.engine: sa.Engine = create_store_engine(url or DEFAULT_DATABASE_URL, timeout_seconds)
+        # /healthz is probed every few seconds: one line per minute while the database is down.
+        self._health_log = RateLimitedLog(log, interval_seconds=60)
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -556,7 +559,8 @@ class Store:
                     .limit(1)
                 ).first()
         except Exception as err:  # health must answer even when the database does not
-            log.warning("Database health check failed: %s", type(err).__name__)
+            self._health_log.warning(type(err).__name__, "Database health check failed: %s",
+                                     type(err).__name__)
             return {
                 "database": f"error: {type(err).__name__}",
                 "backlog": None,

@@ -254,8 +254,11 @@ def test_a_database_outage_logs_one_line_per_interval_with_a_count(monkeypatch, 
     for n in range(30):
         body = json.dumps(zendesk_with(id=f"outage-{n}")).encode()
         assert client.post("/webhooks/zendesk", data=body, headers=signed(body)).status_code == 503
+    for _ in range(10):
+        assert client.get("/healthz").status_code == 503
     lines = [r for r in caplog.records if r.name == "deskpilot.webhooks" and "not stored" in r.getMessage()]
     assert len(lines) == 1
+    assert len([r for r in caplog.records if "health check failed" in r.getMessage()]) == 1
     assert not any(record.exc_info for record in caplog.records)
 
 
