@@ -323,6 +323,7 @@ def claim(conn: Connection, worker_id: str, now: datetime, limit: int, lease_sec
         return []
 
     claims: dict[tuple[str, str], Claim] = {}
+    reclaimed: list[Any] = []
     for row in candidates:
         attempts = row.attempts
         changes: dict[str, Any] = {}
@@ -332,12 +333,7 @@ def claim(conn: Connection, worker_id: str, now: datetime, limit: int, lease_sec
             # crashes every worker still reaches the dead-letter limit.
             attempts += 1
             changes["last_error"] = f"lease held by {row.leased_by} expired"
-            log.warning(
-                "Reclaiming %s ticket %s: lease held by %s expired",
-                row.source,
-                row.ticket_id,
-                row.leased_by,
-            )
+            reclaimed.append(row)
         token = uuid.uuid4().hex
         conn.execute(
             sa.update(work)
@@ -360,6 +356,12 @@ def claim(conn: Connection, worker_id: str, now: datetime, limit: int, lease_sec
             token=token,
         )
 
+    if reclaimed:
+        # One line per claim, not per ticket: a killed worker leaves many.
+        holders = sorted({str(row.leased_by) for row in reclaimed})
+        shown = ", ".join(f"{row.source} {row.ticket_id}" for row in reclaimed[:5])
+        log.warning("Reclaiming %d ticket(s) whose lease expired (held by %s): %s%s", len(reclaimed),
+                    ", ".join(holders[:3]), shown, ", ..." if len(reclaimed) > 5 else "")
     events = conn.execute(
         sa.select(inbox.c.id, inbox.c.source, inbox.c.ticket_id, inbox.c.payload)
         .where(
