@@ -3,9 +3,10 @@
 gunicorn's threaded worker (gthread) keeps slow clients from holding the
 whole process, but a client that trickles its request byte by byte still
 holds one thread for as long as it likes. This worker bounds every read of a
-request (headers and body) by REQUEST_READ_TIMEOUT_SECONDS; a client that
-stalls longer is disconnected with one log line, and the thread serves the
-next webhook. gunicorn.conf.py selects it.
+request (headers and body) by WEB_READ_TIMEOUT_SECONDS; a client that stalls
+longer is disconnected with one log line, and the thread serves the next
+webhook. A client that trickles a byte at a time inside that bound is the
+front proxy's to cut off (docs/deployment.md). gunicorn.conf.py selects it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 from gunicorn.workers import gthread
 
 # Zendesk gives up on a delivery after 12 s; a real webhook arrives in milliseconds.
-DEFAULT_READ_TIMEOUT_SECONDS = 10.0
+DEFAULT_READ_TIMEOUT_SECONDS = 5.0
 
 
 def read_timeout(environ: dict[str, str] = os.environ) -> float:  # type: ignore[assignment]
@@ -48,7 +49,7 @@ class _SlowClientFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, TimeoutError):
-            record.msg = "slow client disconnected: no complete request within %.0fs"
+            record.msg = "slow client disconnected: its request stalled for %.0fs"
             record.args = (ReadTimeoutConn.read_timeout,)
             record.exc_info = None
             record.exc_text = None
