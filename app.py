@@ -58,6 +58,8 @@ _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(
                         r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?", re.ASCII)
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{20,200}={0,2}", re.ASCII)
 _SURROGATES = re.compile("[\ud800-\udfff]")
+# UTF-8 cannot carry a surrogate: only a JSON escape (\\ud800) can.
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 # How often the web process looks at the rule files again for /healthz.
 RULES_CHECK_SECONDS = 1.0
 
@@ -397,7 +399,11 @@ def _parse(raw: bytes) -> Any:
     """Strict JSON: UTF-8, no NaN/Infinity or out-of-range numbers, at most MAX_JSON_DEPTH deep."""
     try:
         text = raw.decode("utf-8")
-        return _clean(json.loads(text, parse_constant=_constant, parse_float=_finite))
+        body = json.loads(text, parse_constant=_constant, parse_float=_finite)
+        # The walk costs a copy of the body: only when it could find something.
+        if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH or _ESCAPED_SURROGATE.search(raw):
+            body = _clean(body)
+        return body
     except Rejected:
         raise
     except RecursionError:
