@@ -21,6 +21,11 @@ from sqlalchemy.pool import StaticPool
 DEFAULT_TIMEOUT_SECONDS = 5.0
 # Below the usual idle timeouts of proxies and PgBouncer.
 POSTGRES_POOL_RECYCLE_S = 1800
+# Connections a process keeps open, and may open beyond that under load: enough
+# for every thread of a web process (gunicorn.conf.py's WEB_THREADS, 16), so a
+# burst of webhooks never waits for a pooled connection.
+POOL_SIZE = 5
+POOL_MAX_OVERFLOW = 20
 T = TypeVar("T")
 
 _BEGIN_OPTION = "deskpilot_sqlite_begin"
@@ -95,6 +100,8 @@ def create_store_engine(url: str, timeout_seconds: float = DEFAULT_TIMEOUT_SECON
         return sa.create_engine(
             parsed,
             pool_recycle=POSTGRES_POOL_RECYCLE_S,
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_MAX_OVERFLOW,
             pool_timeout=timeout_seconds,
             connect_args=postgres_timeouts(timeout_seconds),
             json_serializer=_postgres_json,
@@ -128,7 +135,7 @@ def _sqlite_engine(url: URL, timeout_seconds: float) -> Engine:
         kwargs = {"poolclass": StaticPool,
                   "connect_args": {"check_same_thread": False, "timeout": timeout_seconds}}
     else:
-        kwargs["pool_timeout"] = timeout_seconds
+        kwargs.update(pool_timeout=timeout_seconds, pool_size=POOL_SIZE, max_overflow=POOL_MAX_OVERFLOW)
         folder = Path(database).expanduser().resolve().parent
         if not folder.is_dir():
             raise ValueError(

@@ -37,7 +37,8 @@ def web_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
            if not key.startswith(("ZENDESK_", "FRESHDESK_", "HELPDESK", "WEB_", "DATABASE_"))}
     env.update(HELPDESK="zendesk", HELPDESK_SANDBOX="1", DATABASE_URL=f"sqlite:///{tmp_path / 'web.db'}",
                RULES_PATH=str(ROOT / "rules"), HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="1",
-               PYTHONPATH=str(ROOT), LOG_LEVEL="INFO", **extra)
+               PYTHONPATH=str(ROOT), LOG_LEVEL="INFO")
+    env.update(extra)
     return env
 
 
