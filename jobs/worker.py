@@ -150,7 +150,8 @@ class Worker:
             try:
                 self.renew_leases()
             except Exception as err:  # the database is down: the leases lapse, nothing is lost
-                log.warning("could not renew %d lease(s): %s", len(self._held), type(err).__name__)
+                self._quiet.warning(f"renew:{type(err).__name__}", "could not renew %d lease(s): %s",
+                                    len(self._held), type(err).__name__)
 
     def run_once(self, limit: int = 10) -> list[Outcome]:
         """Claim up to `limit` tickets and process each; returns what happened.
@@ -349,7 +350,6 @@ class Worker:
 
 def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [""])[0][:300]
-
 
 
 def _writes(helpdesk: Helpdesk, changes: TicketChanges) -> int:
