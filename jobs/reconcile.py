@@ -174,7 +174,9 @@ class Reconciler:
             return report
         report.requests, report.seen, report.caught_up = 1, len(ids), True
         # Listed tickets changed after `since`; one parked before then changed since it was parked.
-        report.queued = self.store.request_sync(source, ids, self.clock(), REASON, revive_dead_before=since)
+        revive_before = since if since.tzinfo is not None else None
+        report.queued = self.store.request_sync(source, ids, self.clock(), REASON,
+                                                revive_dead_before=revive_before)
         nxt = started - timedelta(seconds=self.overlap_seconds)
         self.store.set_cursor(source, FRESHDESK_CURSOR, max(nxt, since).isoformat(), self.clock())
         return report
