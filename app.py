@@ -261,21 +261,31 @@ def _one_line(err: BaseException | str, limit: int = MAX_REASON_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# The intake's own paths: their errors answer one line of JSON. Other pages
+# (a console, say) keep Flask's handling and their own handlers.
+OWN_PATHS = ("/webhooks/", "/healthz")
+
+
 def init_errors(app: Flask) -> None:
-    """Every error answers one line of JSON; an unexpected one is logged once a minute, no traceback."""
+    """Errors on the intake's paths answer one line of JSON; an unexpected one is logged once a
+    minute per kind, without a traceback."""
 
     @app.errorhandler(HTTPException)
-    def http_error(err: HTTPException) -> Response:
+    def http_error(err: HTTPException) -> Any:
+        if not request.path.startswith(OWN_PATHS):
+            return err
         return _json({"error": _one_line(err.description or err.name)}, err.code or 500)
 
     @app.errorhandler(Exception)
     def unexpected(err: Exception) -> Response:
         if isinstance(err, HTTPException):  # pragma: no cover - handled above
             return http_error(err)
+        if not request.path.startswith(OWN_PATHS):
+            raise err
         if app.testing and app.config.get("PROPAGATE_EXCEPTIONS") is not False:
             raise err  # tests see the exception itself
         _quiet().error(f"unexpected:{type(err).__name__}", "%s %s failed: %s: %s", request.method,
-                    request.path, type(err).__name__, _one_line(err))
+                       request.path, type(err).__name__, _one_line(err))
         return _json({"error": "internal error"}, 500)
 
 

@@ -285,3 +285,23 @@ def test_a_replayed_window_edge_is_still_checked_after_the_body(apps, store):
     stale = signed(body, at=NOW - timedelta(minutes=6))
     assert post(apps, "zendesk", body, stale).status_code == 401
     assert stored(store) == []
+
+
+@SQLITE_ONLY
+def test_an_unexpected_error_is_one_line_of_json_and_one_log_line(store, monkeypatch, caplog):
+    install_rules(monkeypatch)
+
+    def broken_clock():
+        raise RuntimeError("clock\nbroken")
+
+    client = make_app(store, clock=broken_clock, PROPAGATE_EXCEPTIONS=False).test_client()
+    body = json.dumps(zendesk_with()).encode()
+    for _ in range(5):
+        response = client.post("/webhooks/zendesk", data=body, headers=signed(body))
+        assert (response.status_code, response.get_json()) == (500, {"error": "internal error"})
+    assert client.get("/webhooks/nowhere").get_json() == {"error": "The requested URL was not found on the "
+                                                          "server. If you entered the URL manually please "
+                                                          "check your spelling and try again."}
+    lines = [r for r in caplog.records if "failed: RuntimeError" in r.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0].getMessage()
+    assert not any(r.exc_info for r in caplog.records)
