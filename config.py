@@ -1,15 +1,21 @@
-"""Deskpilot settings from the environment and `.env`: validated, secrets kept out of repr."""
+"""Deskpilot's one settings object (pydantic-settings), from the environment and `.env`.
+
+Read once at a process's start, validated, frozen and passed down; every error
+names its variable and never echoes the value; secrets stay out of repr.
+"""
 
 from __future__ import annotations
 
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values, load_dotenv
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -19,10 +25,18 @@ DEFAULT_DATABASE_URL = "sqlite:///deskpilot.db"
 DEFAULT_RULES_PATH = "rules/"
 DEFAULT_WORKER_MAX_ATTEMPTS = 8
 DEFAULT_WORKER_SETTLE_SECONDS = 1.0
+# A claimed ticket's lease: renewed while a worker processes it, so a killed
+# worker's tickets are claimed again within about this long.
+DEFAULT_WORKER_LEASE_SECONDS = 20
+# How long a webhook or /healthz waits for the database before answering 503.
+DEFAULT_DATABASE_TIMEOUT_SECONDS = 5.0
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
 
-# With no credentials at all for the chosen helpdesk, Deskpilot talks to the
-# local fake servers in sandbox/ (ports as in the sandbox briefs) and accepts
-# webhooks signed with this well-known secret. None of it is a real secret.
+# Only when asked (HELPDESK_SANDBOX=1, or `python -m jobs.run --demo`), Deskpilot
+# talks to the local fake servers in sandbox/ and accepts webhooks signed with
+# this well-known secret. None of it is a real secret, which is why a missing
+# credential is an error rather than a quiet switch to the sandbox.
 SANDBOX_API_URLS = {"zendesk": "http://127.0.0.1:9100", "freshdesk": "http://127.0.0.1:9200"}
 SANDBOX_WEBHOOK_SECRET = "deskpilot-sandbox-secret"  # noqa: S105 - public by design
 SANDBOX_CREDENTIALS = {
@@ -38,17 +52,22 @@ CREDENTIAL_VARS = {
     "freshdesk": ("FRESHDESK_DOMAIN", "FRESHDESK_API_KEY", "FRESHDESK_WEBHOOK_SECRET"),
 }
 
-# Everything load_settings reads (documented in .env.example).
+# Every variable Deskpilot reads (each documented in .env.example).
 VARIABLES = (
-    "HELPDESK",
+    "HELPDESK", "HELPDESK_SANDBOX",
     *CREDENTIAL_VARS["zendesk"], "ZENDESK_API_URL",
     *CREDENTIAL_VARS["freshdesk"], "FRESHDESK_API_URL",
-    "DATABASE_URL", "RULES_PATH", "WORKER_MAX_ATTEMPTS", "WORKER_SETTLE_SECONDS", "LOG_LEVEL",
+    "DATABASE_URL", "RULES_PATH", "WORKER_MAX_ATTEMPTS", "WORKER_SETTLE_SECONDS",
+    "WORKER_LEASE_SECONDS", "DATABASE_TIMEOUT_SECONDS", "LOG_LEVEL",
     # Read by the clock (jobs/clock.py) and the write budget (jobs/budget.py).
     "SWEEP_INTERVAL_SECONDS", "RECONCILE_INTERVAL_SECONDS", "RULES_RELOAD_SECONDS",
     "RECONCILE_LOOKBACK_SECONDS", "SWEEP_LIMIT", "INBOX_RETENTION_DAYS",
     "WRITE_BUDGET_PER_MINUTE", "WRITE_BUDGET_PER_TICKET",
+    # Read by gunicorn.conf.py and webserver.py (the web process under gunicorn).
+    "HOST", "PORT", "WEB_CONCURRENCY", "WEB_THREADS", "WEB_READ_TIMEOUT_SECONDS",
 )
+# The web server's variables, which gunicorn reads before the app (and Settings) exist.
+WEB_VARIABLES = ("HOST", "PORT", "WEB_CONCURRENCY", "WEB_THREADS", "WEB_READ_TIMEOUT_SECONDS")
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _HOSTNAME = re.compile(r"^(?=.{4,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -58,28 +77,79 @@ class ConfigError(ValueError):
     """A missing or invalid setting; the message names the variable and what it expects."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Validated settings. Secrets are excluded from repr(); see `__repr__`."""
+# The clock's and the write budget's settings: (variable, default), whole numbers >= 1.
+JOB_DEFAULTS = {
+    "SWEEP_INTERVAL_SECONDS": 30,
+    "RECONCILE_INTERVAL_SECONDS": 180,
+    "RULES_RELOAD_SECONDS": 10,
+    "RECONCILE_LOOKBACK_SECONDS": 3600,
+    "SWEEP_LIMIT": 500,
+    "INBOX_RETENTION_DAYS": 14,
+    "WRITE_BUDGET_PER_MINUTE": 80,
+    "WRITE_BUDGET_PER_TICKET": 20,
+}
+
+
+class Settings(BaseSettings):
+    """Every setting of every process, validated once at start and passed down (frozen).
+
+    Each field is the environment variable of the same name in upper case
+    (`helpdesk_sandbox` is HELPDESK_SANDBOX). Build it with `load_settings()`,
+    which reads `.env` too and turns any error into one ConfigError naming the
+    variable. Secrets are kept out of repr() and str(); see `__repr__`.
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_ignore_empty=True,
+                                      case_sensitive=False, hide_input_in_errors=True,
+                                      env_file=".env", env_file_encoding="utf-8")
 
     helpdesk: str = "zendesk"
-    sandbox: bool = True
+    # True only when asked for (HELPDESK_SANDBOX=1 or --demo) and no credentials are set.
+    helpdesk_sandbox: bool = False
     zendesk_subdomain: str = ""
     zendesk_email: str = ""
-    zendesk_api_token: str = field(default="", repr=False)
-    zendesk_webhook_secret: str = field(default="", repr=False)
+    zendesk_api_token: str = Field(default="", repr=False)
+    zendesk_webhook_secret: str = Field(default="", repr=False)
     zendesk_api_url: str | None = None
     freshdesk_domain: str = ""
-    freshdesk_api_key: str = field(default="", repr=False)
-    freshdesk_webhook_secret: str = field(default="", repr=False)
+    freshdesk_api_key: str = Field(default="", repr=False)
+    freshdesk_webhook_secret: str = Field(default="", repr=False)
     freshdesk_api_url: str | None = None
-    database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
+    database_url: str = Field(default=DEFAULT_DATABASE_URL, repr=False)
     rules_path: Path = Path(DEFAULT_RULES_PATH)
     worker_max_attempts: int = DEFAULT_WORKER_MAX_ATTEMPTS
     # A webhook's ticket waits this long for the rest of its burst (Zendesk sends
     # one event per changed field) so that one read and one decision serve them all.
     worker_settle_seconds: float = DEFAULT_WORKER_SETTLE_SECONDS
+    worker_lease_seconds: int = DEFAULT_WORKER_LEASE_SECONDS
+    database_timeout_seconds: float = DEFAULT_DATABASE_TIMEOUT_SECONDS
     log_level: str = "INFO"
+    sweep_interval_seconds: int = JOB_DEFAULTS["SWEEP_INTERVAL_SECONDS"]
+    reconcile_interval_seconds: int = JOB_DEFAULTS["RECONCILE_INTERVAL_SECONDS"]
+    rules_reload_seconds: int = JOB_DEFAULTS["RULES_RELOAD_SECONDS"]
+    reconcile_lookback_seconds: int = JOB_DEFAULTS["RECONCILE_LOOKBACK_SECONDS"]
+    sweep_limit: int = JOB_DEFAULTS["SWEEP_LIMIT"]
+    inbox_retention_days: int = JOB_DEFAULTS["INBOX_RETENTION_DAYS"]
+    write_budget_per_minute: int = JOB_DEFAULTS["WRITE_BUDGET_PER_MINUTE"]
+    write_budget_per_ticket: int = JOB_DEFAULTS["WRITE_BUDGET_PER_TICKET"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_variables(cls, data: Any) -> dict[str, Any]:
+        """Parse the variables (as named in the environment) into field values, in one place."""
+        if not isinstance(data, Mapping):
+            raise ConfigError("settings must be a mapping of variable names to values")
+        env = {str(key).upper(): str(value).strip() for key, value in data.items()
+               if value is not None and str(value).strip()}
+        return _parse(env)
+
+    @property
+    def sandbox(self) -> bool:
+        """Running against the local sandbox helpdesk (HELPDESK_SANDBOX=1 or --demo)."""
+        return self.helpdesk_sandbox
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Settings are read once and frozen; cannot set {name}")
 
     def webhook_secret(self, source: str) -> str:
         """The shared secret that authenticates webhooks from `source` ("" if unset)."""
@@ -114,42 +184,72 @@ class Settings:
             f"rules_path={str(self.rules_path)!r}",
             f"worker_max_attempts={self.worker_max_attempts!r}",
             f"worker_settle_seconds={self.worker_settle_seconds!r}",
+            f"worker_lease_seconds={self.worker_lease_seconds!r}",
+            f"database_timeout_seconds={self.database_timeout_seconds!r}",
             f"log_level={self.log_level!r}",
         ]
         return f"Settings({', '.join(parts)})"
 
+    __str__ = __repr__
+
 
 def load_settings(
-    environ: Mapping[str, str] = os.environ, env_file: str | Path | None = ".env"
+    environ: Mapping[str, str] = os.environ,
+    env_file: str | Path | None = ".env",
+    *,
+    sandbox: bool = False,
 ) -> Settings:
     """Build Settings from `environ`, filling gaps from `env_file` (real variables win).
 
     Args:
         environ: the process environment (or a dict in tests).
         env_file: a dotenv file read with python-dotenv; None or a missing file reads nothing.
+        sandbox: run against the local sandbox (`--demo`), as HELPDESK_SANDBOX=1 does.
     Returns:
-        Validated Settings.
+        Validated, frozen Settings: read once at start and passed to what needs them.
     Raises:
-        ConfigError: naming the variable that is missing or invalid and what it expects.
+        ConfigError: naming the variable that is missing or invalid and what it expects
+            (never the value, which may be a secret in the wrong place).
     """
     values: dict[str, str] = {}
     if env_file is not None and Path(env_file).is_file():
         values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
         if environ is os.environ:
-            # The process's other settings (clock intervals, write budget) are
-            # read from the environment later: let .env fill its gaps too.
+            # Tools that read the environment themselves (gunicorn.conf.py,
+            # `flask sweep`) see .env too.
             load_dotenv(env_file, override=False)
     values.update(environ)
-    env = {key: value.strip() for key, value in values.items() if value and value.strip()}
+    names = {name.upper() for name in VARIABLES if name not in WEB_VARIABLES}
+    wanted = {key: value for key, value in values.items() if key.upper() in names}
+    if sandbox:
+        wanted["HELPDESK_SANDBOX"] = "1"
+    try:
+        return Settings.model_validate(wanted)
+    except ValidationError as err:
+        raise ConfigError(_first_error(err)) from None
 
+
+def _first_error(err: ValidationError) -> str:
+    """Our own message (it names the variable), or one naming the field's variable."""
+    for detail in err.errors(include_input=False):
+        cause = (detail.get("ctx") or {}).get("error")
+        if isinstance(cause, ConfigError):
+            return str(cause)
+        where = ".".join(str(part) for part in detail.get("loc", ())).upper() or "a setting"
+        return f"{where} is invalid: {detail.get('msg', 'not accepted')}"
+    return "the settings are invalid"
+
+
+def _parse(env: Mapping[str, str]) -> dict[str, Any]:
+    """Field values from the variables; ConfigError names the first bad one."""
     helpdesk = env.get("HELPDESK", "zendesk").lower()
     if helpdesk not in HELPDESKS:
-        raise ConfigError(f"HELPDESK must be 'zendesk' or 'freshdesk', got {env['HELPDESK']!r}")
+        raise ConfigError("HELPDESK must be 'zendesk' or 'freshdesk'")
 
     zendesk_api_url = _http_url(env, "ZENDESK_API_URL")
     freshdesk_api_url = _http_url(env, "FRESHDESK_API_URL")
-    sandbox = _check_credentials(env, helpdesk)
-    chosen = {}
+    sandbox = _check_credentials(env, helpdesk, _flag(env, "HELPDESK_SANDBOX"))
+    chosen: dict[str, Any] = {}
     if sandbox:
         # Fill the chosen helpdesk's gaps so the connectors and webhooks work
         # against the local sandbox without any configuration.
@@ -183,33 +283,50 @@ def load_settings(
             "freshdesk_api_key": env["FRESHDESK_API_KEY"],
             "freshdesk_webhook_secret": env["FRESHDESK_WEBHOOK_SECRET"],
         }
-
-    return Settings(
-        helpdesk=helpdesk,
-        sandbox=sandbox,
-        zendesk_api_url=zendesk_api_url,
-        freshdesk_api_url=freshdesk_api_url,
-        database_url=_database_url(env.get("DATABASE_URL", DEFAULT_DATABASE_URL)),
-        rules_path=Path(env.get("RULES_PATH", DEFAULT_RULES_PATH)),
-        worker_max_attempts=positive_int(env, "WORKER_MAX_ATTEMPTS", DEFAULT_WORKER_MAX_ATTEMPTS),
-        worker_settle_seconds=_seconds(env, "WORKER_SETTLE_SECONDS", DEFAULT_WORKER_SETTLE_SECONDS),
-        log_level=_log_level(env.get("LOG_LEVEL", "INFO")),
+    jobs = {name.lower(): positive_int(env, name, default) for name, default in JOB_DEFAULTS.items()}
+    return {
+        "helpdesk": helpdesk,
+        "helpdesk_sandbox": sandbox,
+        "zendesk_api_url": zendesk_api_url,
+        "freshdesk_api_url": freshdesk_api_url,
+        "database_url": _database_url(env.get("DATABASE_URL", DEFAULT_DATABASE_URL)),
+        "rules_path": Path(env.get("RULES_PATH", DEFAULT_RULES_PATH)),
+        "worker_max_attempts": positive_int(env, "WORKER_MAX_ATTEMPTS", DEFAULT_WORKER_MAX_ATTEMPTS),
+        "worker_settle_seconds": _seconds(env, "WORKER_SETTLE_SECONDS", DEFAULT_WORKER_SETTLE_SECONDS),
+        "worker_lease_seconds": _lease_seconds(env),
+        "database_timeout_seconds": _database_timeout(env),
+        "log_level": _log_level(env.get("LOG_LEVEL", "INFO")),
+        **jobs,
         **chosen,
-    )
+    }
 
 
-def _check_credentials(env: Mapping[str, str], helpdesk: str) -> bool:
-    """True (sandbox) when none of the helpdesk's credentials is set; error when only some are."""
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").lower()
+    if not raw or raw in FALSE_WORDS:
+        return False
+    if raw in TRUE_WORDS:
+        return True
+    raise ConfigError(f"{name} must be 1 or 0 (true/false, yes/no, on/off)")
+
+
+def _check_credentials(env: Mapping[str, str], helpdesk: str, sandbox: bool) -> bool:
+    """True for the sandbox (asked for, and no credentials set); error naming what is missing."""
     names = CREDENTIAL_VARS[helpdesk]
     present = [name for name in names if name in env]
-    if not present:
+    if sandbox:
+        if present:
+            raise ConfigError(
+                f"HELPDESK_SANDBOX (or --demo) runs against the local sandbox, but {', '.join(present)} "
+                f"{'is' if len(present) == 1 else 'are'} set: unset them, or HELPDESK_SANDBOX"
+            )
         return True
     missing = [name for name in names if name not in env]
     if missing:
         verb = "is" if len(missing) == 1 else "are"
         raise ConfigError(
-            f"{', '.join(missing)} {verb} not set: with HELPDESK={helpdesk} and {present[0]} set, "
-            f"set all of {', '.join(names)} (or none of them to run against the local sandbox)"
+            f"{', '.join(missing)} {verb} not set: HELPDESK={helpdesk} needs all of {', '.join(names)} "
+            "(or HELPDESK_SANDBOX=1 to run against the local sandbox)"
         )
     return False
 
@@ -223,13 +340,16 @@ def _http_url(env: Mapping[str, str], name: str) -> str | None:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
         raise ConfigError(f"{name} must be an http(s) URL such as http://127.0.0.1:9100") from None
-    userinfo, at, host = parts.netloc.rpartition("@")
-    shown = parts._replace(netloc=host).geturl() if at else value  # never echo a password
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{name} must be an http(s) URL, got {shown!r}")
-    if at:
+    # The value is never echoed: a token pasted into the wrong variable must not
+    # reach the log. What is wrong with it is said instead.
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"{name} must be an http(s) URL such as http://127.0.0.1:9100 "
+                          "(it does not start with http:// or https://)")
+    if not parts.hostname:
+        raise ConfigError(f"{name} must be an http(s) URL such as http://127.0.0.1:9100 (it has no host)")
+    if "@" in parts.netloc:
         raise ConfigError(
-            f"{name} must not carry credentials (user:password@), got {shown!r}; "
+            f"{name} must not carry credentials (user:password@); "
             "the API credentials have their own variables"
         )
     return value.rstrip("/")
@@ -239,8 +359,8 @@ def _zendesk_subdomain(value: str) -> str:
     lowered = value.lower()
     if not _SUBDOMAIN.match(lowered):
         raise ConfigError(
-            "ZENDESK_SUBDOMAIN must be the subdomain only (e.g. 'acme' for acme.zendesk.com), "
-            f"got {value!r}"
+            "ZENDESK_SUBDOMAIN must be the subdomain only (e.g. 'acme' for acme.zendesk.com): "
+            "letters, digits and hyphens, at most 63 characters"
         )
     return lowered
 
@@ -250,7 +370,7 @@ def _freshdesk_domain(value: str) -> str:
     if not _HOSTNAME.match(lowered):
         raise ConfigError(
             "FRESHDESK_DOMAIN must be the helpdesk's host name without scheme or path "
-            f"(e.g. 'acme.freshdesk.com'), got {value!r}"
+            "(e.g. 'acme.freshdesk.com')"
         )
     return lowered
 
@@ -258,7 +378,7 @@ def _freshdesk_domain(value: str) -> str:
 def _email(value: str) -> str:
     local, at, domain = value.partition("@")
     if not (local and at and "." in domain):
-        raise ConfigError(f"ZENDESK_EMAIL must be the API user's email address, got {value!r}")
+        raise ConfigError("ZENDESK_EMAIL must be the API user's email address (name@domain)")
     return value
 
 
@@ -274,8 +394,7 @@ def _database_url(value: str) -> str:
     if url.drivername in ("postgres", "postgresql"):
         url = url.set(drivername="postgresql+psycopg")
     if url.drivername not in ("sqlite", "postgresql+psycopg"):
-        shown = url.render_as_string(hide_password=True)
-        raise ConfigError(f"DATABASE_URL must be {expected}, got {shown!r}")
+        raise ConfigError(f"DATABASE_URL must be {expected} (the scheme is neither)")
     return url.render_as_string(hide_password=False)
 
 
@@ -287,8 +406,22 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if not 0 <= value <= 300:
-        raise ConfigError(f"{name} must be a number of seconds from 0 to 300, got {raw!r}")
+    if not 0 <= value <= 300:  # also false for NaN
+        raise ConfigError(f"{name} must be a number of seconds from 0 to 300")
+    return value
+
+
+def _lease_seconds(env: Mapping[str, str]) -> int:
+    value = positive_int(env, "WORKER_LEASE_SECONDS", DEFAULT_WORKER_LEASE_SECONDS)
+    if not 5 <= value <= 3600:
+        raise ConfigError("WORKER_LEASE_SECONDS must be a whole number of seconds from 5 to 3600")
+    return value
+
+
+def _database_timeout(env: Mapping[str, str]) -> float:
+    value = _seconds(env, "DATABASE_TIMEOUT_SECONDS", DEFAULT_DATABASE_TIMEOUT_SECONDS)
+    if value < 1:
+        raise ConfigError("DATABASE_TIMEOUT_SECONDS must be a number of seconds from 1 to 300")
     return value
 
 
@@ -302,12 +435,12 @@ def positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise ConfigError(f"{name} must be a whole number >= 1, got {raw!r}")
+        raise ConfigError(f"{name} must be a whole number >= 1")
     return value
 
 
 def _log_level(value: str) -> str:
     level = value.upper()
     if level not in LOG_LEVELS:
-        raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+        raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
     return level

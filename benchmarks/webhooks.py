@@ -422,7 +422,7 @@ def bench_calls(database_url: str, tickets: int, burst: int) -> list[CallRound]:
     try:
         store.migrate()
         settings = load_settings({"HELPDESK": "zendesk", "ZENDESK_API_URL": base,
-                                  "DATABASE_URL": database_url}, env_file=None)
+                                  "DATABASE_URL": database_url}, env_file=None, sandbox=True)
         worker = Worker(store, build_connector(settings, rules), lambda: rules, clock=lambda: NOW,
                         worker_id="bench")
         client, auth = sandbox.test_client(), (f"{settings.zendesk_email}/token", settings.zendesk_api_token)
@@ -451,7 +451,7 @@ def bench_live(database_url: str, tickets: int, timeout: float = 60) -> CallRoun
     echo burst.
     """
     settings = load_settings({"HELPDESK": "zendesk", "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING",
-                              "RULES_PATH": str(ROOT / "rules")}, env_file=None)
+                              "RULES_PATH": str(ROOT / "rules")}, env_file=None, sandbox=True)
     service = Service(settings, "127.0.0.1", 0, workers=2, sandbox_port=0, clock=False)
     service.start()
     try:

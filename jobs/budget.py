@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from config import positive_int
+from config import Settings, positive_int
 from store import Store
 from store.coordination import BudgetGrant
 
@@ -36,6 +36,11 @@ class BudgetLimits:
     per_minute: int = DEFAULT_PER_MINUTE
     per_ticket: int = DEFAULT_PER_TICKET
     ticket_window_seconds: int = TICKET_WINDOW_SECONDS
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BudgetLimits:
+        """WRITE_BUDGET_PER_MINUTE and WRITE_BUDGET_PER_TICKET, as read into the process's Settings."""
+        return cls(per_minute=settings.write_budget_per_minute, per_ticket=settings.write_budget_per_ticket)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> BudgetLimits:

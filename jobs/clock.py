@@ -17,7 +17,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from config import ConfigError, Settings, positive_int
 from connectors.base import Helpdesk
 from engine.rulefile import RuleFileError
-from jobs.budget import WriteBudget
+from jobs.budget import BudgetLimits, WriteBudget
+from jobs.quietlog import RateLimitedLog
 from jobs.reconcile import Reconciler
 from jobs.runtime import ConnectorCache, RulesHolder, build_connector
 from jobs.sweeps import Sweeper
@@ -36,6 +37,18 @@ class ClockConfig:
     reconcile_lookback: int = 3600
     sweep_limit: int = 500
     inbox_retention_days: int = 14
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ClockConfig:
+        """The intervals and sizes as read into the process's Settings (the same variables)."""
+        return cls(
+            sweep_interval=settings.sweep_interval_seconds,
+            reconcile_interval=settings.reconcile_interval_seconds,
+            rules_reload_interval=settings.rules_reload_seconds,
+            reconcile_lookback=settings.reconcile_lookback_seconds,
+            sweep_limit=settings.sweep_limit,
+            inbox_retention_days=settings.inbox_retention_days,
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ClockConfig:
@@ -63,7 +76,7 @@ def build_scheduler(
     store: Store,
     rules_holder: RulesHolder,
     *,
-    environ: Mapping[str, str] = os.environ,
+    environ: Mapping[str, str] | None = None,
     clock: Callable[[], datetime] | None = None,
 ) -> BackgroundScheduler:
     """An unstarted scheduler with the sweep, reconciliation and rules-reload jobs.
@@ -72,12 +85,16 @@ def build_scheduler(
     (a slow sweep is not followed by a burst of catch-up sweeps). Across
     processes, sweeps and reconciliations also take a database lock, so
     several clocks may run safely. Call `.start()` and `.shutdown()`.
+    Intervals and the budget come from `settings` (or, given, from `environ`).
     """
-    config = ClockConfig.from_env(environ)
+    if environ is None:
+        config, limits = ClockConfig.from_settings(settings), BudgetLimits.from_settings(settings)
+    else:
+        config, limits = ClockConfig.from_env(environ), BudgetLimits.from_env(environ)
     now = clock or (lambda: datetime.now(UTC))
     connectors = ConnectorCache(settings)
     sweeper = Sweeper(store, connectors, lambda: rules_holder.rules, clock=now,
-                      budget=WriteBudget.from_env(store, environ), limit=config.sweep_limit)
+                      budget=WriteBudget(store, limits), limit=config.sweep_limit)
     reconciler = Reconciler(store, _helpdesk(settings, connectors, rules_holder), clock=now,
                             lookback_seconds=config.reconcile_lookback)
     scheduler = BackgroundScheduler(timezone=UTC)
@@ -121,12 +138,20 @@ def _helpdesk(settings: Settings, connectors: ConnectorCache, holder: RulesHolde
     return get
 
 
+# One line per job and kind of failure per interval (with a count), not a
+# traceback every sweep while the database or the helpdesk is down.
+_FAILURES = RateLimitedLog(log, interval_seconds=300)
+
+
 def _logged(name: str, run: Callable[[], object]) -> Callable[[], None]:
     def job() -> None:
         try:
             report = run()
-        except Exception:  # keep the schedule alive; the next run tries again
-            log.exception("%s failed", name)
+        except Exception as err:  # keep the schedule alive; the next run tries again
+            first = (str(err).strip().splitlines() or [""])[0][:300]
+            _FAILURES.error(f"{name}:{type(err).__name__}", "%s failed: %s: %s", name,
+                            type(err).__name__, first)
+            log.debug("%s failed", name, exc_info=True)
             return
         skipped = getattr(report, "skipped", None)
         if skipped:
@@ -141,11 +166,7 @@ def main() -> int:
     from jobs.runtime import build_store, process_settings
 
     settings = process_settings()
-    try:
-        config = ClockConfig.from_env()
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config = ClockConfig.from_settings(settings)
     store = build_store(settings)
     try:
         scheduler = build_scheduler(settings, store, RulesHolder(settings.rules_path))

@@ -6,7 +6,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from connectors.base import ConnectorError, Helpdesk, RateLimitedError
 from engine.ticket import to_epoch
@@ -22,6 +22,9 @@ EXPORT_REQUESTS_PER_MINUTE = 10
 CURSOR = "changes"  # the connector's change cursor (ChangePage.cursor), opaque here
 REQUESTS = "change_requests"  # when the last change-list requests were made
 REASON = "reconcile"
+# How far behind a request's instant Zendesk's export cursor may lag (it leaves
+# out the last minute); a parked ticket revived must have been parked before that.
+CURSOR_LAG_SECONDS = 120
 
 
 @dataclass
@@ -101,6 +104,14 @@ class Reconciler:
         # Zendesk refuses a start time within the last minute.
         since = self.clock() - timedelta(seconds=max(self.lookback_seconds, 60))
         recent = self._recent_requests(source)
+        # Tickets listed changed after the cursor's instant: one parked before
+        # it changed after it was parked, so it gets another go.
+        if cursor is None:
+            revive_before: datetime | None = since
+        elif recent:
+            revive_before = datetime.fromtimestamp(max(recent) - CURSOR_LAG_SECONDS, UTC)
+        else:
+            revive_before = None
         while True:
             now = self.clock()
             window = to_epoch(now) - 60
@@ -123,7 +134,8 @@ class Reconciler:
             report.requests += 1
             report.seen += len(page.ticket_ids)
             report.deleted += len(page.deleted_ids)
-            report.queued += self.store.request_sync(source, page.ticket_ids, now, REASON)
+            report.queued += self.store.request_sync(source, page.ticket_ids, now, REASON,
+                                                     revive_dead_before=revive_before)
             if page.cursor:
                 cursor = page.cursor
                 self.store.set_cursor(source, CURSOR, cursor, now)

@@ -1,14 +1,14 @@
 """`python -m jobs.run`: web, worker and clock in one process (the embedded SQLite default).
 
-With no helpdesk credentials set, it also starts the local sandbox helpdesk,
-points the webhooks at itself, and with `--demo` seeds tickets from the example
-policies so the bot's decisions and writes show in the log.
+With `--demo` (or HELPDESK_SANDBOX=1) it also starts the local sandbox helpdesk,
+points the webhooks at itself, and (`--demo`) seeds tickets from the example
+policies so the bot's decisions and writes show in the log. Without either, the
+helpdesk's credentials must be set.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import logging
 import signal
@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import requests
 
 from config import Settings
-from jobs.budget import WriteBudget
+from jobs.budget import BudgetLimits, WriteBudget
 from jobs.runtime import ConnectorCache, RulesHolder, build_store, process_settings
 from jobs.worker import Worker
 
@@ -79,11 +79,12 @@ class Service:
         if self.settings.sandbox:
             self._start_sandbox(serve_in_thread)
         connectors = ConnectorCache(self.settings)
-        budget = WriteBudget.from_env(self.store)
+        budget = WriteBudget(self.store, BudgetLimits.from_settings(self.settings))
         for n in range(self.workers):
             worker = Worker(
                 self.store, connectors, self._rules, budget=budget,
                 worker_id=f"embedded-{n}", max_attempts=self.settings.worker_max_attempts,
+                lease_seconds=self.settings.worker_lease_seconds,
             )
             thread = threading.Thread(
                 target=worker.run_forever, args=(self.stop_event,), name=f"worker-{n}", daemon=True
@@ -126,7 +127,7 @@ class Service:
         )
         base, stop = serve_in_thread(self.sandbox, api.hostname or "127.0.0.1", port or 0)
         self._stops.append(stop)
-        self.settings = dataclasses.replace(self.settings, **{key: base})
+        self.settings = self.settings.model_copy(update={key: base})
         log.info("no %s credentials set: using the local sandbox at %s", helpdesk, base)
 
     def close(self) -> None:
@@ -188,20 +189,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=2, help="worker threads")
-    parser.add_argument("--demo", action="store_true", help="seed sandbox tickets and show the bot working")
+    parser.add_argument("--demo", action="store_true",
+                        help="run against the local sandbox helpdesk, seed tickets and show the bot working")
     parser.add_argument("--exit-after", type=float, metavar="SECONDS",
                         help="stop after this many seconds (default: run until interrupted)")
     args = parser.parse_args(argv)
-    settings = process_settings()
+    settings = process_settings(sandbox=args.demo)
     service = Service(settings, args.host, args.port, workers=args.workers)
     signal.signal(signal.SIGTERM, lambda *_: service.stop_event.set())
     service.start()
     try:
         if args.demo:
-            if not settings.sandbox:
-                log.warning("--demo seeds tickets only into the local sandbox; credentials are set, skipping")
-            else:
-                seed_demo(service.settings)
+            seed_demo(service.settings)
         deadline = None if args.exit_after is None else time.monotonic() + args.exit_after
         while not service.stop_event.is_set():
             if deadline is not None and time.monotonic() >= deadline:

@@ -23,13 +23,14 @@ log = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
-def process_settings() -> Settings:
+def process_settings(*, sandbox: bool = False) -> Settings:
     """Settings and logging for a process entry point (run, worker, clock).
 
     Bad settings stop the process with one line naming the variable (exit 2).
+    sandbox=True (`--demo`) asks for the local sandbox helpdesk.
     """
     try:
-        settings = load_settings()
+        settings = load_settings(sandbox=sandbox)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -139,7 +140,7 @@ def config_error(store: Store, source: str) -> dict[str, str] | None:
 
 
 def build_store(settings: Settings) -> Store:
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, timeout_seconds=settings.database_timeout_seconds)
     store.migrate()
     return store
 

@@ -28,8 +28,10 @@ from engine.rulefile import RuleFileError
 from engine.ruleset import RuleSet
 from engine.ticket import to_epoch
 from jobs.budget import OverBudget, WriteBudget
+from jobs.quietlog import RateLimitedLog
 from jobs.runtime import clear_config_error, record_config_error, resolve_helpdesk
 from store import Claim, Store
+from store.core import DEFAULT_LEASE_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,7 @@ class Worker:
         clock: Callable[[], datetime] = utc_now,
         worker_id: str | None = None,
         max_attempts: int = 8,
-        lease_seconds: int = 300,
+        lease_seconds: int = DEFAULT_LEASE_SECONDS,
         backoff_base: float = 30.0,
         budget: WriteBudget | None = None,
     ) -> None:
@@ -132,6 +134,31 @@ class Worker:
         # Shared with every process on this database; None writes without a budget.
         self.budget = budget
         self._config_error = False  # this worker recorded a configuration error
+        # Claims taken and not yet finished, whose leases renew_leases() extends.
+        self._held: dict[str, Claim] = {}
+        self._held_lock = threading.Lock()
+        # One line per kind of failure per minute (with a count): a database
+        # outage fails every round and every ticket alike.
+        self._quiet = RateLimitedLog(log, interval_seconds=60)
+
+    def renew_leases(self) -> int:
+        """Extend the leases of every claim still in hand (run_forever does it in a thread)."""
+        with self._held_lock:
+            claims = list(self._held.values())
+        if not claims:
+            return 0
+        return self.store.renew(claims, self.clock(), self.lease_seconds)
+
+    def _renew_while(self, stop: threading.Event) -> None:
+        # Three renewals per lease: a slow database round trip or one failed
+        # renewal still leaves the lease in force.
+        interval = max(1.0, self.lease_seconds / 3)
+        while not stop.wait(interval):
+            try:
+                self.renew_leases()
+            except Exception as err:  # the database is down: the leases lapse, nothing is lost
+                self._quiet.warning(f"renew:{type(err).__name__}", "could not renew %d lease(s): %s",
+                                    len(self._held), type(err).__name__)
 
     def run_once(self, limit: int = 10) -> list[Outcome]:
         """Claim up to `limit` tickets and process each; returns what happened.
@@ -144,15 +171,48 @@ class Worker:
             log.warning("no rules loaded, not processing: %s", err)
             return []
         claims = self.store.claim(self.worker_id, self.clock(), limit=limit, lease_seconds=self.lease_seconds)
-        return [self.process(claim, rules) for claim in claims]
+        with self._held_lock:
+            self._held.update((claim.token, claim) for claim in claims)
+        outcomes = []
+        try:
+            for claim in claims:
+                outcomes.append(self.process(claim, rules))
+                with self._held_lock:
+                    self._held.pop(claim.token, None)
+        finally:
+            # A failure that escaped process() (the database went away while
+            # finishing a claim): hand back what is left, so that it does not
+            # wait for its lease to run out.
+            with self._held_lock:
+                left = [self._held.pop(claim.token) for claim in claims if claim.token in self._held]
+            for claim in left:
+                try:
+                    self.store.release(claim, self.clock())
+                except Exception as err:
+                    log.warning("%s ticket %s: not released (%s); its lease lapses in %ds",
+                                claim.source, claim.ticket_id, type(err).__name__, self.lease_seconds)
+        return outcomes
 
     def run_forever(self, stop: threading.Event, idle_seconds: float = 0.5, limit: int = 10) -> None:
-        log.info("worker %s started", self.worker_id)
+        log.info("worker %s started (leases of %ds, renewed while working)", self.worker_id,
+                 self.lease_seconds)
+        renewing = threading.Event()
+        threading.Thread(target=self._renew_while, args=(renewing,), name="lease-renewal",
+                         daemon=True).start()
+        try:
+            self._loop(stop, idle_seconds, limit)
+        finally:
+            renewing.set()
+
+    def _loop(self, stop: threading.Event, idle_seconds: float, limit: int) -> None:
         while not stop.is_set():
             try:
                 busy = bool(self.run_once(limit))
-            except Exception:
-                log.exception("worker loop error; retrying")
+            except Exception as err:
+                # One line per kind of failure per minute: a database outage is not 400 tracebacks.
+                self._quiet.warning(type(err).__name__, "worker loop error (%s: %s); retrying",
+                                     type(err).__name__, _first_line(err))
+                log.debug("worker loop error", exc_info=True)
                 busy = False
             if not busy:
                 stop.wait(idle_seconds if self._rules_ok() else 5 * idle_seconds)
@@ -169,6 +229,8 @@ class Worker:
             outcome.error = str(err)
             self.store.complete(claim, self.clock())
         except RateLimitedError as err:
+            # Not a failure: the helpdesk asked us to wait. The attempt does not
+            # count towards the dead-letter limit, nor reset the backoff.
             outcome.error = str(err)
             log.warning(
                 "%s ticket %s: rate limited, retrying in %.0fs",
@@ -176,7 +238,7 @@ class Worker:
                 claim.ticket_id,
                 err.retry_after,
             )
-            self.store.retry(claim, self.clock(), str(err), err.retry_after)
+            self.store.retry(claim, self.clock(), str(err), err.retry_after, count_attempt=False)
         except ValidationError as err:
             # The same update would be refused again: dead-lettered at once, with the vendor's words.
             outcome.error = str(err)
@@ -200,7 +262,11 @@ class Worker:
             self._fail(claim, str(err))
         except Exception as err:  # a bug or bad data must not stop the worker: record it
             outcome.error = f"{type(err).__name__}: {err}"
-            log.exception("%s ticket %s: unexpected error", claim.source, claim.ticket_id)
+            # One line per kind of error per minute (a database outage fails every
+            # ticket alike); the traceback at debug level.
+            self._quiet.error(f"ticket:{type(err).__name__}", "%s ticket %s: unexpected error: %s: %s",
+                               claim.source, claim.ticket_id, type(err).__name__, _first_line(err))
+            log.debug("%s ticket %s: unexpected error", claim.source, claim.ticket_id, exc_info=True)
             self._fail(claim, outcome.error)
         return outcome
 
@@ -313,6 +379,10 @@ class Worker:
             self._config_error = False
 
 
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [""])[0][:300]
+
+
 def _ticket_json(remote: RemoteTicket) -> dict[str, Any]:
     ticket = remote.ticket
     return {
@@ -335,7 +405,7 @@ def main() -> int:
     import sys
 
     from config import ConfigError
-    from jobs.budget import WriteBudget
+    from jobs.budget import BudgetLimits, WriteBudget
     from jobs.runtime import ConnectorCache, RulesHolder, build_store, check_connector, process_settings
 
     settings = process_settings()
@@ -345,7 +415,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         store = build_store(settings)
-        budget = WriteBudget.from_env(store)
+        budget = WriteBudget(store, BudgetLimits.from_settings(settings))
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -355,7 +425,8 @@ def main() -> int:
     except (RuleFileError, ConnectorError) as err:
         log.error("connector not checked at start-up: %s", err)
     worker = Worker(store, connectors, lambda: holder.rules,
-                    max_attempts=settings.worker_max_attempts, budget=budget)
+                    max_attempts=settings.worker_max_attempts, budget=budget,
+                    lease_seconds=settings.worker_lease_seconds)
 
     def reload_rules() -> None:
         while not stop.wait(5):

@@ -20,6 +20,12 @@ from store.queue import dialect_insert
 log = logging.getLogger(__name__)
 
 ACCOUNT_WINDOW_SECONDS = 60
+# A reservation counts for its window plus this long. Two writes granted exactly
+# one window apart would both fall in a closed window (the vendor's limit counts
+# those), and a write lands a little after its reservation, sooner for some than
+# for others: the guard keeps the budget for every sliding window of the writes
+# themselves, not just of the reservations.
+GUARD_SECONDS = 1.0
 
 
 def lock_key(name: str) -> int:
@@ -104,16 +110,18 @@ def take_write_budget(
     if conn.dialect.name == "postgresql":
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key(f"write-budget:{source}"))))
     w = write_log
-    longest = max(ACCOUNT_WINDOW_SECONDS, ticket_window_seconds)
+    account_span = ACCOUNT_WINDOW_SECONDS + GUARD_SECONDS
+    ticket_span = ticket_window_seconds + GUARD_SECONDS
+    longest = max(account_span, ticket_span)
     conn.execute(sa.delete(w).where(w.c.source == source, w.c.at <= now - timedelta(seconds=longest)))
-    minute_start = now - timedelta(seconds=ACCOUNT_WINDOW_SECONDS)
+    minute_start = now - timedelta(seconds=account_span)
     account = [
         (row.at, row.units)
         for row in conn.execute(
             sa.select(w.c.at, w.c.units).where(w.c.source == source, w.c.at > minute_start).order_by(w.c.at)
         )
     ]
-    ticket_start = now - timedelta(seconds=ticket_window_seconds)
+    ticket_start = now - timedelta(seconds=ticket_span)
     ids = sorted({ticket_id for ticket_id, _ in wants})
     per_ticket_rows: dict[str, list[tuple[datetime, int]]] = {ticket_id: [] for ticket_id in ids}
     for start in range(0, len(ids), 500):
@@ -137,11 +145,11 @@ def take_write_budget(
         ticket_used = sum(u for _, u in history)
         if ticket_used + units > per_ticket:
             denied.append(ticket_id)
-            waits.append(_wait(history, ticket_used + units - per_ticket, ticket_window_seconds, now))
+            waits.append(_wait(history, ticket_used + units - per_ticket, ticket_span, now))
             continue
         if used + units > per_minute:
             denied.append(ticket_id)
-            waits.append(_wait(account, used + units - per_minute, ACCOUNT_WINDOW_SECONDS, now))
+            waits.append(_wait(account, used + units - per_minute, account_span, now))
             continue
         used += units
         account.append((now, units))
@@ -153,7 +161,7 @@ def take_write_budget(
     return BudgetGrant(tuple(granted), tuple(denied), min(waits) if waits else 0.0)
 
 
-def _wait(rows: list[tuple[datetime, int]], excess: int, window: int, now: datetime) -> float:
+def _wait(rows: list[tuple[datetime, int]], excess: int, window: float, now: datetime) -> float:
     """Seconds until the oldest rows free `excess` units by leaving the window."""
     freed = 0
     for at, units in rows:

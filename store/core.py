@@ -10,10 +10,17 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from jobs.quietlog import RateLimitedLog
 from store import coordination, queue
 from store import migrate as migrations
 from store.coordination import BudgetGrant
-from store.engine import create_store_engine, read_transaction, retry_on_disconnect, write_transaction
+from store.engine import (
+    DEFAULT_TIMEOUT_SECONDS,
+    create_store_engine,
+    read_transaction,
+    retry_on_disconnect,
+    write_transaction,
+)
 from store.models import (
     DONE,
     PENDING,
@@ -28,6 +35,9 @@ from store.queue import Claim
 log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = "sqlite:///deskpilot.db"
+# A claim's lease: the worker renews it while it works, so a killed worker's
+# tickets are claimed again after at most this long.
+DEFAULT_LEASE_SECONDS = 20
 
 
 def _aware(value: datetime | None, name: str) -> None:
@@ -41,9 +51,17 @@ def _aware(value: datetime | None, name: str) -> None:
 
 
 def due_tickets_query(now: datetime, limit: int) -> sa.Select:
-    """Range scan on ix_ticket_snapshots_next_check, anti-joined to ticket_work by its key."""
+    """Range scan on ix_ticket_snapshots_next_check, anti-joined to ticket_work by its key.
+
+    A parked (dead-lettered) ticket counts as not queued once its due moment is
+    later than its parking: the moment has come since, so it gets another go.
+    """
     s, w = ticket_snapshots, ticket_work
-    queued = sa.exists().where(w.c.source == s.c.source, w.c.ticket_id == s.c.ticket_id)
+    queued = sa.exists().where(
+        w.c.source == s.c.source,
+        w.c.ticket_id == s.c.ticket_id,
+        sa.or_(w.c.dead == sa.false(), w.c.dead_at.is_(None), w.c.dead_at >= s.c.next_check),
+    )
     return (
         sa.select(s.c.source, s.c.ticket_id)
         .where(s.c.next_check <= now, ~queued)
@@ -61,8 +79,10 @@ class Store:
             None means DEFAULT_DATABASE_URL.
     """
 
-    def __init__(self, url: str | None = None) -> None:
-        self.engine: sa.Engine = create_store_engine(url or DEFAULT_DATABASE_URL)
+    def __init__(self, url: str | None = None, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        self.engine: sa.Engine = create_store_engine(url or DEFAULT_DATABASE_URL, timeout_seconds)
+        # /healthz is probed every few seconds: one line per minute while the database is down.
+        self._health_log = RateLimitedLog(log, interval_seconds=60)
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -119,20 +139,33 @@ class Store:
 
         return retry_on_disconnect(store)
 
-    def request_sync(self, source: str, ticket_ids: Iterable[str], now: datetime, reason: str) -> int:
+    def request_sync(
+        self,
+        source: str,
+        ticket_ids: Iterable[str],
+        now: datetime,
+        reason: str,
+        *,
+        revive_dead_before: datetime | None = None,
+    ) -> int:
         """Queue tickets for a re-check without an event (sweeps, reconciliation).
 
         Tickets already queued are flagged to run once more after any claim in
-        progress; dead-lettered tickets stay parked until a new event arrives.
+        progress. Dead-lettered tickets stay parked, unless they were parked
+        before `revive_dead_before` (the caller knows the ticket changed since):
+        those start afresh.
 
         Returns:
-            How many tickets were not queued before and now are.
+            How many tickets were not queued before (or parked) and now are.
         """
         _aware(now, "now")
+        _aware(revive_dead_before, "revive_dead_before")
         with write_transaction(self.engine) as conn:
-            return queue.request_sync(conn, source, ticket_ids, now, reason)
+            return queue.request_sync(conn, source, ticket_ids, now, reason, revive_dead_before)
 
-    def claim(self, worker_id: str, now: datetime, limit: int = 10, lease_seconds: int = 300) -> list[Claim]:
+    def claim(
+        self, worker_id: str, now: datetime, limit: int = 10, lease_seconds: int = DEFAULT_LEASE_SECONDS
+    ) -> list[Claim]:
         """Lease up to `limit` available tickets, oldest first, one Claim per ticket.
 
         A lease that ran out without complete/retry/dead_letter is claimable
@@ -145,6 +178,27 @@ class Store:
                 return queue.claim(conn, worker_id, now, limit, lease_seconds)
 
         return retry_on_disconnect(lease)
+
+    def renew(
+        self, claims: Iterable[Claim], now: datetime, lease_seconds: int = DEFAULT_LEASE_SECONDS
+    ) -> int:
+        """Extend the leases these claims still hold to `now + lease_seconds`; returns how many."""
+        _aware(now, "now")
+        tokens = [claim.token for claim in claims]
+        if not tokens:
+            return 0
+
+        def extend() -> int:
+            with write_transaction(self.engine) as conn:
+                return queue.renew(conn, tokens, now, lease_seconds)
+
+        return retry_on_disconnect(extend)
+
+    def release(self, claim: Claim, now: datetime) -> None:
+        """Give the ticket back untouched and available now (no attempt counted)."""
+        _aware(now, "now")
+        with write_transaction(self.engine) as conn:
+            queue.release(conn, claim, now)
 
     def complete(self, claim: Claim, now: datetime) -> None:
         """Mark the claim's events done and release the ticket (no-op if the lease was lost)."""
@@ -180,7 +234,10 @@ class Store:
         lease_seconds: int = 300,
         reason: str = "sweep",
     ) -> list[Claim]:
-        """Queue and lease the given tickets in one step, skipping any already queued or parked.
+        """Queue and lease the given tickets in one step, skipping any already queued.
+
+        A parked ticket among them starts afresh (due_tickets offers one only
+        when its due moment came after it was parked).
 
         Sweeps use it so that a ticket is never handled by a sweep and a worker
         (or two sweeps) at once. Returns Claims in the order asked; finish each
@@ -363,9 +420,10 @@ class Store:
     def due_tickets(self, now: datetime, limit: int = 1000) -> list[tuple[str, str]]:
         """(source, ticket_id) whose next_check <= now, most overdue first.
 
-        Tickets already in the work queue (queued, leased or dead-lettered) are
-        left out: they will be evaluated anyway, or are parked, and would
-        otherwise crowd the limit on every sweep.
+        Tickets already in the work queue (queued or leased) are left out: they
+        will be evaluated anyway and would otherwise crowd the limit on every
+        sweep. A dead-lettered ticket is left out until its due moment comes
+        after it was parked.
         """
         _aware(now, "now")
         with read_transaction(self.engine) as conn:
@@ -519,7 +577,8 @@ class Store:
                     .limit(1)
                 ).first()
         except Exception as err:  # health must answer even when the database does not
-            log.warning("Database health check failed: %s", type(err).__name__)
+            self._health_log.warning(type(err).__name__, "Database health check failed: %s",
+                                     type(err).__name__)
             return {
                 "database": f"error: {type(err).__name__}",
                 "backlog": None,

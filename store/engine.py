@@ -15,11 +15,17 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
-# Milliseconds a SQLite writer waits for the lock before "database is locked".
-SQLITE_BUSY_TIMEOUT_MS = 15_000
-POSTGRES_CONNECT_TIMEOUT_S = 10
+# Seconds a webhook, /healthz or a job waits for the database before it gives up:
+# connecting, a statement, a lock, a pooled connection. Webhooks then answer 503
+# within seconds (Zendesk gives up on a delivery after 12 s) instead of hanging.
+DEFAULT_TIMEOUT_SECONDS = 5.0
 # Below the usual idle timeouts of proxies and PgBouncer.
 POSTGRES_POOL_RECYCLE_S = 1800
+# Connections a process keeps open, and may open beyond that under load: enough
+# for every thread of a web process (gunicorn.conf.py's WEB_THREADS, 16), so a
+# burst of webhooks never waits for a pooled connection.
+POOL_SIZE = 5
+POOL_MAX_OVERFLOW = 20
 T = TypeVar("T")
 
 _BEGIN_OPTION = "deskpilot_sqlite_begin"
@@ -49,12 +55,38 @@ def normalize_url(url: str) -> URL:
         ) from err
 
 
-def create_store_engine(url: str) -> Engine:
-    """An Engine for `url`, configured for the store's concurrency model."""
+def postgres_timeouts(timeout_seconds: float) -> dict[str, Any]:
+    """libpq connection parameters that bound every wait on PostgreSQL by `timeout_seconds`.
+
+    connect_timeout bounds connecting; statement_timeout and lock_timeout bound
+    a statement the server runs or a lock it waits for; tcp_user_timeout and the
+    keepalives end a connection whose packets are dropped (the server never
+    answers, so no server-side timeout can fire).
+    https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAMKEYWORDS
+    https://www.postgresql.org/docs/current/runtime-config-client.html#GUC-STATEMENT-TIMEOUT
+    """
+    millis = max(1, round(timeout_seconds * 1000))
+    return {
+        "connect_timeout": max(2, round(timeout_seconds)),  # libpq treats 1 as 2
+        "options": f"-c statement_timeout={millis} -c lock_timeout={millis}",
+        "tcp_user_timeout": millis,
+        "keepalives": 1,
+        "keepalives_idle": max(1, round(timeout_seconds)),
+        "keepalives_interval": 1,
+        "keepalives_count": 3,
+    }
+
+
+def create_store_engine(url: str, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> Engine:
+    """An Engine for `url`, configured for the store's concurrency model.
+
+    Every wait for the database (connect, statement, lock, pool checkout) ends
+    after about `timeout_seconds` with an error instead of hanging.
+    """
     parsed = normalize_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        return _sqlite_engine(parsed)
+        return _sqlite_engine(parsed, timeout_seconds)
     if backend == "postgresql":
         if parsed.get_driver_name() != "psycopg":
             raise ValueError(
@@ -68,7 +100,10 @@ def create_store_engine(url: str) -> Engine:
         return sa.create_engine(
             parsed,
             pool_recycle=POSTGRES_POOL_RECYCLE_S,
-            connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S},
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_MAX_OVERFLOW,
+            pool_timeout=timeout_seconds,
+            connect_args=postgres_timeouts(timeout_seconds),
             json_serializer=_postgres_json,
         )
     raise ValueError(
@@ -88,15 +123,19 @@ def _postgres_json(value: object) -> str:
     return _ESCAPED_NUL.sub(r"\1\\ufffd", json.dumps(value))
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def _sqlite_engine(url: URL, timeout_seconds: float) -> Engine:
     database = url.database or ""
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
-    kwargs: dict[str, Any] = {}
+    # Python's sqlite3 waits `timeout` seconds for a lock; busy_timeout (set on
+    # connect) says the same to SQLite itself.
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": timeout_seconds}}
     if in_memory:
         # One shared connection, or every pooled connection would see its own empty
         # database. Fine for single-threaded tests; use a file for anything else.
-        kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+        kwargs = {"poolclass": StaticPool,
+                  "connect_args": {"check_same_thread": False, "timeout": timeout_seconds}}
     else:
+        kwargs.update(pool_timeout=timeout_seconds, pool_size=POOL_SIZE, max_overflow=POOL_MAX_OVERFLOW)
         folder = Path(database).expanduser().resolve().parent
         if not folder.is_dir():
             raise ValueError(
@@ -104,12 +143,17 @@ def _sqlite_engine(url: URL) -> Engine:
                 "create it or point the URL at an existing folder"
             )
     engine = sa.create_engine(url, **kwargs)
-    event.listen(engine, "connect", _sqlite_on_connect)
+    busy_ms = max(1, round(timeout_seconds * 1000))
+
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
+        _sqlite_on_connect(dbapi_connection, record, busy_ms)
+
+    event.listen(engine, "connect", on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
     return engine
 
 
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any, busy_ms: int) -> None:
     # Python's sqlite3 (legacy transaction control, Python < 3.16) would issue its own
     # deferred BEGIN lazily; turn that off and emit BEGIN ourselves, as SQLAlchemy's
     # SQLite docs describe ("Enabling Non-Legacy SQLite Transactional Modes").
@@ -124,7 +168,8 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         # the reconciliation sweep finds those tickets again in the helpdesk's
         # incremental export. It triples webhook intake on an ordinary disk.
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        # Milliseconds a writer waits for the lock before "database is locked".
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()

@@ -36,6 +36,11 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     so a failed upgrade leaves the schema as it was.
     """
     with _ONE_COMMAND_AT_A_TIME, write_transaction(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            # The store's statement and lock timeouts bound the webhook path; a
+            # migration (or waiting for another process's) may take longer.
+            conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
+            conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
         command.upgrade(alembic_config(conn), revision)
 
 

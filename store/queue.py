@@ -245,13 +245,49 @@ def enqueue_driver(raw: Any, dialect: Any, **fields: Any) -> bool:
         cursor.close()
 
 
-def request_sync(conn: Connection, source: str, ticket_ids: Iterable[str], now: datetime, reason: str) -> int:
+def _revived(now: datetime, reason: str) -> dict[str, Any]:
+    """The columns of a parked ticket that starts afresh (its events stay dead, as evidence)."""
+    return {
+        "dead": False,
+        "dead_at": None,
+        "attempts": 0,
+        "last_error": None,
+        "queued_at": now,
+        "available_at": now,
+        "reason": reason[:128],
+        "generation": work.c.generation + 1,
+    }
+
+
+def request_sync(
+    conn: Connection,
+    source: str,
+    ticket_ids: Iterable[str],
+    now: datetime,
+    reason: str,
+    revive_dead_before: datetime | None = None,
+) -> int:
     # Sorted and de-duplicated: concurrent callers lock rows in the same order
     # (no deadlock), and PostgreSQL refuses to upsert one key twice per statement.
     ids = sorted({str(ticket_id) for ticket_id in ticket_ids})
     newly_queued = 0
     for start in range(0, len(ids), _CHUNK):
-        rows = [_work_row(source, ticket_id, now, now, reason) for ticket_id in ids[start : start + _CHUNK]]
+        chunk = ids[start : start + _CHUNK]
+        if revive_dead_before is not None:
+            revived = conn.execute(
+                sa.update(work)
+                .where(
+                    work.c.source == source,
+                    work.c.ticket_id.in_(chunk),
+                    work.c.dead == sa.true(),
+                    work.c.dead_at < revive_dead_before,
+                )
+                .values(**_revived(now, reason))
+            ).rowcount
+            if revived:
+                log.info("%s: %d parked ticket(s) changed since; queued again", source, revived)
+            newly_queued += revived
+        rows = [_work_row(source, ticket_id, now, now, reason) for ticket_id in chunk]
         result = conn.execute(_work_upsert(conn, rows, revive=False))
         # Rows only ever leave generation 1 by being bumped, so 1 means "just inserted".
         newly_queued += sum(1 for _ticket, generation in result if generation == 1)
@@ -287,6 +323,7 @@ def claim(conn: Connection, worker_id: str, now: datetime, limit: int, lease_sec
         return []
 
     claims: dict[tuple[str, str], Claim] = {}
+    reclaimed: list[Any] = []
     for row in candidates:
         attempts = row.attempts
         changes: dict[str, Any] = {}
@@ -296,12 +333,7 @@ def claim(conn: Connection, worker_id: str, now: datetime, limit: int, lease_sec
             # crashes every worker still reaches the dead-letter limit.
             attempts += 1
             changes["last_error"] = f"lease held by {row.leased_by} expired"
-            log.warning(
-                "Reclaiming %s ticket %s: lease held by %s expired",
-                row.source,
-                row.ticket_id,
-                row.leased_by,
-            )
+            reclaimed.append(row)
         token = uuid.uuid4().hex
         conn.execute(
             sa.update(work)
@@ -324,6 +356,12 @@ def claim(conn: Connection, worker_id: str, now: datetime, limit: int, lease_sec
             token=token,
         )
 
+    if reclaimed:
+        # One line per claim, not per ticket: a killed worker leaves many.
+        holders = sorted({str(row.leased_by) for row in reclaimed})
+        shown = ", ".join(f"{row.source} {row.ticket_id}" for row in reclaimed[:5])
+        log.warning("Reclaiming %d ticket(s) whose lease expired (held by %s): %s%s", len(reclaimed),
+                    ", ".join(holders[:3]), shown, ", ..." if len(reclaimed) > 5 else "")
     events = conn.execute(
         sa.select(inbox.c.id, inbox.c.source, inbox.c.ticket_id, inbox.c.payload)
         .where(
@@ -377,12 +415,74 @@ def claim_tickets(
             .returning(work.c.ticket_id, work.c.lease_token),
             rows,
         )
+        taken = dict(inserted.all())
         claims.extend(
             Claim(source=source, ticket_id=ticket_id, event_ids=[], payloads=[], attempts=0, token=token)
-            for ticket_id, token in inserted
+            for ticket_id, token in taken.items()
         )
+        others = [ticket_id for ticket_id in ids[start : start + _CHUNK] if ticket_id not in taken]
+        if others:
+            claims.extend(_revive_parked(conn, source, others, worker_id, now, lease_until, reason))
     order = {ticket_id: index for index, ticket_id in enumerate(asked)}
     return sorted(claims, key=lambda held: order[held.ticket_id])
+
+
+def _revive_parked(
+    conn: Connection,
+    source: str,
+    ticket_ids: list[str],
+    worker_id: str,
+    now: datetime,
+    lease_until: datetime,
+    reason: str,
+) -> list[Claim]:
+    """Lease those of `ticket_ids` that are parked, starting them afresh."""
+    parked = conn.execute(
+        sa.select(work.c.ticket_id)
+        .where(work.c.source == source, work.c.ticket_id.in_(ticket_ids), work.c.dead == sa.true())
+        .order_by(work.c.ticket_id)
+        .with_for_update()
+    ).scalars().all()
+    claims = []
+    for ticket_id in parked:
+        token = uuid.uuid4().hex
+        conn.execute(
+            sa.update(work)
+            .where(work.c.source == source, work.c.ticket_id == ticket_id, work.c.dead == sa.true())
+            .values(
+                **_revived(now, reason),
+                lease_token=token,
+                leased_by=worker_id[:255],
+                lease_until=lease_until,
+                # SET reads the old row: both become the old generation + 1.
+                lease_generation=work.c.generation + 1,
+            )
+        )
+        log.info("%s ticket %s: parked, and now due; taken up again", source, ticket_id)
+        claims.append(Claim(source=source, ticket_id=ticket_id, event_ids=[], payloads=[], attempts=0,
+                            token=token))
+    return claims
+
+
+def renew(conn: Connection, tokens: list[str], now: datetime, lease_seconds: float) -> int:
+    """Extend the leases still held under `tokens`; returns how many were."""
+    renewed = 0
+    until = now + timedelta(seconds=lease_seconds)
+    for start in range(0, len(tokens), _CHUNK):
+        renewed += conn.execute(
+            sa.update(work)
+            .where(work.c.lease_token.in_(tokens[start : start + _CHUNK]), work.c.lease_until.is_not(None))
+            .values(lease_until=until)
+        ).rowcount
+    return renewed
+
+
+def release(conn: Connection, held: Claim, now: datetime) -> None:
+    """Give the ticket back, available now, its attempts unchanged."""
+    row = _held(conn, held, "release")
+    if row is None:
+        return
+    conn.execute(sa.update(work).where(_this_ticket(held)).values(available_at=now, **_RELEASE))
 
 
 def _held(conn: Connection, held: Claim, action: str) -> Any:

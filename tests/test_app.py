@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from app import create_app
+import jobs.scheduler  # noqa: F401 - imported before install_rules fakes engine.rulefile
+from app import create_app, health_details
 from config import load_settings
 from store import Claim, Store
 
@@ -78,12 +81,19 @@ def test_healthz_ok(store):
     response = make_app(store).test_client().get("/healthz")
     assert response.status_code == 200
     body = response.get_json()
-    assert body["status"] == "ok"
-    assert body["database"] == "ok"
-    assert body["rules"] == {"loaded": True, "version": "r-2026-11-20",
-                             "files": ["rules/cloudtalk.yaml"], "error": None}
-    assert (body["backlog"], body["inbox_pending"], body["dead_letters"]) == (0, 0, 0)
-    assert body["last_dead_letter"] is None
+    assert body == {"status": "ok", "database": "ok",
+                    "rules": {"loaded": True, "version": "r-2026-11-20", "valid": True},
+                    "backlog": 0, "inbox_pending": 0, "dead_letters": 0, "configuration_error": False}
+    details = details_of(store)
+    assert details["rules"] == {"loaded": True, "version": "r-2026-11-20",
+                                "files": ["rules/cloudtalk.yaml"], "error": None}
+    assert details["last_dead_letter"] is None
+
+
+def details_of(store, **config):
+    app = make_app(store, **config)
+    with app.app_context():
+        return health_details()
 
 
 @SQLITE_ONLY
@@ -91,7 +101,9 @@ def test_healthz_rules_error_is_503_with_the_message(store, monkeypatch):
     install_rules(monkeypatch, error="rules/cloudtalk.yaml:12: targets.first_response: not a duration")
     response = make_app(store).test_client().get("/healthz")
     assert response.status_code == 503
-    rules = response.get_json()["rules"]
+    assert response.get_json()["rules"] == {"loaded": False, "version": None, "valid": False}
+    assert "cloudtalk.yaml" not in response.get_data(as_text=True)  # no paths or errors in public
+    rules = details_of(store)["rules"]
     assert rules["loaded"] is False
     assert rules["error"] == "rules/cloudtalk.yaml:12: targets.first_response: not a duration"
 
@@ -101,15 +113,16 @@ def test_healthz_without_engine_rulefile_is_503(store, monkeypatch):
     monkeypatch.setitem(sys.modules, "engine.rulefile", None)  # import fails
     response = make_app(store).test_client().get("/healthz")
     assert response.status_code == 503
-    assert "engine.rulefile" in response.get_json()["rules"]["error"]
+    assert "engine.rulefile" in details_of(store)["rules"]["error"]
 
 
 def test_healthz_database_down_is_503():
     response = make_app(down_store()).test_client().get("/healthz")
     assert response.status_code == 503
     body = response.get_json()
-    assert body["database"] == "error: OperationalError"
+    assert body["database"] == "unavailable" and body["status"] == "unavailable"
     assert (body["backlog"], body["inbox_pending"], body["dead_letters"]) == (None, None, None)
+    assert details_of(down_store())["database"] == "error: OperationalError"
 
 
 def test_healthz_counts_the_inbox(store):
@@ -126,7 +139,8 @@ def test_healthz_survives_a_store_whose_health_raises(store, monkeypatch):
     monkeypatch.setattr(store, "health", lambda: 1 / 0)
     response = make_app(store).test_client().get("/healthz")
     assert response.status_code == 503
-    assert response.get_json()["database"] == "error: ZeroDivisionError"
+    assert response.get_json()["database"] == "unavailable"
+    assert details_of(store)["database"] == "error: ZeroDivisionError"
 
 
 def test_healthz_reports_a_dead_letter(store):
@@ -136,8 +150,9 @@ def test_healthz_reports_a_dead_letter(store):
     store.dead_letter(claim, NOW + timedelta(hours=1), "NotFoundError: ticket 5158 is gone")
     response = make_app(store).test_client().get("/healthz")
     assert response.status_code == 200  # dead letters are reported, not an outage
-    body = response.get_json()
-    assert body["dead_letters"] == 1
+    assert response.get_json()["dead_letters"] == 1
+    assert "gone" not in response.get_data(as_text=True)  # the error text is not public
+    body = details_of(store)
     assert body["last_dead_letter"]["ticket_id"] == "5158"
     assert body["last_dead_letter"]["error"] == "NotFoundError: ticket 5158 is gone"
     assert body["last_dead_letter"]["at"].startswith("2026-11-20T16:30:00")
@@ -149,8 +164,8 @@ def test_healthz_writes_datetime_instants_as_iso(store, monkeypatch):
     health = {"database": "ok", "backlog": 2, "inbox_pending": 3, "dead_letters": 1,
               "last_dead_letter": {"ticket_id": "5158", "error": "NotFoundError", "at": at}}
     monkeypatch.setattr(store, "health", lambda: health)
-    body = make_app(store).test_client().get("/healthz").get_json()
-    assert body["dead_letters"] == 1
+    assert make_app(store).test_client().get("/healthz").get_json()["dead_letters"] == 1
+    body = details_of(store)
     assert body["last_dead_letter"] == {"ticket_id": "5158", "error": "NotFoundError",
                                         "at": "2026-11-20T16:00:05Z"}
 
@@ -159,12 +174,14 @@ def test_healthz_writes_datetime_instants_as_iso(store, monkeypatch):
 def test_settings_come_from_the_environment_when_not_given(store, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # no stray .env
     monkeypatch.setenv("HELPDESK", "freshdesk")
+    monkeypatch.setenv("HELPDESK_SANDBOX", "1")
     for name in ("FRESHDESK_DOMAIN", "FRESHDESK_API_KEY", "FRESHDESK_WEBHOOK_SECRET"):
         monkeypatch.delenv(name, raising=False)
     app = create_app({"TESTING": True, "STORE": store})
     settings = app.extensions["deskpilot"]["settings"]
     assert (settings.helpdesk, settings.sandbox) == ("freshdesk", True)
-    assert app.test_client().get("/healthz").get_json()["helpdesk"] == "freshdesk"
+    with app.app_context():
+        assert health_details()["helpdesk"] == "freshdesk"
 
 
 @SQLITE_ONLY
@@ -199,9 +216,12 @@ class Holder:
 
     def __init__(self, error: str | None = None) -> None:
         self.error, self.reloads = error, 0
+        self.status_override = None
 
     @property
     def status(self):
+        if self.status_override is not None:
+            return self.status_override
         return types.SimpleNamespace(loaded=self.error is None, version=None if self.error else "r-7",
                                      files=() if self.error else ("rules/deskpilot.yaml",),
                                      error=self.error)
@@ -215,12 +235,13 @@ class Holder:
 def test_shared_rules_holder_status_is_reported_live(store):
     holder = Holder()
     client = make_app(store, RULES=holder).test_client()
-    assert client.get("/healthz").get_json()["rules"] == {
+    assert client.get("/healthz").get_json()["rules"] == {"loaded": True, "version": "r-7", "valid": True}
+    assert details_of(store, RULES=holder)["rules"] == {
         "loaded": True, "version": "r-7", "files": ["rules/deskpilot.yaml"], "error": None}
     holder.error = "rules/deskpilot.yaml:4: calendars.office.timezone: unknown time zone 'CET+1'"
     response = client.get("/healthz")
     assert response.status_code == 503
-    assert response.get_json()["rules"]["error"].startswith("rules/deskpilot.yaml:4:")
+    assert details_of(store, RULES=holder)["rules"]["error"].startswith("rules/deskpilot.yaml:4:")
 
 
 @pytest.fixture
@@ -300,8 +321,9 @@ def test_real_rule_files_are_loaded(store, monkeypatch, rules_path, files):
     monkeypatch.delitem(sys.modules, "engine.rulefile")  # the real loader, not the stand-in
     settings = settings_for(RULES_PATH=rules_path)
     response = make_app(store, settings).test_client().get("/healthz")
-    rules = response.get_json()["rules"]
-    assert (response.status_code, rules["loaded"], rules["error"]) == (200, True, None)
+    assert response.status_code == 200 and response.get_json()["rules"]["valid"] is True
+    rules = details_of(store, SETTINGS=settings)["rules"]
+    assert (rules["loaded"], rules["error"]) == (True, None)
     assert rules["version"]
     assert rules["files"] == files
 
@@ -310,9 +332,68 @@ def test_real_rule_files_are_loaded(store, monkeypatch, rules_path, files):
 def test_real_rule_file_error_names_the_file(store, monkeypatch, tmp_path):
     monkeypatch.delitem(sys.modules, "engine.rulefile")
     (tmp_path / "broken.yaml").write_text("version: 1\nrules: [\n")
-    response = make_app(store, settings_for(RULES_PATH=str(tmp_path))).test_client().get("/healthz")
+    settings = settings_for(RULES_PATH=str(tmp_path))
+    response = make_app(store, settings).test_client().get("/healthz")
     assert response.status_code == 503
-    assert "broken.yaml" in response.get_json()["rules"]["error"]
+    assert "broken.yaml" not in response.get_data(as_text=True)
+    assert "broken.yaml" in details_of(store, SETTINGS=settings)["rules"]["error"]
+
+
+GOOD_RULES = (Path(__file__).resolve().parent.parent / "rules" / "deskpilot.yaml").read_text()
+
+
+def edit(path: Path, text: str) -> None:
+    """Write a rule file so that its size or mtime differs from before (as an admin's edit does)."""
+    before = path.stat().st_mtime_ns if path.exists() else 0
+    path.write_text(text)
+    os.utime(path, ns=(before + 10**9, before + 10**9))
+
+
+@SQLITE_ONLY
+def test_healthz_follows_rule_edits_in_the_web_process(store, monkeypatch, tmp_path):
+    """Under gunicorn the web process does not share the worker's rules: it must reload too."""
+    monkeypatch.delitem(sys.modules, "engine.rulefile")
+    monkeypatch.setattr("app.RULES_CHECK_SECONDS", 0.0)
+    rule_file = tmp_path / "deskpilot.yaml"
+    edit(rule_file, GOOD_RULES)
+    client = make_app(store, settings_for(RULES_PATH=str(tmp_path))).test_client()
+    first = client.get("/healthz")
+    assert (first.status_code, first.get_json()["status"]) == (200, "ok")
+    version = first.get_json()["rules"]["version"]
+
+    edit(rule_file, GOOD_RULES + "\n  - this is not: [valid\n")  # a bad edit
+    broken = client.get("/healthz")
+    # The last good rules still run: degraded, not down; the version is the one in use.
+    assert (broken.status_code, broken.get_json()["status"]) == (200, "degraded")
+    assert broken.get_json()["rules"] == {"loaded": True, "version": version, "valid": False}
+
+    edit(rule_file, GOOD_RULES.replace("version:", "# edited\nversion:", 1))  # fixed, and changed
+    fixed = client.get("/healthz").get_json()
+    assert fixed["status"] == "ok" and fixed["rules"]["valid"] is True
+    assert fixed["rules"]["version"] != version
+
+
+@SQLITE_ONLY
+def test_a_web_started_with_broken_rules_recovers_when_they_are_fixed(store, monkeypatch, tmp_path):
+    monkeypatch.delitem(sys.modules, "engine.rulefile")
+    monkeypatch.setattr("app.RULES_CHECK_SECONDS", 0.0)
+    rule_file = tmp_path / "deskpilot.yaml"
+    edit(rule_file, "version: 1\nrules: [\n")
+    client = make_app(store, settings_for(RULES_PATH=str(tmp_path))).test_client()
+    assert client.get("/healthz").status_code == 503
+    edit(rule_file, GOOD_RULES)
+    response = client.get("/healthz")
+    assert (response.status_code, response.get_json()["status"]) == (200, "ok")
+
+
+@SQLITE_ONLY
+def test_a_broken_edit_of_a_shared_holder_is_degraded(store):
+    holder = Holder()
+    client = make_app(store, RULES=holder).test_client()
+    holder.status_override = types.SimpleNamespace(loaded=True, version="r-7", files=("rules/x.yaml",),
+                                                   error="rules/x.yaml:3: bad")
+    response = client.get("/healthz")
+    assert (response.status_code, response.get_json()["status"]) == (200, "degraded")
 
 
 def test_built_store_is_migrated_and_leaves_no_connection_open_for_forked_workers(database_url):

@@ -37,23 +37,26 @@ def test_the_account_window_grants_in_order_and_says_when_room_returns(store):
     first = take(store, [("1", 2), ("2", 2)])
     assert (first.granted, first.denied, first.retry_after) == (("1", "2"), (), 0.0)
     later = take(store, [("3", 2), ("4", 1)], seconds=20)
-    # 4 of 5 used: ticket 3 (2 units) waits until the first writes leave the minute,
-    # 40 s from now; ticket 4 (1 unit) still fits.
-    assert (later.granted, later.denied, later.retry_after) == (("4",), ("3",), 40.0)
+    # 4 of 5 used: ticket 3 (2 units) waits until the first writes leave the minute
+    # (and its one-second guard), 41 s from now; ticket 4 (1 unit) still fits.
+    assert (later.granted, later.denied, later.retry_after) == (("4",), ("3",), 41.0)
     assert take(store, [("3", 2)], seconds=59).denied == ("3",)
-    assert take(store, [("3", 2)], seconds=60).granted == ("3",)
+    # Granted exactly a minute later, both writes would sit in one closed 60 s window.
+    assert take(store, [("3", 2)], seconds=60).denied == ("3",)
+    assert take(store, [("3", 2)], seconds=61).granted == ("3",)
 
 
 def test_the_per_ticket_window_is_ten_minutes(store):
     assert take(store, [("7", 3)], per_minute=100).granted == ("7",)
     refused = take(store, [("7", 1), ("8", 1)], seconds=300, per_minute=100)
-    assert (refused.granted, refused.denied, refused.retry_after) == (("8",), ("7",), 300.0)
-    assert take(store, [("7", 1)], seconds=600, per_minute=100).granted == ("7",)
+    assert (refused.granted, refused.denied, refused.retry_after) == (("8",), ("7",), 301.0)
+    assert take(store, [("7", 1)], seconds=600, per_minute=100).denied == ("7",)
+    assert take(store, [("7", 1)], seconds=601, per_minute=100).granted == ("7",)
 
 
 def test_old_rows_are_pruned(store):
     take(store, [("1", 1), ("2", 1)])
-    take(store, [("3", 1)], seconds=601)
+    take(store, [("3", 1)], seconds=602)
     with store.engine.connect() as conn:
         assert [r.ticket_id for r in conn.execute(sa.select(write_log.c.ticket_id))] == ["3"]
 
@@ -147,7 +150,7 @@ def test_over_budget_writes_wait_for_the_next_minute_across_two_processes(databa
         assert attempts(stores[0]) == {ticket_id: 0 for ticket_id in deferred}  # not failures
         assert workers[0].run_once() == [] and workers[1].run_once() == []  # waiting, not dropped
 
-        clock.advance(60)
+        clock.advance(61)
         later = workers[1].run_once(limit=10)
 
         assert sorted(o.ticket_id for o in later if o.wrote) == deferred
@@ -181,6 +184,45 @@ def test_a_sweep_leaves_what_does_not_fit_due_for_its_next_run(store):
         clock.advance(31)
         assert sorted(sweeper.sweep().closed) == sorted(report.deferred)
         assert all(world.ticket(t)["status"] == "solved" for t in ids)
+
+
+def granted_instants(store, requests_at: list[float], per_minute: int) -> list[float]:
+    """Ask for one write at each offset (seconds after T0); the offsets that were granted."""
+    granted = []
+    for n, offset in enumerate(requests_at):
+        grant = store.take_write_budget("zendesk", [(f"t{n}", 1)], T0 + timedelta(seconds=offset),
+                                        per_minute=per_minute, per_ticket=1000)
+        if grant.granted:
+            granted.append(offset)
+    return granted
+
+
+def most_in_any_window(instants: list[float], window: float = 60.0) -> int:
+    """The most instants in any closed window [t, t + window] (the worst window starts at one)."""
+    ordered = sorted(instants)
+    return max((sum(1 for x in ordered if start <= x <= start + window) for start in ordered), default=0)
+
+
+@SQLITE_ONLY
+def test_the_budget_holds_for_every_sliding_window_at_exact_instants(store):
+    # 80 at once, then a retry at exactly +60 s (when the first ones leave the minute),
+    # then a steady drip every quarter second for five minutes.
+    asked = [0.0] * 80 + [60.0, 60.0, 60.5, 61.0] + [61.0 + 0.25 * n for n in range(1200)]
+    granted = granted_instants(store, asked, per_minute=80)
+    assert most_in_any_window(granted) <= 80
+    # Writes land after their reservation, some sooner than others (up to the guard).
+    landed = [at + (0.99 if n % 2 else 0.0) for n, at in enumerate(granted)]
+    assert most_in_any_window(landed) <= 80
+    assert len(granted) >= 80 * 5  # and the budget is used, not starved
+
+
+@SQLITE_ONLY
+def test_the_retry_after_a_denial_is_granted(store):
+    assert len(granted_instants(store, [0.0] * 3, per_minute=3)) == 3
+    denied = store.take_write_budget("zendesk", [("late", 1)], T0 + timedelta(seconds=10),
+                                     per_minute=3, per_ticket=10)
+    retry = T0 + timedelta(seconds=10 + denied.retry_after)
+    assert store.take_write_budget("zendesk", [("late", 1)], retry, per_minute=3, per_ticket=10).granted
 
 
 def test_limits_come_from_the_environment():

@@ -24,7 +24,8 @@ SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 def sandbox_settings(base_url: str, database_url: str, rules=CHOOZLE):
     return load_settings({"HELPDESK": "zendesk", "ZENDESK_API_URL": base_url,
-                          "DATABASE_URL": database_url, "RULES_PATH": str(rules)}, env_file=None)
+                          "DATABASE_URL": database_url, "RULES_PATH": str(rules)}, env_file=None,
+                         sandbox=True)
 
 
 @SQLITE_ONLY
@@ -65,7 +66,7 @@ def test_the_clock_process_stops_cleanly_on_sigterm(tmp_path):
     with zendesk_world(clock) as world:
         env = {**os.environ, "HELPDESK": "zendesk", "ZENDESK_API_URL": world.base_url,
                "DATABASE_URL": f"sqlite:///{tmp_path / 'clock.db'}", "RULES_PATH": str(CHOOZLE),
-               "PYTHONPATH": str(ROOT), "LOG_LEVEL": "INFO"}
+               "PYTHONPATH": str(ROOT), "LOG_LEVEL": "INFO", "HELPDESK_SANDBOX": "1"}
         for name in ("ZENDESK_SUBDOMAIN", "ZENDESK_EMAIL", "ZENDESK_API_TOKEN", "ZENDESK_WEBHOOK_SECRET"):
             env.pop(name, None)
         process = subprocess.Popen([sys.executable, "-m", "jobs.clock"], cwd=tmp_path, env=env,

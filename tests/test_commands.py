@@ -38,7 +38,9 @@ def test_errors_name_the_command(capsys):
 
 def test_flask_commands_pass_through(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # no rules/ here: the project's are used
-    monkeypatch.delenv("RULES_PATH", raising=False)
+    monkeypatch.setenv("RULES_PATH", "set by this test")  # so that monkeypatch unsets it afterwards
+    monkeypatch.delenv("RULES_PATH")
+    monkeypatch.setenv("HELPDESK_SANDBOX", "1")
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'd.db'}")
     assert commands.main(["check-rules"]) == 0
     assert "deskpilot.yaml" in capsys.readouterr().out
@@ -49,7 +51,8 @@ def test_flask_commands_pass_through(tmp_path, monkeypatch, capsys):
 
 
 def test_rules_path_default_only_when_needed(tmp_path, monkeypatch):
-    monkeypatch.delenv("RULES_PATH", raising=False)
+    monkeypatch.setenv("RULES_PATH", "set by this test")  # so that monkeypatch unsets it afterwards
+    monkeypatch.delenv("RULES_PATH")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "rules").mkdir()
     commands._default_rules()

@@ -35,8 +35,32 @@ def load(env: dict[str, str]):
     return load_settings(env, env_file=None)
 
 
-def test_defaults_are_a_zendesk_sandbox():
-    settings = load({})
+def test_no_credentials_is_an_error_naming_every_missing_variable():
+    with pytest.raises(ConfigError) as raised:
+        load({"HELPDESK": "zendesk", "ZENDESK_SUBDOMIAN": "acme"})  # a typo is not the sandbox
+    message = str(raised.value)
+    assert message.startswith(
+        "ZENDESK_SUBDOMAIN, ZENDESK_EMAIL, ZENDESK_API_TOKEN, ZENDESK_WEBHOOK_SECRET are not set")
+    assert "HELPDESK_SANDBOX=1" in message and "\n" not in message
+    with pytest.raises(ConfigError, match="^FRESHDESK_DOMAIN, FRESHDESK_API_KEY, FRESHDESK_WEBHOOK_SECRET"):
+        load({"HELPDESK": "freshdesk"})
+
+
+def test_the_sandbox_runs_only_when_asked():
+    assert load({"HELPDESK_SANDBOX": "1"}).sandbox is True
+    assert load_settings({}, env_file=None, sandbox=True).sandbox is True
+    for off in ("0", "false", ""):
+        with pytest.raises(ConfigError, match="are not set"):
+            load({"HELPDESK_SANDBOX": off})
+    with pytest.raises(ConfigError, match="^HELPDESK_SANDBOX must be 1 or 0"):
+        load({"HELPDESK_SANDBOX": "maybe"})
+    with pytest.raises(ConfigError) as raised:
+        load({**ZENDESK, "HELPDESK_SANDBOX": "1"})
+    assert "ZENDESK_SUBDOMAIN" in str(raised.value) and "tok-0123456789abcdef" not in str(raised.value)
+
+
+def test_sandbox_defaults_are_a_zendesk_sandbox():
+    settings = load({"HELPDESK_SANDBOX": "yes"})
     assert settings.helpdesk == "zendesk"
     assert settings.sandbox is True
     assert settings.zendesk_api_url == SANDBOX_API_URLS["zendesk"]
@@ -66,7 +90,7 @@ def test_full_freshdesk_credentials_ignore_zendesk_variables():
 
 
 def test_freshdesk_sandbox_uses_the_local_server():
-    settings = load({"HELPDESK": "Freshdesk"})
+    settings = load({"HELPDESK": "Freshdesk", "HELPDESK_SANDBOX": "1"})
     assert (settings.helpdesk, settings.sandbox) == ("freshdesk", True)
     assert settings.freshdesk_api_url == SANDBOX_API_URLS["freshdesk"]
     assert settings.webhook_secret("freshdesk") == SANDBOX_WEBHOOK_SECRET
@@ -74,6 +98,8 @@ def test_freshdesk_sandbox_uses_the_local_server():
 
 @pytest.mark.parametrize(("env", "message"), [
     ({"ZENDESK_SUBDOMAIN": "acme"},
+     "ZENDESK_EMAIL, ZENDESK_API_TOKEN, ZENDESK_WEBHOOK_SECRET are not set"),
+    ({"ZENDESK_SUBDOMAIN": "acme", "HELPDESK_SANDBOX": "0"},
      "ZENDESK_EMAIL, ZENDESK_API_TOKEN, ZENDESK_WEBHOOK_SECRET are not set"),
     ({**ZENDESK, "ZENDESK_API_TOKEN": ""}, "ZENDESK_API_TOKEN is not set"),
     ({**ZENDESK, "ZENDESK_WEBHOOK_SECRET": "  "}, "ZENDESK_WEBHOOK_SECRET is not set"),
@@ -89,28 +115,46 @@ def test_partial_credentials_name_what_is_missing(env, message):
 
 
 @pytest.mark.parametrize(("env", "message"), [
-    ({"ZENDESK_API_URL": "ftp://x"}, "ZENDESK_API_URL must be an http(s) URL, got 'ftp://x'"),
-    ({"FRESHDESK_API_URL": "127.0.0.1:9200"},
-     "FRESHDESK_API_URL must be an http(s) URL, got '127.0.0.1:9200'"),
+    ({"ZENDESK_API_URL": "ftp://x"}, "ZENDESK_API_URL must be an http(s) URL"),
+    ({"FRESHDESK_API_URL": "127.0.0.1:9200"}, "FRESHDESK_API_URL must be an http(s) URL"),
     ({"ZENDESK_API_URL": "http://[::1"}, "ZENDESK_API_URL must be an http(s) URL"),
     ({"ZENDESK_API_URL": "http://host:99999"}, "ZENDESK_API_URL must be an http(s) URL"),
-    ({"HELPDESK": "jira"}, "HELPDESK must be 'zendesk' or 'freshdesk', got 'jira'"),
-    ({"WORKER_MAX_ATTEMPTS": "0"}, "WORKER_MAX_ATTEMPTS must be a whole number >= 1, got '0'"),
-    ({"WORKER_MAX_ATTEMPTS": "eight"}, "WORKER_MAX_ATTEMPTS must be a whole number >= 1, got 'eight'"),
-    ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'loud'"),
+    ({"HELPDESK": "jira"}, "HELPDESK must be 'zendesk' or 'freshdesk'"),
+    ({"WORKER_MAX_ATTEMPTS": "0"}, "WORKER_MAX_ATTEMPTS must be a whole number >= 1"),
+    ({"WORKER_MAX_ATTEMPTS": "eight"}, "WORKER_MAX_ATTEMPTS must be a whole number >= 1"),
+    ({"WORKER_LEASE_SECONDS": "2"}, "WORKER_LEASE_SECONDS must be a whole number of seconds from 5"),
+    ({"DATABASE_TIMEOUT_SECONDS": "0.5"}, "DATABASE_TIMEOUT_SECONDS must be a number of seconds"),
+    ({"DATABASE_TIMEOUT_SECONDS": "nan"}, "DATABASE_TIMEOUT_SECONDS must be a number of seconds"),
+    ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
     ({"DATABASE_URL": "mysql://u@h/db"}, "DATABASE_URL must be sqlite:///PATH or postgresql+psycopg://"),
     ({"DATABASE_URL": "not a url"}, "DATABASE_URL is not a database URL"),
     ({**ZENDESK, "ZENDESK_SUBDOMAIN": "acme.zendesk.com"},
-     "ZENDESK_SUBDOMAIN must be the subdomain only (e.g. 'acme' for acme.zendesk.com), "
-     "got 'acme.zendesk.com'"),
-    ({**ZENDESK, "ZENDESK_EMAIL": "bot"}, "ZENDESK_EMAIL must be the API user's email address, got 'bot'"),
+     "ZENDESK_SUBDOMAIN must be the subdomain only (e.g. 'acme' for acme.zendesk.com)"),
+    ({**ZENDESK, "ZENDESK_EMAIL": "bot"}, "ZENDESK_EMAIL must be the API user's email address"),
     ({**FRESHDESK, "FRESHDESK_DOMAIN": "https://acme.freshdesk.com"},
      "FRESHDESK_DOMAIN must be the helpdesk's host name"),
 ])
 def test_bad_values_name_the_variable_and_the_expectation(env, message):
     with pytest.raises(ConfigError) as raised:
-        load(env)
+        credentials = any(k.startswith(("ZENDESK_", "FRESHDESK_")) and "URL" not in k for k in env)
+        load(env if credentials else {"HELPDESK_SANDBOX": "1", **env})
     assert str(raised.value).startswith(message)
+
+
+@pytest.mark.parametrize("name", ["ZENDESK_API_URL", "ZENDESK_SUBDOMAIN", "ZENDESK_EMAIL",
+                                  "FRESHDESK_API_URL", "LOG_LEVEL", "WORKER_MAX_ATTEMPTS",
+                                  "WORKER_SETTLE_SECONDS", "HELPDESK", "DATABASE_URL"])
+@pytest.mark.parametrize("value", ["tok_9f8e7d6c5b4a3210secret", "https://ex.invalid/tok_9f8e7d6c5b4a3210secret",
+                                   "ftp://tok_9f8e7d6c5b4a3210secret", "a/tok_9f8e7d6c5b4a3210secret"])
+def test_errors_name_the_variable_and_never_echo_its_value(name, value):
+    """A token pasted into the wrong variable must not land in the log."""
+    try:
+        load({**ZENDESK, name: value})
+    except ConfigError as err:
+        assert name in str(err)
+        assert "tok_9f8e7d6c5b4a3210secret" not in str(err)
+    else:
+        assert name in ("DATABASE_URL",) or value.startswith("https://")
 
 
 @pytest.mark.parametrize(("name", "value"), [
@@ -121,7 +165,7 @@ def test_bad_values_name_the_variable_and_the_expectation(env, message):
 ])
 def test_errors_never_echo_a_password(name, value):
     with pytest.raises(ConfigError) as raised:
-        load({name: value})
+        load({"HELPDESK_SANDBOX": "1", name: value})
     assert name in str(raised.value)
     assert "hunter2secret" not in str(raised.value)
 
@@ -134,7 +178,7 @@ def test_errors_never_echo_a_password(name, value):
     ("postgres://bot:pw@db/deskpilot", "postgresql+psycopg://bot:pw@db/deskpilot"),
 ])
 def test_database_urls(value, expected):
-    assert load({"DATABASE_URL": value}).database_url == expected
+    assert load({**ZENDESK, "DATABASE_URL": value}).database_url == expected
 
 
 def test_secrets_stay_out_of_repr_and_logs(caplog):
@@ -167,24 +211,24 @@ def test_env_file_fills_gaps_but_real_environment_wins(tmp_path):
 
 
 def test_missing_env_file_is_fine(tmp_path):
-    assert load_settings({}, env_file=tmp_path / "absent.env").sandbox is True
+    assert load_settings(ZENDESK, env_file=tmp_path / "absent.env").sandbox is False
 
 
 def test_env_file_errors_name_the_variable_too(tmp_path):
     env_file = tmp_path / ".env"
     env_file.write_text("RULES_PATH=rules/examples\nZENDESK_API_URL=gopher://old\n")
     with pytest.raises(ConfigError, match="ZENDESK_API_URL must be an http"):
-        load_settings({}, env_file=env_file)
+        load_settings(ZENDESK, env_file=env_file)
 
 
 def test_settings_are_frozen():
     with pytest.raises(AttributeError):
-        load({}).helpdesk = "freshdesk"
+        load(ZENDESK).helpdesk = "freshdesk"
 
 
 def test_webhook_secret_rejects_unknown_sources():
     with pytest.raises(ValueError, match="unknown helpdesk 'jira'"):
-        load({}).webhook_secret("jira")
+        load(ZENDESK).webhook_secret("jira")
 
 
 def test_env_example_documents_every_variable_and_loads_as_a_sandbox():
@@ -198,11 +242,18 @@ def test_env_example_documents_every_variable_and_loads_as_a_sandbox():
 def test_settle_seconds():
     from config import load_settings as load
 
-    assert load({}, env_file=None).worker_settle_seconds == 1.0
-    assert load({"WORKER_SETTLE_SECONDS": "0"}, env_file=None).worker_settle_seconds == 0.0
-    for bad in ("-1", "soon", "301"):
+    assert load(ZENDESK, env_file=None).worker_settle_seconds == 1.0
+    assert load({**ZENDESK, "WORKER_SETTLE_SECONDS": "0"}, env_file=None).worker_settle_seconds == 0.0
+    for bad in ("-1", "soon", "301", "nan"):
         with pytest.raises(ConfigError, match="WORKER_SETTLE_SECONDS must be a number of seconds"):
-            load({"WORKER_SETTLE_SECONDS": bad}, env_file=None)
+            load({**ZENDESK, "WORKER_SETTLE_SECONDS": bad}, env_file=None)
+
+
+def test_lease_and_database_timeouts():
+    settings = load(ZENDESK)
+    assert (settings.worker_lease_seconds, settings.database_timeout_seconds) == (20, 5.0)
+    settings = load({**ZENDESK, "WORKER_LEASE_SECONDS": "12", "DATABASE_TIMEOUT_SECONDS": "2.5"})
+    assert (settings.worker_lease_seconds, settings.database_timeout_seconds) == (12, 2.5)
 
 
 def test_dotenv_fills_the_process_environment(tmp_path, monkeypatch):
@@ -215,7 +266,36 @@ def test_dotenv_fills_the_process_environment(tmp_path, monkeypatch):
     env_file.write_text("SWEEP_INTERVAL_SECONDS=45\nWRITE_BUDGET_PER_MINUTE=50\n")
     monkeypatch.setenv("WRITE_BUDGET_PER_MINUTE", "70")
     monkeypatch.delenv("SWEEP_INTERVAL_SECONDS", raising=False)
+    for name, value in ZENDESK.items():
+        monkeypatch.setenv(name, value)
     load(os.environ, env_file=env_file)
     assert os.environ["SWEEP_INTERVAL_SECONDS"] == "45"
     assert os.environ["WRITE_BUDGET_PER_MINUTE"] == "70"
     monkeypatch.delenv("SWEEP_INTERVAL_SECONDS")
+
+
+def test_one_settings_object_carries_every_process_setting():
+    from pydantic_settings import BaseSettings
+
+    from jobs.budget import BudgetLimits
+    from jobs.clock import ClockConfig
+
+    settings = load({**ZENDESK, "SWEEP_INTERVAL_SECONDS": "20", "RECONCILE_INTERVAL_SECONDS": "240",
+                     "WRITE_BUDGET_PER_MINUTE": "40", "WRITE_BUDGET_PER_TICKET": "5", "SWEEP_LIMIT": "50"})
+    assert isinstance(settings, BaseSettings)
+    assert ClockConfig.from_settings(settings) == ClockConfig(20, 240, 10, 3600, 50, 14)
+    assert BudgetLimits.from_settings(settings) == BudgetLimits(40, 5, 600)
+    with pytest.raises(ConfigError) as raised:
+        load({**ZENDESK, "WRITE_BUDGET_PER_MINUTE": "tok_secret_value"})
+    assert str(raised.value) == "WRITE_BUDGET_PER_MINUTE must be a whole number >= 1"
+
+
+def test_settings_read_the_process_environment_natively(monkeypatch, tmp_path):
+    from config import Settings
+
+    monkeypatch.chdir(tmp_path)
+    for name, value in {**ZENDESK, "SWEEP_LIMIT": "9"}.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert (settings.zendesk_subdomain, settings.sweep_limit, settings.sandbox) == ("acme", 9, False)
+    assert settings.model_copy(update={"zendesk_api_url": "http://x"}).zendesk_api_url == "http://x"

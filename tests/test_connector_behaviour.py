@@ -422,13 +422,18 @@ def test_the_start_up_check_records_a_configuration_error_that_healthz_shows(rsp
                               "ZENDESK_WEBHOOK_SECRET": "s"}, env_file=None)
     app = create_app({"TESTING": True, "SETTINGS": settings, "STORE": store, "CLOCK": lambda: NOW})
     body = app.test_client().get("/healthz").get_json()
-    assert body["configuration_error"]["error"] == problem and "users/me.json" in problem
+    assert body["configuration_error"] is True and body["status"] == "degraded"
+    assert "users/me.json" not in str(body)  # the public answer carries no error text
+    with app.app_context():
+        from app import health_details
+
+        assert health_details()["configuration_error"]["error"] == problem and "users/me.json" in problem
 
     rsps.replace(responses.GET, f"{zendesk.api}/users/me.json",
                  json={"user": {"id": 1, "role": "admin", "email": "a@b.example"}})
     zendesk.serve_metadata(rsps)
     assert check_connector(zendesk.connector(), store, NOW) == []
-    assert app.test_client().get("/healthz").get_json()["configuration_error"] is None
+    assert app.test_client().get("/healthz").get_json()["configuration_error"] is False
 
 
 def test_field_types_compare_values_as_their_types():

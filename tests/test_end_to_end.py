@@ -32,7 +32,7 @@ def wait_quiet(service: Service, seconds: float = 15.0) -> None:
 def service(request, database_url):
     settings = load_settings(
         {"HELPDESK": request.param, "DATABASE_URL": database_url, "RULES_PATH": str(ROOT / "rules")},
-        env_file=None,
+        env_file=None, sandbox=True,
     )
     service = Service(settings, "127.0.0.1", 0, workers=2, sandbox_port=0, clock=False)
     service.start()
