@@ -258,6 +258,40 @@ class FreshdeskConnector:
             reply = {"body": _as_html(changes.reply)}
             self._request("POST", f"/tickets/{number}/reply", body=reply, idempotent=False)
 
+    def write_parts(self, changes: TicketChanges) -> list[TicketChanges]:
+        """`changes` as the calls apply() makes, one each (for the outbox): PUT, note, reply."""
+        parts = []
+        if changes.priority or changes.status or changes.group or changes.fields or changes.add_tags:
+            parts.append(TicketChanges(priority=changes.priority, status=changes.status,
+                                       group=changes.group, add_tags=changes.add_tags,
+                                       fields=dict(changes.fields)))
+        if changes.note:
+            parts.append(TicketChanges(note=changes.note))
+        if changes.reply:
+            parts.append(TicketChanges(reply=changes.reply))
+        return parts
+
+    def has_comment(self, ticket_id: str, body: str, *, public: bool, since: int) -> bool:
+        """Whether the API key's agent posted `body` (a reply, or a private note) at or after `since`.
+
+        Read from the conversations, so a resumed write can tell whether a POST
+        whose answer was lost reached Freshdesk.
+        """
+        number = _ticket_number(ticket_id)
+        bot, wanted = self.bot_agent_id(), " ".join(body.split())
+        for item in self._conversations(number):
+            try:
+                at = to_epoch(datetime.fromisoformat(str(item.get("created_at")).replace("Z", "+00:00")))
+            except ValueError:
+                continue
+            text = item.get("body_text")
+            if text is None:
+                text = html.unescape(re.sub(r"<[^>]+>", " ", str(item.get("body") or "")))
+            if (at >= since and item.get("user_id") == bot and bool(item.get("private")) != public
+                    and " ".join(str(text).split()) == wanted):
+                return True
+        return False
+
     def bulk_update(
         self,
         ticket_ids: Iterable[str],

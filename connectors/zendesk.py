@@ -7,6 +7,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -243,6 +244,38 @@ class ZendeskConnector:
             if not isinstance(ticket, dict) or not ticket.get("updated_at"):
                 raise ConnectorError(f"PUT tickets/{number}.json: response has no ticket.updated_at")
             remote.stamp, remote.raw = ticket["updated_at"], ticket
+
+    def write_parts(self, changes: TicketChanges) -> list[TicketChanges]:
+        """`changes` as the ticket updates apply() makes, one vendor call each (for the outbox).
+
+        A Zendesk update carries one comment: the public reply (else the note)
+        rides with the field changes, and the note follows on its own.
+        """
+        if changes.is_empty():
+            return []
+        first = TicketChanges(priority=changes.priority, status=changes.status, group=changes.group,
+                              add_tags=changes.add_tags, fields=dict(changes.fields),
+                              reply=changes.reply, note=None if changes.reply else changes.note)
+        return [first] + ([TicketChanges(note=changes.note)] if changes.reply and changes.note else [])
+
+    def has_comment(self, ticket_id: str, body: str, *, public: bool, since: int) -> bool:
+        """Whether the API user posted `body` (public or internal) at or after `since` (epoch seconds).
+
+        Read from the ticket's audits, so a resumed write can tell whether a
+        call whose answer was lost reached Zendesk.
+        """
+        number = _ticket_number(ticket_id)
+        audits, _users = self._audits(number)
+        bot, wanted = self.bot_user_id(), " ".join(body.split())
+        for audit in audits:
+            if _audit_epoch(audit) < since:
+                continue
+            for event in audit.get("events") or ():
+                if (event.get("type") == "Comment" and bool(event.get("public")) == public
+                        and event.get("author_id", audit.get("author_id")) == bot
+                        and " ".join(str(event.get("body") or "").split()) == wanted):
+                    return True
+        return False
 
     # -- Bulk and incremental calls ----------------------------------------
 
@@ -513,6 +546,13 @@ def _job_results(ids: list[str], job: Mapping[str, Any]) -> dict[str, str | None
                 str(result[key]) for key in ("error", "details") if result.get(key)
             ) or "failed"
     return outcome
+
+
+def _audit_epoch(audit: Mapping[str, Any]) -> int:
+    try:
+        return int(datetime.fromisoformat(str(audit.get("created_at")).replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return 0
 
 
 def _ticket_number(ticket_id: str | int) -> int:

@@ -23,6 +23,7 @@ from store.models import (
     ticket_snapshots,
     ticket_work,
 )
+from store.outbox import Outbox
 from store.queue import Claim
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class Store:
 
     def __init__(self, url: str | None = None) -> None:
         self.engine: sa.Engine = create_store_engine(url or DEFAULT_DATABASE_URL)
+        # Decided writes and their parts (store/outbox.py).
+        self.outbox = Outbox(self.engine)
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -268,7 +271,11 @@ class Store:
         """Discard a parked ticket's work; its events are settled, their error kept as evidence."""
         _aware(now, "now")
         with write_transaction(self.engine) as conn:
-            return queue.drop_dead(conn, source, ticket_id, now)
+            dropped = queue.drop_dead(conn, source, ticket_id, now)
+            if dropped:
+                # Its unfinished writes go too: nobody would ever complete them.
+                self.outbox.cancel_ticket(conn, source, ticket_id, now, "dead letter dropped by an operator")
+            return dropped
 
     # -- snapshots, due tickets, audit trail, cursors ---------------------------------
 
