@@ -32,7 +32,7 @@ from engine.ticket import Event, to_epoch
 from jobs.budget import WriteBudget
 from jobs.outbox import OutboxWriter, changes_to_dict
 from jobs.runtime import resolve_helpdesk
-from jobs.worker import Worker, _action_log, _ticket_json, changes_from, utc_now
+from jobs.worker import Worker, _action_log, changes_from, holds_for, ticket_json, utc_now
 from store import Claim, Store
 from store.outbox import NewWrite
 
@@ -107,6 +107,7 @@ class _Read:
     error: Exception | None = None
     decision: Decision | None = None
     path: str = ""  # "bulk" or "per ticket" once routed
+    holds: tuple = ()  # fields an agent set by hand (engine/ownership.py)
 
 
 class Sweeper:
@@ -206,7 +207,8 @@ class Sweeper:
         for read in reads:
             if read.remote is None:
                 continue
-            read.decision = evaluate(read.remote.ticket, rules, to_epoch(now))
+            read.holds = holds_for(self.store, helpdesk.name, read.remote, rules, now)
+            read.decision = evaluate(read.remote.ticket, rules, to_epoch(now), read.holds)
             key = _close_key(read.decision, helpdesk)
             if not read.decision.actions:
                 quiet.append(read)
@@ -308,7 +310,7 @@ class Sweeper:
         if not quiet:
             return
         source = quiet[0].claim.source  # type: ignore[union-attr]
-        self.store.save_snapshots(source, [_snapshot(r.remote, r.decision, r.decision, rules)
+        self.store.save_snapshots(source, [_snapshot(r.remote, r.decision, r.decision, rules, r.holds)
                                            for r in quiet], now)
         self.store.complete_many([r.claim for r in quiet], now)  # type: ignore[misc]
         report.unchanged.extend(r.ticket_id for r in quiet)
@@ -386,8 +388,8 @@ class Sweeper:
             closed = [_after_close(r.remote, key, now) for r in done]  # type: ignore[arg-type]
             snapshots, again = [], []
             for read, remote in zip(done, closed, strict=True):
-                after = evaluate(remote.ticket, rules, to_epoch(now))
-                snapshots.append(_snapshot(remote, read.decision, after, rules))  # type: ignore[arg-type]
+                after = evaluate(remote.ticket, rules, to_epoch(now), read.holds)
+                snapshots.append(_snapshot(remote, read.decision, after, rules, read.holds))  # type: ignore[arg-type]
                 if after.actions:
                     again.append(read.ticket_id)
             self.store.save_snapshots(source, snapshots, now)
@@ -537,10 +539,11 @@ def _after_close(remote: RemoteTicket, key: tuple, now: datetime) -> RemoteTicke
 
 
 def _snapshot(remote: RemoteTicket | None, decision: Decision | None, after: Decision | None,
-              rules: RuleSet) -> dict[str, Any]:
+              rules: RuleSet, holds: tuple = ()) -> dict[str, Any]:
     assert remote is not None and decision is not None and after is not None
     next_check = None if after.next_check is None else datetime.fromtimestamp(after.next_check, UTC)
-    return {"ticket_id": remote.ticket.id, "ticket": _ticket_json(remote), "decision": decision.to_dict(),
+    return {"ticket_id": remote.ticket.id, "ticket": ticket_json(remote.ticket, remote.stamp, holds),
+            "decision": decision.to_dict(),
             "next_check": next_check, "rules_version": rules.version}
 
 

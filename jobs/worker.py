@@ -20,6 +20,7 @@ from connectors.base import (
     RemoteTicket,
     TicketChanges,
 )
+from engine import ownership
 from engine.actions import COMMENT_TYPES, ActionType, UnknownAction, apply_actions, exhaustive
 from engine.decision import Action, Decision
 from engine.evaluate import evaluate
@@ -266,10 +267,13 @@ class Worker:
             outcome.wrote = True
         decision: Decision | None = None
         written: Decision | None = None
+        holds: tuple[ownership.Hold, ...] = ()
         for attempt in range(1, CONFLICT_RETRIES + 1):
             remote = helpdesk.fetch_ticket(claim.ticket_id)
             now = self.clock()
-            decision = evaluate(remote.ticket, rules, to_epoch(now))
+            holds = holds_for(self.store, claim.source, remote, rules, now)
+            decision = evaluate(remote.ticket, rules, to_epoch(now), holds)
+            _log_holds(claim.source, claim.ticket_id, holds, decision)
             outcome.decision = decision
             changes = changes_from(decision)
             if changes.is_empty():
@@ -318,10 +322,11 @@ class Worker:
         after = remote.ticket
         if written is not None:
             after = apply_actions(remote.ticket, written.actions, to_epoch(now))
+            holds = ownership.announce(holds, [a.body for a in written.actions])
         self.store.save_snapshot(
             claim.source,
             claim.ticket_id,
-            ticket=ticket_json(after, remote.stamp),
+            ticket=ticket_json(after, remote.stamp, holds),
             decision=decision.to_dict() if decision is not None else {},
             next_check=next_check,
             rules_version=rules.version,
@@ -340,7 +345,21 @@ def _ticket_json(remote: RemoteTicket) -> dict[str, Any]:
     return ticket_json(remote.ticket, remote.stamp)
 
 
-def ticket_json(ticket: Any, stamp: str | None = None) -> dict[str, Any]:
+def holds_for(store: Store, source: str, remote: RemoteTicket, rules: RuleSet, now: datetime
+              ) -> tuple[ownership.Hold, ...]:
+    """Fields an agent set by hand on this ticket (seen against the stored snapshot): the rules stand back."""
+    previous = store.get_snapshot(source, remote.ticket.id)
+    return ownership.observe(previous["ticket"] if previous else None, remote.ticket, rules, to_epoch(now))
+
+
+def _log_holds(source: str, ticket_id: str, holds: tuple[ownership.Hold, ...], decision: Decision) -> None:
+    for hold in holds:
+        log.info("%s ticket %s: an agent set the %s to %s by hand; the rules that set it stand back%s",
+                 source, ticket_id, hold.field, hold.value,
+                 "" if hold.announced else " (the note says so)")
+
+
+def ticket_json(ticket: Any, stamp: str | None = None, holds: Any = ()) -> dict[str, Any]:
     """The stored snapshot of a ticket: enough to decide it again without reading the helpdesk."""
     return {
         "id": ticket.id,
@@ -354,6 +373,7 @@ def ticket_json(ticket: Any, stamp: str | None = None) -> dict[str, Any]:
         "created_at": ticket.created_at,
         "stamp": stamp,
         "events": [[e.at, e.type, e.author, e.public, e.status, e.bot] for e in ticket.events],
+        "holds": [hold.to_dict() for hold in holds],
     }
 
 
