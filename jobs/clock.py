@@ -19,6 +19,7 @@ from connectors.base import Helpdesk
 from engine.rulefile import RuleFileError
 from jobs.budget import WriteBudget
 from jobs.reconcile import Reconciler
+from jobs.replan import Replanner
 from jobs.runtime import ConnectorCache, RulesHolder, build_connector
 from jobs.sweeps import Sweeper
 from store import Store
@@ -36,13 +37,15 @@ class ClockConfig:
     reconcile_lookback: int = 3600
     sweep_limit: int = 500
     inbox_retention_days: int = 14
+    audit_retention_days: int = 180
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ClockConfig:
         """SWEEP_INTERVAL_SECONDS, RECONCILE_INTERVAL_SECONDS, RULES_RELOAD_SECONDS,
         RECONCILE_LOOKBACK_SECONDS (the first reconciliation's reach) and SWEEP_LIMIT
         (most due tickets per sweep), INBOX_RETENTION_DAYS (processed webhooks
-        kept); each a whole number >= 1."""
+        kept), AUDIT_RETENTION_DAYS (the bot's action log, snapshots and outbox rows of
+        finished tickets kept); each a whole number >= 1."""
         defaults = cls()
 
         def read(name: str, default: int) -> int:
@@ -55,6 +58,7 @@ class ClockConfig:
             reconcile_lookback=read("RECONCILE_LOOKBACK_SECONDS", defaults.reconcile_lookback),
             sweep_limit=read("SWEEP_LIMIT", defaults.sweep_limit),
             inbox_retention_days=read("INBOX_RETENTION_DAYS", defaults.inbox_retention_days),
+            audit_retention_days=read("AUDIT_RETENTION_DAYS", defaults.audit_retention_days),
         )
 
 
@@ -92,6 +96,13 @@ def build_scheduler(
     # edit, recording the error that /healthz reports.
     scheduler.add_job(rules_holder.reload, IntervalTrigger(seconds=config.rules_reload_interval),
                       kwargs={"force": False}, id="rules-reload", name="rules reload", **once)
+    # A new rules version (a reload here or elsewhere, or a restart) re-plans every stored
+    # ticket from its snapshot; unchanged rules cost one cursor read.
+    replanner = Replanner(store, lambda: rules_holder.rules, clock=now)
+    scheduler.add_job(_logged("re-plan", replanner.run),
+                      IntervalTrigger(seconds=config.rules_reload_interval),
+                      id="replan", name="re-plan on rules change", next_run_time=started, **once)
+
     def purge_inbox() -> int:
         deleted = store.purge(now() - timedelta(days=config.inbox_retention_days))
         if deleted:
@@ -100,9 +111,25 @@ def build_scheduler(
         return deleted
 
     scheduler.add_job(purge_inbox, IntervalTrigger(hours=1), id="purge", name="inbox purge", **once)
+    scheduler.add_job(audit_retention(store, now, config.audit_retention_days), IntervalTrigger(hours=6),
+                      id="audit-retention", name="audit retention", **once)
     log.info("clock: sweep every %ds, reconciliation every %ds, rules reload every %ds",
              config.sweep_interval, config.reconcile_interval, config.rules_reload_interval)
     return scheduler
+
+
+def audit_retention(store: Store, now: Callable[[], datetime], days: int) -> Callable[[], int]:
+    """The clock's job deleting audit rows, snapshots and outbox rows of finished tickets older
+    than `days` (open tickets are never purged)."""
+
+    def purge_audit() -> int:
+        purged = store.purge_audit(now() - timedelta(days=days))
+        if purged.total():
+            log.info("audit retention: purged %d action(s), %d snapshot(s), %d outbox write(s) of finished "
+                     "tickets older than %d days", purged.actions, purged.snapshots, purged.outbox, days)
+        return purged.total()
+
+    return purge_audit
 
 
 def _helpdesk(settings: Settings, connectors: ConnectorCache, holder: RulesHolder

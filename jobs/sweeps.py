@@ -347,17 +347,20 @@ class Sweeper:
             if not chunk:
                 return
         ids = [r.ticket_id for r in chunk]
+        # A connector without note_many closes and notes in one close_many: one part then.
+        separate = hasattr(helpdesk, "note_many")
         # Recorded before the first call: the bulk job's share and the note, per ticket.
         parts: list[tuple[str, dict]] = [("bulk", changes_to_dict(TicketChanges(
-            status=status, add_tags=tags, reply=reply)))]
-        if note:
+            status=status, add_tags=tags, reply=reply, note=None if separate else note)))]
+        if note and separate:
             parts.append(("note", changes_to_dict(TicketChanges(note=note))))
         writes = {w.ticket_id: w for w in self.store.outbox.record_many(
             source, [NewWrite(r.ticket_id, _action_log(r.decision, r.remote), parts)  # type: ignore[arg-type]
                      for r in chunk], rules_version=rules.version, now=now)}
         self.store.outbox.sent([w.parts[0].id for w in writes.values()], now)
         try:
-            results = helpdesk.close_many(ids, status=status, add_tags=tags, reply=reply, note=None,
+            results = helpdesk.close_many(ids, status=status, add_tags=tags, reply=reply,
+                                          note=None if separate else note,
                                           wait_seconds=self.job_wait_seconds)
         except (TransientError, RateLimitedError) as err:
             # The outcome is unknown: the worker takes each ticket after a while and completes its
@@ -381,7 +384,8 @@ class Sweeper:
         owed: list[_Read] = []
         if done:
             self.store.outbox.done([writes[r.ticket_id].parts[0].id for r in done], now)
-            owed = self._bulk_notes(helpdesk, [writes[r.ticket_id] for r in done], note, now)
+            owed = self._bulk_notes(helpdesk, [writes[r.ticket_id] for r in done],
+                                    note if separate else None, now)
             complete = [r for r in done if r.ticket_id not in owed]
             for read in complete:
                 self.store.outbox.finish(writes[read.ticket_id], now)

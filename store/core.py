@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from store import coordination, queue
+from store import coordination, queue, retention
 from store import migrate as migrations
 from store.coordination import BudgetGrant
 from store.engine import create_store_engine, read_transaction, retry_on_disconnect, write_transaction
@@ -223,6 +223,15 @@ class Store:
             deleted += count
             if count < batch:
                 return deleted
+
+    def purge_audit(self, before: datetime, batch: int = 5000) -> retention.Purged:
+        """Delete the bot's action log, snapshots and finished outbox rows older than `before`.
+
+        Open tickets (not solved or closed), queued or parked tickets and
+        tickets with an unfinished write keep everything (store/retention.py).
+        """
+        _aware(before, "before")
+        return retention.purge(self.engine, before, batch)
 
     def dead_letters(self, limit: int = 50) -> list[dict]:
         """Parked tickets, newest first: source, ticket_id, error, at, attempts, queued_at, reason."""
