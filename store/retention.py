@@ -42,7 +42,7 @@ def _status(column: sa.Column) -> sa.ColumnElement:
 
 def _kept(source: sa.ColumnElement, ticket_id: sa.ColumnElement) -> sa.ColumnElement:
     """True for a ticket whose history stays: open, queued, or with an unfinished write."""
-    s, w, o = ticket_snapshots, ticket_work, outbox_writes
+    s, w, o = ticket_snapshots.alias("kept_s"), ticket_work.alias("kept_w"), outbox_writes.alias("kept_o")
     open_snapshot = sa.exists().where(s.c.source == source, s.c.ticket_id == ticket_id,
                                       sa.or_(_status(s.c.ticket).is_(None),
                                              _status(s.c.ticket).not_in(FINISHED_STATUSES)))
