@@ -117,13 +117,13 @@ class Replanner:
                     continue
                 next_check = (None if decision.next_check is None
                               else datetime.fromtimestamp(decision.next_check, UTC))
-                if next_check != row.next_check:
-                    report.moved += 1
                 if decision.actions:
                     due[row.source].append(row.ticket_id)
-                updates.append({"k_source": row.source, "k_ticket": row.ticket_id,
-                                "next_check": next_check, "rules_version": rules.version})
-            self._save(updates)
+                if next_check != row.next_check:
+                    report.moved += 1
+                    updates.append({"k_source": row.source, "k_ticket": row.ticket_id,
+                                    "next_check": next_check})
+            self._save(updates, rules.version, rows[0], rows[-1])
             for source, ids in due.items():
                 report.queued += len(ids)
                 self.store.request_sync(source, ids, now, f"rules {rules.version[:12]}: due now")
@@ -146,12 +146,20 @@ class Replanner:
             yield rows
             after = (rows[-1].source, rows[-1].ticket_id)
 
-    def _save(self, updates: list[dict[str, Any]]) -> None:
-        if not updates:
-            return
+    def _save(self, updates: list[dict[str, Any]], version: str, first: Any, last: Any) -> None:
+        """New next checks where they moved, then the batch's key range marked planned under `version`.
+
+        A snapshot a worker saved meanwhile under the new rules is newer than
+        this plan: it is left as the worker wrote it.
+        """
         s = ticket_snapshots
-        stmt = (sa.update(s).where(s.c.source == sa.bindparam("k_source"),
-                                   s.c.ticket_id == sa.bindparam("k_ticket"))
-                .values(next_check=sa.bindparam("next_check"), rules_version=sa.bindparam("rules_version")))
+        stale = s.c.rules_version != version
         with write_transaction(self.store.engine) as conn:
-            conn.execute(stmt, updates)
+            if updates:
+                conn.execute(sa.update(s).where(s.c.source == sa.bindparam("k_source"),
+                                                s.c.ticket_id == sa.bindparam("k_ticket"), stale)
+                             .values(next_check=sa.bindparam("next_check")), updates)
+            key = sa.tuple_(s.c.source, s.c.ticket_id)
+            low = sa.tuple_(sa.literal(first.source), sa.literal(first.ticket_id))
+            high = sa.tuple_(sa.literal(last.source), sa.literal(last.ticket_id))
+            conn.execute(sa.update(s).where(key >= low, key <= high, stale).values(rules_version=version))
