@@ -193,6 +193,11 @@ class Worker:
                 "%s ticket %s: not found (%s); dropping its events", claim.source, claim.ticket_id, err
             )
             outcome.error = str(err)
+            owed = self.store.outbox.cancel_all(claim.source, claim.ticket_id, self.clock(),
+                                                f"ticket not found in the helpdesk: {err}")
+            if owed:
+                log.warning("%s ticket %s: %d unfinished write(s) not applied: the ticket is gone",
+                            claim.source, claim.ticket_id, owed)
             self.store.complete(claim, self.clock())
         except RateLimitedError as err:
             outcome.error = str(err)

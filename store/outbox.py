@@ -168,6 +168,11 @@ class Outbox:
                          .values(state=OUTBOX_CANCELLED))
         return bool(count)
 
+    def cancel_all(self, source: str, ticket_id: str, now: datetime, reason: str) -> int:
+        """`cancel_ticket` in its own transaction."""
+        with write_transaction(self.engine) as conn:
+            return self.cancel_ticket(conn, source, ticket_id, now, reason)
+
     def cancel_ticket(self, conn: Connection, source: str, ticket_id: str, now: datetime,
                       reason: str) -> int:
         """Cancel the ticket's pending writes inside the caller's transaction; returns how many."""

@@ -196,3 +196,25 @@ def test_a_write_parked_as_a_dead_letter_completes_when_replayed(store):
         assert outcome.error is None
         _assert_whole("freshdesk", world, store, tid)
         assert clock() - store.outbox.writes_for("freshdesk", tid)[0].created_at < timedelta(minutes=5)
+
+
+def test_a_write_owed_to_a_deleted_ticket_is_cancelled_with_the_reason(store):
+    from connectors.base import NotFoundError
+
+    class Gone:
+        name = "zendesk"
+
+        def fetch_ticket(self, ticket_id):
+            raise NotFoundError(f"GET tickets/{ticket_id}.json: 404 RecordNotFound")
+
+        def apply(self, remote, changes):  # pragma: no cover - never reached
+            raise AssertionError("no write to a deleted ticket")
+
+    clock, rules = Clock("2026-11-09T18:00:00Z"), choozle()
+    store.outbox.record("zendesk", "5", rules_version=rules.version, actions=[],
+                        parts=[("note", {"note": "Why"})], now=clock())
+    store.request_sync("zendesk", ["5"], clock(), "test")
+    [outcome] = Worker(store, Gone(), lambda: rules, clock=clock).run_once()
+    assert "404" in outcome.error
+    [write] = store.outbox.writes_for("zendesk", "5")
+    assert write.state == "cancelled" and "not found" in write.reason
