@@ -1,4 +1,5 @@
-"""Operator commands: `flask dead-letters [replay ID|--all | drop ID]` and `flask audit TICKET`."""
+"""Operator commands: `flask dead-letters [replay ID|--all | drop ID]`, `flask audit TICKET`,
+`flask replan`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ def init_app(app: Flask) -> None:
     """Register the operator commands on the app's CLI."""
     app.cli.add_command(_dead_letters(app))
     app.cli.add_command(_audit(app))
+    app.cli.add_command(_replan(app))
 
 
 def _state(app: Flask) -> tuple[Any, str, Any]:
@@ -127,6 +129,23 @@ def _audit(app: Flask) -> click.Command:
                                 store.outbox.writes_for(source, ticket_id)))
 
     return audit
+
+
+def _replan(app: Flask) -> click.Command:
+    @click.command("replan")
+    @click.option("--force", is_flag=True, help="Re-plan even if this rules version was planned already.")
+    def replan(force: bool) -> None:
+        """Decide every stored ticket again under the current rules (no helpdesk calls); the clock
+        does this by itself after every rules change."""
+        from jobs.replan import Replanner
+        from jobs.runtime import RulesHolder
+
+        state = app.extensions["deskpilot"]
+        holder = state.get("rules_holder") or RulesHolder(state["settings"].rules_path)
+        report = Replanner(state["store"], lambda: holder.rules, clock=app.config["CLOCK"]).run(force=force)
+        click.echo(report.summary())
+
+    return replan
 
 
 __all__ = ["format_audit", "format_dead_letters", "init_app"]

@@ -115,3 +115,15 @@ def test_retention_purges_finished_tickets_only(store):
         assert len(store.outbox.writes_for(ZD, tid)) == 1
     assert [w.id for w in store.outbox.pending(ZD, "owed-old")] == [owed.id]  # unfinished: kept
     assert audit_retention(store, lambda: NOW, 180)() == 0
+
+
+def test_replan_command_reports_what_it_did(store, tmp_path):
+    from jobs.runtime import RulesHolder
+    from tests.sweep_helpers import CHOOZLE
+
+    holder = RulesHolder(CHOOZLE)
+    result = make_app(store, RULES=holder).test_cli_runner().invoke(args=["replan"])
+    assert result.exit_code == 0, result.output
+    assert "re-planned 0 ticket(s) for rules" in result.output
+    again = make_app(store, RULES=holder).test_cli_runner().invoke(args=["replan"])
+    assert "rules unchanged" in again.output
