@@ -117,3 +117,74 @@ def test_a_lost_answer_to_the_bulk_notes_is_completed_once_by_the_worker(store, 
             assert sorted(a["type"] for a in store.actions_for(vendor, tid)) == [
                 "note", "reply", "set_status"]
             assert not store.outbox.pending(vendor, tid)
+
+
+class BulkFault:
+    """The connector, except that the bulk close (`close_many`) or the bulk note (`note_many`)
+    fails before reaching the helpdesk, has its answer lost, or is followed by the process dying."""
+
+    def __init__(self, real, where: str, mode: str) -> None:
+        self.real, self.where, self.mode, self.name = real, where, mode, real.name
+
+    def _call(self, method, *args, **kwargs):
+        if self.mode == "before":
+            raise TransientError(f"injected: {method} never reached the helpdesk")
+        getattr(self.real, method)(*args, **kwargs)
+        if self.mode == "lost":
+            raise TransientError(f"injected: the answer to {method} was lost")
+        raise Crash()
+
+    def close_many(self, *args, **kwargs):
+        if self.where != "close_many":
+            return self.real.close_many(*args, **kwargs)
+        return self._call("close_many", *args, **kwargs)
+
+    def note_many(self, *args, **kwargs):
+        if self.where != "note_many":
+            return self.real.note_many(*args, **kwargs)
+        return self._call("note_many", *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+class Crash(BaseException):
+    pass
+
+
+BULK_BOUNDARIES = [(v, w, m) for v in ("zendesk", "freshdesk") for w in ("close_many", "note_many")
+                   for m in ("before", "lost", "crash")]
+
+
+@pytest.mark.parametrize(("vendor", "where", "mode"), BULK_BOUNDARIES,
+                         ids=[f"{v}-{w}-{m}" for v, w, m in BULK_BOUNDARIES])
+def test_a_fault_at_either_bulk_call_leaves_every_close_whole(store, vendor, where, mode):
+    clock, rules = Clock("2026-11-04T16:00:00Z"), choozle()
+    world_of = zendesk_world if vendor == "zendesk" else freshdesk_world
+    with world_of(clock) as world:
+        ids = _due(vendor, store, world, clock, rules, 3)
+        sweeper = Sweeper(store, BulkFault(world.connector(), where, mode), lambda: rules, clock=clock,
+                          lease_seconds=300)
+        if mode == "crash":
+            with pytest.raises(Crash):
+                sweeper.sweep()
+        else:
+            sweeper.sweep()
+        clock.advance(400)  # past the dead sweep's leases and every retry delay
+        outcomes = Worker(store, world.connector(), lambda: rules, clock=clock).run_once(limit=10)
+        assert sorted(o.ticket_id for o in outcomes) == sorted(ids)
+        assert all(o.error is None for o in outcomes)
+        for tid in ids:
+            assert _status(vendor, world, tid) == "solved"
+            assert len(_bot_notes(vendor, world, tid)) == 1
+            assert len(_bot_replies(vendor, world, tid)) == 1
+            assert sorted(a["type"] for a in store.actions_for(vendor, tid)) == [
+                "note", "reply", "set_status"]
+            assert not store.outbox.pending(vendor, tid)
+
+
+def _bot_replies(vendor: str, world, tid: str) -> list[str]:
+    if vendor == "zendesk":
+        return [body for author, public, body in world.comments(tid) if author == ZD_AGENT_ID and public]
+    return [c["body_text"] for c in world.conversations(tid)
+            if c["user_id"] == FD_AGENT_ID and not c["private"]]
