@@ -113,6 +113,8 @@ def build_scheduler(
     scheduler.add_job(purge_inbox, IntervalTrigger(hours=1), id="purge", name="inbox purge", **once)
     scheduler.add_job(audit_retention(store, now, config.audit_retention_days), IntervalTrigger(hours=6),
                       id="audit-retention", name="audit retention", **once)
+    scheduler.add_job(resume_owed_writes(store, now), IntervalTrigger(minutes=5), id="outbox-resume",
+                      name="owed writes handed back to the worker", **once)
     log.info("clock: sweep every %ds, reconciliation every %ds, rules reload every %ds",
              config.sweep_interval, config.reconcile_interval, config.rules_reload_interval)
     return scheduler
@@ -130,6 +132,26 @@ def audit_retention(store: Store, now: Callable[[], datetime], days: int) -> Cal
         return purged.total()
 
     return purge_audit
+
+
+def resume_owed_writes(store: Store, now: Callable[[], datetime], after_seconds: int = 600
+                       ) -> Callable[[], int]:
+    """The clock's safety net: an outbox write unfinished for `after_seconds` whose ticket has no
+    work queued is handed back to the worker, which completes the parts not done."""
+
+    def resume() -> int:
+        moment = now()
+        owed = store.outbox.orphans(moment - timedelta(seconds=after_seconds))
+        by_source: dict[str, list[str]] = {}
+        for source, ticket_id in owed:
+            by_source.setdefault(source, []).append(ticket_id)
+        for source, ids in by_source.items():
+            log.warning("%s: %d ticket(s) with an unfinished write and no work queued; handing them back "
+                        "to the worker: %s", source, len(ids), ", ".join(ids[:20]))
+            store.request_sync(source, ids, moment, "outbox: unfinished write")
+        return len(owed)
+
+    return resume
 
 
 def _helpdesk(settings: Settings, connectors: ConnectorCache, holder: RulesHolder

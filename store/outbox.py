@@ -18,6 +18,7 @@ from store.models import (
     bot_actions,
     outbox_parts,
     outbox_writes,
+    ticket_work,
 )
 
 _CHUNK = 500
@@ -135,6 +136,19 @@ class Outbox:
         with read_transaction(self.engine) as conn:
             rows = conn.execute(
                 sa.select(w.c.source, w.c.ticket_id).where(w.c.state == OUTBOX_PENDING)
+                .group_by(w.c.source, w.c.ticket_id).limit(limit)
+            ).all()
+        return [(row.source, row.ticket_id) for row in rows]
+
+    def orphans(self, before: datetime, limit: int = 1000) -> list[tuple[str, str]]:
+        """(source, ticket_id) with a write unfinished since before `before` and no work queued for
+        it: nobody would complete it, so the clock hands it back to the worker."""
+        w, q = outbox_writes, ticket_work
+        queued = sa.exists().where(q.c.source == w.c.source, q.c.ticket_id == w.c.ticket_id)
+        with read_transaction(self.engine) as conn:
+            rows = conn.execute(
+                sa.select(w.c.source, w.c.ticket_id).where(w.c.state == OUTBOX_PENDING,
+                                                           w.c.created_at < before, ~queued)
                 .group_by(w.c.source, w.c.ticket_id).limit(limit)
             ).all()
         return [(row.source, row.ticket_id) for row in rows]

@@ -218,3 +218,17 @@ def test_a_write_owed_to_a_deleted_ticket_is_cancelled_with_the_reason(store):
     assert "404" in outcome.error
     [write] = store.outbox.writes_for("zendesk", "5")
     assert write.state == "cancelled" and "not found" in write.reason
+
+
+def test_the_clock_hands_an_orphaned_write_back_to_the_worker(store):
+    from jobs.clock import resume_owed_writes
+
+    clock = Clock("2026-11-09T18:00:00Z")
+    store.outbox.record("zendesk", "8", rules_version="r1", actions=[], parts=[("note", {"note": "x"})],
+                        now=clock())
+    resume = resume_owed_writes(store, clock, after_seconds=600)
+    assert resume() == 0  # too recent: its worker may still be on it
+    clock.advance(601)
+    assert resume() == 1
+    assert [c.ticket_id for c in store.claim("w", clock())] == ["8"]
+    assert resume() == 0  # queued now: not handed back twice
