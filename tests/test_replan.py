@@ -94,3 +94,12 @@ def test_the_snapshot_round_trips_to_the_same_ticket():
                               Event(at=120, type="status", status="pending")), group="Level 2")
     again, holds = ticket_from_snapshot(ticket_json(original))
     assert again == original and holds == ()
+
+
+def test_a_rule_removed_clears_the_next_check_it_had_set(store, tmp_path):
+    old = rules(tmp_path, "old", "1h", STALE)
+    new = rules(tmp_path, "new", "1h")
+    stored(store, old, ticket("3", ()), next_check=T0 + timedelta(hours=24))
+    report = Replanner(store, lambda: new, clock=lambda: T0 + timedelta(hours=1)).run()
+    assert (report.tickets, report.moved, report.queued) == (1, 1, 0)
+    assert store.get_snapshot(ZD, "3")["next_check"] is None
