@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +30,7 @@ from engine.ruleset import RuleSet
 from engine.ticket import Event, Ticket, to_epoch
 from store import Store
 from store.engine import read_transaction, write_transaction
-from store.models import UTCDateTime, ticket_snapshots
+from store.models import ticket_snapshots
 
 log = logging.getLogger(__name__)
 
@@ -96,58 +97,73 @@ class Replanner:
         return report
 
     def replan(self, rules: RuleSet) -> ReplanReport:
-        """Re-decide every snapshot not yet planned under `rules` (no helpdesk calls)."""
+        """Re-decide every snapshot not yet planned under `rules` (no helpdesk calls).
+
+        The next batch is read, and the last one saved, on a helper thread
+        while this one is decided: the database's time overlaps the engine's.
+        """
         started = time.perf_counter()
         now = self.clock()
-        epoch = to_epoch(now)
         report = ReplanReport(rules.version)
-        for rows in self._batches(rules.version):
-            updates: list[dict[str, Any]] = []
-            due: dict[str, list[str]] = defaultdict(list)
-            for row in rows:
-                report.tickets += 1
-                try:
-                    ticket, holds = ticket_from_snapshot(row.ticket)
-                    decision = evaluate(ticket, rules, epoch, holds)
-                except (KeyError, TypeError, ValueError) as err:
-                    report.unreadable += 1
-                    log.warning("%s ticket %s: snapshot not re-planned (%s); queued for a fresh read",
-                                row.source, row.ticket_id, err)
-                    due[row.source].append(row.ticket_id)
-                    continue
-                next_check = (None if decision.next_check is None
-                              else datetime.fromtimestamp(decision.next_check, UTC))
-                if decision.actions:
-                    due[row.source].append(row.ticket_id)
-                if next_check != row.next_check:
-                    report.moved += 1
-                    updates.append({"k_source": row.source, "k_ticket": row.ticket_id,
-                                    "next_check": next_check})
-            self._save(updates, rules.version, rows[0], rows[-1])
-            for source, ids in due.items():
-                report.queued += len(ids)
-                self.store.request_sync(source, ids, now, f"rules {rules.version[:12]}: due now")
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="replan-io") as io:
+            reading = io.submit(self._fetch, rules.version, None)
+            saving = None
+            while True:
+                rows = reading.result()
+                if not rows:
+                    break
+                reading = io.submit(self._fetch, rules.version, (rows[-1].source, rows[-1].ticket_id))
+                updates, due = self._decide(rows, rules, now, report)
+                if saving is not None:
+                    saving.result()  # errors surface here, in order
+                saving = io.submit(self._save, updates, rules.version, rows[0], rows[-1], due, now)
+            if saving is not None:
+                saving.result()
         report.seconds = time.perf_counter() - started
         return report
 
-    def _batches(self, version: str) -> Iterator[list[Any]]:
-        s = ticket_snapshots
-        after: tuple[str, str] | None = None
-        while True:
-            query = (sa.select(s.c.source, s.c.ticket_id, s.c.ticket, s.c.next_check)
-                     .where(s.c.rules_version != version)
-                     .order_by(s.c.source, s.c.ticket_id).limit(self.batch))
-            if after is not None:
-                query = query.where(sa.tuple_(s.c.source, s.c.ticket_id) > sa.tuple_(*after))
-            with read_transaction(self.store.engine) as conn:
-                rows = conn.execute(query).all()
-            if not rows:
-                return
-            yield rows
-            after = (rows[-1].source, rows[-1].ticket_id)
+    def _decide(self, rows: list[Any], rules: RuleSet, now: datetime, report: ReplanReport
+                ) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+        epoch = to_epoch(now)
+        updates: list[dict[str, Any]] = []
+        due: dict[str, list[str]] = defaultdict(list)
+        for row in rows:
+            report.tickets += 1
+            try:
+                ticket, holds = ticket_from_snapshot(row.ticket)
+                decision = evaluate(ticket, rules, epoch, holds)
+            except (KeyError, TypeError, ValueError) as err:
+                report.unreadable += 1
+                log.warning("%s ticket %s: snapshot not re-planned (%s); queued for a fresh read",
+                            row.source, row.ticket_id, err)
+                due[row.source].append(row.ticket_id)
+                continue
+            next_check = (None if decision.next_check is None
+                          else datetime.fromtimestamp(decision.next_check, UTC))
+            if decision.actions:
+                due[row.source].append(row.ticket_id)
+            moved = next_check != row.next_check
+            report.moved += moved
+            updates.append({"k_source": row.source, "k_ticket": row.ticket_id, "next_check": next_check,
+                            "moved": moved})
+        report.queued += sum(len(ids) for ids in due.values())
+        return updates, due
 
-    def _save(self, updates: list[dict[str, Any]], version: str, first: Any, last: Any) -> None:
-        """New next checks where they moved, then the batch's key range marked planned under `version`.
+    def _fetch(self, version: str, after: tuple[str, str] | None) -> list[Any]:
+        s = ticket_snapshots
+        query = (sa.select(s.c.source, s.c.ticket_id, s.c.ticket, s.c.next_check)
+                 .where(s.c.rules_version != version)
+                 .order_by(s.c.source, s.c.ticket_id).limit(self.batch))
+        if after is not None:
+            query = query.where(sa.tuple_(s.c.source, s.c.ticket_id) > sa.tuple_(*after))
+        with read_transaction(self.store.engine) as conn:
+            return conn.execute(query).all()
+
+    def _save(self, planned: list[dict[str, Any]], version: str, first: Any, last: Any,
+              due: dict[str, list[str]], now: datetime) -> None:
+        """The batch's next checks and `version`. PostgreSQL rewrites a row per UPDATE, so both
+        columns change in one (pipelined) statement per row; SQLite updates the moved rows, then
+        marks the key range.
 
         A snapshot a worker saved meanwhile under the new rules is newer than
         this plan: it is left as the worker wrote it.
@@ -155,21 +171,20 @@ class Replanner:
         s = ticket_snapshots
         stale = s.c.rules_version != version
         with write_transaction(self.store.engine) as conn:
-            if updates and conn.dialect.name == "postgresql":
-                # One UPDATE ... FROM (VALUES ...) per chunk: far fewer round trips than executemany.
-                for start in range(0, len(updates), 5000):
-                    chunk = updates[start:start + 5000]
-                    moved = sa.values(sa.column("k_source", sa.String), sa.column("k_ticket", sa.String),
-                                      sa.column("next_check", UTCDateTime()), name="moved").data(
-                        [(u["k_source"], u["k_ticket"], u["next_check"]) for u in chunk])
-                    conn.execute(sa.update(s).where(s.c.source == moved.c.k_source,
-                                                    s.c.ticket_id == moved.c.k_ticket, stale)
-                                 .values(next_check=sa.cast(moved.c.next_check, UTCDateTime())))
-            elif updates:
+            if conn.dialect.name == "postgresql":
+                # psycopg sends the parameter sets pipelined; both columns in one UPDATE per row.
                 conn.execute(sa.update(s).where(s.c.source == sa.bindparam("k_source"),
                                                 s.c.ticket_id == sa.bindparam("k_ticket"), stale)
-                             .values(next_check=sa.bindparam("next_check")), updates)
-            key = sa.tuple_(s.c.source, s.c.ticket_id)
-            low = sa.tuple_(sa.literal(first.source), sa.literal(first.ticket_id))
-            high = sa.tuple_(sa.literal(last.source), sa.literal(last.ticket_id))
-            conn.execute(sa.update(s).where(key >= low, key <= high, stale).values(rules_version=version))
+                             .values(next_check=sa.bindparam("next_check"), rules_version=version), planned)
+            else:
+                moved = [u for u in planned if u["moved"]]
+                if moved:
+                    conn.execute(sa.update(s).where(s.c.source == sa.bindparam("k_source"),
+                                                    s.c.ticket_id == sa.bindparam("k_ticket"), stale)
+                                 .values(next_check=sa.bindparam("next_check")), moved)
+                key = sa.tuple_(s.c.source, s.c.ticket_id)
+                low = sa.tuple_(sa.literal(first.source), sa.literal(first.ticket_id))
+                high = sa.tuple_(sa.literal(last.source), sa.literal(last.ticket_id))
+                conn.execute(sa.update(s).where(key >= low, key <= high, stale).values(rules_version=version))
+        for source, ids in due.items():
+            self.store.request_sync(source, ids, now, f"rules {version[:12]}: due now")
