@@ -140,3 +140,35 @@ def test_the_worker_never_fights_an_agent_over_the_priority(store):
         assert app.state.tickets[int(tid)]["priority"] == "normal"
     finally:
         stop()
+
+
+def test_a_sweep_keeps_the_agents_priority_too(store):
+    import sqlalchemy as sa
+
+    from jobs.sweeps import Sweeper
+    from sandbox import serve_in_thread
+    from sandbox.zendesk import create_sandbox
+    from store.models import ticket_snapshots
+    from tests.test_worker import RULES, connector, create, enqueue, make_worker, writes
+
+    now = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+    app = create_sandbox(clock=lambda: now)
+    base, stop = serve_in_thread(app)
+    try:
+        tid = create(app)
+        enqueue(store, tid, "e1")
+        make_worker(store, base).run_once()
+        client = app.test_client()
+        client.put(f"/api/v2/tickets/{tid}.json", json={"ticket": {"priority": "urgent"}},
+                   auth=app.credentials)
+        enqueue(store, tid, "e2")
+        make_worker(store, base).run_once()  # the one stand-back note
+        before = len(writes(app, tid))
+        with store.engine.begin() as conn:  # make it due now, as a time-based rule would
+            conn.execute(sa.update(ticket_snapshots).values(next_check=now))
+        report = Sweeper(store, connector(base), lambda: RULES, clock=lambda: now).sweep()
+        assert report.due == 1 and report.unchanged == [tid]
+        assert len(writes(app, tid)) == before
+        assert app.state.tickets[int(tid)]["priority"] == "urgent"
+    finally:
+        stop()
