@@ -28,7 +28,7 @@ from engine.decision import Action, Decision, iso_utc
 from engine.evaluate import evaluate
 from engine.rulefile import RuleFileError
 from engine.ruleset import RuleSet
-from engine.ticket import Event, to_epoch
+from engine.ticket import DONE_STATUSES, Event, to_epoch
 from jobs.budget import WriteBudget
 from jobs.outbox import OutboxWriter, changes_to_dict
 from jobs.runtime import resolve_helpdesk
@@ -247,6 +247,14 @@ class Sweeper:
         worker = self._worker(helpdesk, rules, {r.ticket_id: r.remote for r in singles})
         for read in singles:
             self._per_ticket(worker, read, rules, report)
+        # A per-ticket close is a safe update on Zendesk; Freshdesk has none, so every close
+        # written per ticket is checked afterwards like a bulk one.
+        closes = [r for r in singles if r.ticket_id in report.applied and _closes(r.decision)]
+        if closes:
+            reopened = self._reopen_if_replied(helpdesk, rules, closes, now)
+            report.reopened.extend(reopened)
+            if reopened:
+                self.store.request_sync(source, reopened, now, "sweep: customer replied during the close")
         for key, members in groups.items():
             for chunk in _chunks(members, BULK_SIZE):
                 self._close(helpdesk, rules, key, chunk, now, report)
@@ -477,6 +485,11 @@ class Sweeper:
                             helpdesk.name, read.ticket_id, err)
             reopened.append(read.ticket_id)
         return reopened
+
+
+def _closes(decision: Decision | None) -> bool:
+    return decision is not None and any(
+        a.type == ActionType.SET_STATUS and a.value in DONE_STATUSES for a in decision.actions)
 
 
 def _customer_replies(ticket: Any) -> list[int]:

@@ -188,3 +188,40 @@ def _bot_replies(vendor: str, world, tid: str) -> list[str]:
         return [body for author, public, body in world.comments(tid) if author == ZD_AGENT_ID and public]
     return [c["body_text"] for c in world.conversations(tid)
             if c["user_id"] == FD_AGENT_ID and not c["private"]]
+
+
+class ReplyBeforeWrite:
+    """The connector, except that the customer replies between the sweep's read and its write."""
+
+    def __init__(self, real, vendor, world, tid) -> None:
+        self.real, self.vendor, self.world, self.tid, self.name = real, vendor, world, tid, real.name
+        self.done = False
+
+    def apply(self, remote, changes):
+        if not self.done and changes.status:
+            self.done = True
+            _customer_says(self.vendor, self.world, self.tid)
+        return self.real.apply(remote, changes)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("vendor", ["zendesk", "freshdesk"])
+def test_a_customer_reply_racing_a_single_close_is_never_closed_over(store, vendor):
+    clock, rules = Clock("2026-11-04T16:00:00Z"), choozle()
+    world_of = zendesk_world if vendor == "zendesk" else freshdesk_world
+    with world_of(clock) as world:
+        [tid] = _due(vendor, store, world, clock, rules, 1)
+        racing = ReplyBeforeWrite(world.connector(), vendor, world, tid)
+        report = Sweeper(store, racing, lambda: rules, clock=clock, fetch_threads=1).sweep()
+        assert report.failed == {}
+        # Zendesk's safe update refuses the stale close (the worker decides again: no close);
+        # Freshdesk has none, so the post-close check reopens the ticket with a note.
+        assert _status(vendor, world, tid) not in ("solved", "closed")
+        if vendor == "freshdesk":
+            assert report.reopened == [tid]
+            assert "the customer replied" in _bot_notes(vendor, world, tid)[-1]
+        else:
+            assert report.reopened == [] and _bot_notes(vendor, world, tid) == []
