@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
+
 from connectors.base import (
     ConnectorError,
     Helpdesk,
@@ -23,6 +25,7 @@ from connectors.base import (
     TicketChanges,
     TransientError,
 )
+from engine import ownership
 from engine.actions import ActionType, exhaustive
 from engine.decision import Action, Decision, iso_utc
 from engine.evaluate import evaluate
@@ -32,8 +35,10 @@ from engine.ticket import DONE_STATUSES, Event, to_epoch
 from jobs.budget import WriteBudget
 from jobs.outbox import OutboxWriter, changes_to_dict
 from jobs.runtime import resolve_helpdesk
-from jobs.worker import Worker, _action_log, changes_from, holds_for, ticket_json, utc_now
+from jobs.worker import Worker, _action_log, changes_from, ticket_json, utc_now
 from store import Claim, Store
+from store.engine import read_transaction
+from store.models import ticket_snapshots
 from store.outbox import NewWrite
 
 log = logging.getLogger(__name__)
@@ -204,10 +209,12 @@ class Sweeper:
         quiet: list[_Read] = []
         singles: list[_Read] = []
         groups: dict[tuple, list[_Read]] = defaultdict(list)
+        stored = _stored_tickets(self.store, helpdesk.name, [r.ticket_id for r in reads if r.remote])
         for read in reads:
             if read.remote is None:
                 continue
-            read.holds = holds_for(self.store, helpdesk.name, read.remote, rules, now)
+            read.holds = ownership.observe(stored.get(read.ticket_id), read.remote.ticket, rules,
+                                           to_epoch(now))
             read.decision = evaluate(read.remote.ticket, rules, to_epoch(now), read.holds)
             key = _close_key(read.decision, helpdesk)
             if not read.decision.actions:
@@ -395,8 +402,7 @@ class Sweeper:
             owed = self._bulk_notes(helpdesk, [writes[r.ticket_id] for r in done],
                                     note if separate else None, now)
             complete = [r for r in done if r.ticket_id not in owed]
-            for read in complete:
-                self.store.outbox.finish(writes[read.ticket_id], now)
+            self.store.outbox.finish_many([writes[r.ticket_id] for r in complete], now)
             closed = [_after_close(r.remote, key, now) for r in done]  # type: ignore[arg-type]
             snapshots, again = [], []
             for read, remote in zip(done, closed, strict=True):
@@ -485,6 +491,18 @@ class Sweeper:
                             helpdesk.name, read.ticket_id, err)
             reopened.append(read.ticket_id)
         return reopened
+
+
+def _stored_tickets(store: Store, source: str, ids: list[str]) -> dict[str, dict]:
+    """The stored snapshot tickets of `ids`, in one query per 500 (what the agents' holds are read from)."""
+    s = ticket_snapshots
+    out: dict[str, dict] = {}
+    with read_transaction(store.engine) as conn:
+        for start in range(0, len(ids), 500):
+            for row in conn.execute(sa.select(s.c.ticket_id, s.c.ticket).where(
+                    s.c.source == source, s.c.ticket_id.in_(ids[start:start + 500]))):
+                out[row.ticket_id] = row.ticket
+    return out
 
 
 def _closes(decision: Decision | None) -> bool:

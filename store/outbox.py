@@ -86,29 +86,30 @@ class Outbox:
 
     def record_many(self, source: str, writes: Sequence[NewWrite], *, rules_version: str,
                     now: datetime) -> list[OutboxWrite]:
-        """`record` for many tickets (a bulk close) in one transaction."""
-        out: list[OutboxWrite] = []
+        """`record` for many tickets (a bulk close) in one transaction (two batched INSERTs)."""
+        for new in writes:
+            if not new.parts:
+                raise ValueError(f"ticket {new.ticket_id}: a write needs at least one part")
+        if not writes:
+            return []
+        w, p = outbox_writes, outbox_parts
         with write_transaction(self.engine) as conn:
-            for new in writes:
-                if not new.parts:
-                    raise ValueError(f"ticket {new.ticket_id}: a write needs at least one part")
-                write_id = conn.execute(
-                    sa.insert(outbox_writes).values(
-                        source=source, ticket_id=str(new.ticket_id), rules_version=rules_version,
-                        state=OUTBOX_PENDING, actions=new.actions, created_at=now,
-                    ).returning(outbox_writes.c.id)
-                ).scalar_one()
-                parts = []
-                for seq, (kind, changes) in enumerate(new.parts):
-                    part_id = conn.execute(
-                        sa.insert(outbox_parts).values(
-                            write_id=write_id, seq=seq, kind=kind, changes=changes,
-                            state=OUTBOX_PENDING, attempts=0,
-                        ).returning(outbox_parts.c.id)
-                    ).scalar_one()
-                    parts.append(OutboxPart(part_id, seq, kind, changes, OUTBOX_PENDING, 0))
-                out.append(OutboxWrite(write_id, source, str(new.ticket_id), rules_version,
-                                       OUTBOX_PENDING, new.actions, now, parts=parts))
+            write_ids = [row.id for row in conn.execute(
+                sa.insert(w).returning(w.c.id, sort_by_parameter_order=True),
+                [{"source": source, "ticket_id": str(new.ticket_id), "rules_version": rules_version,
+                  "state": OUTBOX_PENDING, "actions": new.actions, "created_at": now} for new in writes])]
+            part_rows = [{"write_id": write_id, "seq": seq, "kind": kind, "changes": changes,
+                          "state": OUTBOX_PENDING, "attempts": 0}
+                         for write_id, new in zip(write_ids, writes, strict=True)
+                         for seq, (kind, changes) in enumerate(new.parts)]
+            part_ids = iter([row.id for row in conn.execute(
+                sa.insert(p).returning(p.c.id, sort_by_parameter_order=True), part_rows)])
+        out = []
+        for write_id, new in zip(write_ids, writes, strict=True):
+            parts = [OutboxPart(next(part_ids), seq, kind, changes, OUTBOX_PENDING, 0)
+                     for seq, (kind, changes) in enumerate(new.parts)]
+            out.append(OutboxWrite(write_id, source, str(new.ticket_id), rules_version, OUTBOX_PENDING,
+                                   new.actions, now, parts=parts))
         return out
 
     def pending(self, source: str, ticket_id: str) -> list[OutboxWrite]:
@@ -167,8 +168,26 @@ class Outbox:
 
     def finish(self, write: OutboxWrite, now: datetime) -> bool:
         """Mark the write done and insert its audit rows, together; False if it was finished already."""
+        return bool(self.finish_many([write], now))
+
+    def finish_many(self, writes: Sequence[OutboxWrite], now: datetime) -> list[int]:
+        """`finish` for many writes in one transaction; returns the ids finished by this call."""
+        w = outbox_writes
+        by_id = {write.id: write for write in writes}
+        finished: list[int] = []
         with write_transaction(self.engine) as conn:
-            return _finish(conn, write, now)
+            ids = list(by_id)
+            for start in range(0, len(ids), _CHUNK):
+                finished += [row.id for row in conn.execute(
+                    sa.update(w).where(w.c.id.in_(ids[start:start + _CHUNK]), w.c.state == OUTBOX_PENDING)
+                    .values(state=OUTBOX_DONE, finished_at=now).returning(w.c.id))]
+            rows = [{"source": by_id[i].source, "ticket_id": by_id[i].ticket_id, "rule": a["rule"],
+                     "rules_version": by_id[i].rules_version, "type": a["type"], "before": a.get("before"),
+                     "after": a.get("after"), "created_at": now}
+                    for i in finished for a in by_id[i].actions]
+            if rows:
+                conn.execute(sa.insert(bot_actions), rows)
+        return finished
 
     def cancel(self, write_id: int, now: datetime, reason: str) -> bool:
         """Give up a write (ticket gone, decided again before anything landed); keeps why."""
@@ -231,22 +250,6 @@ class Outbox:
                 if pending_only:
                     where = sa.and_(where, p.c.state == OUTBOX_PENDING)
                 conn.execute(sa.update(p).where(where).values(**values))
-
-
-def _finish(conn: Connection, write: OutboxWrite, now: datetime) -> bool:
-    w = outbox_writes
-    count = conn.execute(
-        sa.update(w).where(w.c.id == write.id, w.c.state == OUTBOX_PENDING)
-        .values(state=OUTBOX_DONE, finished_at=now)
-    ).rowcount
-    if not count:
-        return False
-    rows = [{"source": write.source, "ticket_id": write.ticket_id, "rule": a["rule"],
-             "rules_version": write.rules_version, "type": a["type"], "before": a.get("before"),
-             "after": a.get("after"), "created_at": now} for a in write.actions]
-    if rows:
-        conn.execute(sa.insert(bot_actions), rows)
-    return True
 
 
 def _with_parts(conn: Connection, rows: Sequence[Any]) -> list[OutboxWrite]:
