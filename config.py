@@ -62,6 +62,7 @@ VARIABLES = (
     # Read by the clock (jobs/clock.py) and the write budget (jobs/budget.py).
     "SWEEP_INTERVAL_SECONDS", "RECONCILE_INTERVAL_SECONDS", "RULES_RELOAD_SECONDS",
     "RECONCILE_LOOKBACK_SECONDS", "SWEEP_LIMIT", "INBOX_RETENTION_DAYS",
+    "AUDIT_RETENTION_DAYS",
     "WRITE_BUDGET_PER_MINUTE", "WRITE_BUDGET_PER_TICKET",
     # Read by gunicorn.conf.py and webserver.py (the web process under gunicorn).
     "HOST", "PORT", "WEB_CONCURRENCY", "WEB_THREADS", "WEB_READ_TIMEOUT_SECONDS",

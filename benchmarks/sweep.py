@@ -1,4 +1,5 @@
-"""Due-time sweep cost: 100k stored open tickets, 1% due, bulk closes against per-ticket updates."""
+"""Due-time sweep cost: 100k stored open tickets, 1% due, bulk closes against per-ticket updates;
+and the re-plan of those 100k tickets from their snapshots after a rules change (no vendor calls)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ from connectors.base import RemoteTicket, TicketChanges
 from engine.rulefile import load_rules
 from engine.ticket import Event, Ticket, to_epoch
 from jobs.budget import BudgetLimits, WriteBudget
+from jobs.replan import Replanner
 from jobs.sweeps import Sweeper
+from jobs.worker import ticket_json
 from store import Store
 from store.engine import normalize_url
 from store.models import ticket_snapshots
@@ -35,6 +38,7 @@ PROPOSED = datetime(2026, 11, 4, 18, 0, tzinfo=UTC)  # Wed 11:00 Denver: the age
 DUE = datetime(2026, 11, 9, 18, 0, tzinfo=UTC)  # 72 business hours later
 GOAL_SECONDS = 2.0
 GOAL_WRITES = 0.02
+GOAL_REPLAN_SECONDS = 10.0
 
 
 class FakeZendesk:
@@ -189,6 +193,75 @@ def bench(label: str, url: str, total: int, due_share: float, repeat: int, basel
     return ok_time and ok_writes
 
 
+def seed_for_replan(store: Store, total: int, version: str) -> float:
+    """`total` stored tickets as the worker leaves them: a third waiting on the customer after an
+    agent's proposal, the rest open with a customer's question (different ages)."""
+    rng = random.Random(20261203)
+    start = time.perf_counter()
+    rows = []
+    for number in range(1, total + 1):
+        ticket = due_ticket(number)
+        if number % 3:
+            asked = to_epoch(PROPOSED) - rng.randint(0, 5 * 86_400)
+            ticket = dataclasses.replace(ticket, status="open", tags=frozenset(), created_at=asked,
+                                         events=(Event(asked, "comment", author="customer"),
+                                                 Event(asked, "status", status="open")))
+        rows.append({"source": SOURCE, "ticket_id": ticket.id, "ticket": ticket_json(ticket),
+                     "decision": {"actions": []}, "next_check": None, "rules_version": version,
+                     "updated_at": PROPOSED})
+        if len(rows) == 10_000:
+            with store.engine.begin() as conn:
+                conn.execute(sa.insert(ticket_snapshots), rows)
+            rows = []
+    if rows:
+        with store.engine.begin() as conn:
+            conn.execute(sa.insert(ticket_snapshots), rows)
+    return time.perf_counter() - start
+
+
+def replan_one_by_one(store: Store, rules, ids: list[str], now: datetime) -> float:
+    """The baseline: each ticket's snapshot read, decided and saved on its own (one commit each)."""
+    from engine.evaluate import evaluate
+    from jobs.replan import ticket_from_snapshot
+
+    start = time.perf_counter()
+    for ticket_id in ids:
+        snapshot = store.get_snapshot(SOURCE, ticket_id)
+        ticket, holds = ticket_from_snapshot(snapshot["ticket"])
+        decision = evaluate(ticket, rules, to_epoch(now), holds)
+        next_check = None if decision.next_check is None else datetime.fromtimestamp(decision.next_check, UTC)
+        store.save_snapshot(SOURCE, ticket_id, ticket=snapshot["ticket"], decision=snapshot["decision"],
+                            next_check=next_check, rules_version=rules.version, now=now)
+    return time.perf_counter() - start
+
+
+def bench_replan(label: str, url: str, total: int, baseline_sample: int) -> bool:
+    store = Store(url)
+    store.migrate()
+    rules = load_rules(RULES)
+    now = DUE - timedelta(days=1)
+    try:
+        seeded = seed_for_replan(store, total, "rules-before-the-edit")
+        report = Replanner(store, lambda: rules, clock=lambda: now).replan(rules)
+        assert report.tickets == total and report.unreadable == 0, report.summary()
+        # The baseline re-plans a sample again (back under the old version first), one by one.
+        sample = [str(n) for n in range(1, baseline_sample + 1)]
+        with store.engine.begin() as conn:
+            conn.execute(sa.update(ticket_snapshots).where(ticket_snapshots.c.ticket_id.in_(sample))
+                         .values(rules_version="rules-before-the-edit"))
+        single = replan_one_by_one(store, rules, sample, now) * total / len(sample)
+    finally:
+        store.engine.dispose()
+    print(f"{label}: re-plan of {total:,} stored tickets after a rules change ({seeded:.1f}s to seed)")
+    print(f"  batched re-plan:     {report.seconds:6.2f} s | {report.moved:,} next checks moved, "
+          f"{report.queued:,} queued now | helpdesk calls: 0 (the re-planner has no connector)")
+    print(f"  baseline one-by-one: {single:6.2f} s (timed on {len(sample)} tickets, scaled to {total:,})")
+    print(f"  ratio baseline / batched: {single / report.seconds:.1f}x")
+    ok = report.seconds < GOAL_REPLAN_SECONDS
+    print(f"  goal < {GOAL_REPLAN_SECONDS:g} s: {'met' if ok else 'NOT met'}")
+    return ok
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sweep", description=__doc__)
     parser.add_argument("--tickets", type=int, default=100_000, help="stored open tickets (default 100,000)")
@@ -196,21 +269,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="bulk sweeps timed (median; default 3)")
     parser.add_argument("--baseline-sample", type=int, default=200,
                         help="due tickets the per-ticket baseline is timed on (default 200)")
+    parser.add_argument("--only", choices=("sweep", "replan"), help="run one of the two benchmarks")
     args = parser.parse_args(argv)
     print(f"python {platform.python_version()} on {platform.machine()}; choozle auto-close; "
           "in-process fake Zendesk (Zendesk's call pattern)")
     ok = True
-    with tempfile.TemporaryDirectory() as folder:
-        ok &= bench("SQLite", f"sqlite:///{folder}/bench.db", args.tickets, args.due, args.repeat,
-                    args.baseline_sample)
+    benches = []
+    if args.only in (None, "sweep"):
+        benches.append(lambda label, url: bench(label, url, args.tickets, args.due, args.repeat,
+                                                args.baseline_sample))
+    if args.only in (None, "replan"):
+        benches.append(lambda label, url: bench_replan(label, url, args.tickets, args.baseline_sample))
+    for run_one in benches:
+        with tempfile.TemporaryDirectory() as folder:
+            ok &= run_one("SQLite", f"sqlite:///{folder}/bench.db")
     admin_url = os.environ.get("TEST_DATABASE_URL")
     if admin_url:
-        url, drop = fresh_postgres(admin_url)
-        try:
-            ok &= bench("PostgreSQL", url, args.tickets, args.due, args.repeat,
-                    args.baseline_sample)
-        finally:
-            drop()
+        for run_one in benches:
+            url, drop = fresh_postgres(admin_url)
+            try:
+                ok &= run_one("PostgreSQL", url)
+            finally:
+                drop()
     else:
         print("PostgreSQL: skipped (set TEST_DATABASE_URL to include it)")
     return 0 if ok else 1

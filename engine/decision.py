@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from engine.actions import CHANGE_TYPES, ActionType, action_type
+
 TARGET_NAMES = ("first_response", "resolution", "next_update", "next_reply")
-ACTION_TYPES = ("set_priority", "set_status", "assign_group", "add_tags", "note", "reply", "set_fields")
-# Actions that change the ticket; `note` and `reply` only explain or announce.
-CHANGE_ACTIONS = frozenset({"set_priority", "set_status", "assign_group", "add_tags", "set_fields"})
+# The vocabulary lives in engine/actions.py; these names stay for existing callers.
+ACTION_TYPES = tuple(t.value for t in ActionType)
+CHANGE_ACTIONS = CHANGE_TYPES
 
 
 def iso_utc(epoch: int | None) -> str | None:
@@ -28,14 +30,18 @@ class Action:
     note and reply.
     """
 
-    type: str
+    type: ActionType
     rule: str
     value: str | None = None
     values: Any = None
     body: str | None = None
 
+    def __post_init__(self) -> None:
+        # A string outside the vocabulary is refused here, not dropped later.
+        object.__setattr__(self, "type", action_type(self.type))
+
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": self.type}
+        out: dict[str, Any] = {"type": self.type.value}
         if self.type in ("set_priority", "set_status", "assign_group"):
             out["value"] = self.value
         elif self.type == "add_tags":

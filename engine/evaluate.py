@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from engine import clocks, explain
+from collections.abc import Sequence
+
+from engine import clocks, explain, ownership
 from engine.decision import TARGET_NAMES, Action, Decision, TargetResult, iso_utc
 from engine.ruleset import EscalationRule, PolicyRule, RuleSet
 from engine.ticket import PRIORITY_RANK, Ticket
@@ -24,9 +26,10 @@ def _clock(name: str, target, history: clocks.History, ticket: Ticket, chosen) -
 class _State:
     """The ticket as the decided actions leave it, so later rules see earlier ones."""
 
-    __slots__ = ("tags", "group", "priority", "status")
+    __slots__ = ("tags", "group", "priority", "status", "holds")
 
     def __init__(self, ticket: Ticket, priority: str | None, status: str) -> None:
+        self.holds: Sequence[ownership.Hold] = ()
         self.tags = ticket.tags
         self.group = ticket.group
         self.priority = priority
@@ -122,7 +125,11 @@ def _escalate(
         changes.append(Action("add_tags", rule.id, values=new_tags))
         state.tags = state.tags | frozenset(new_tags)
         done.append("tagged " + ", ".join(new_tags))
-    if rule.assign_group and rule.assign_group != state.group:
+    hold = ownership.held(state.holds, ownership.GROUP) if rule.assign_group else None
+    if hold is not None and rule.assign_group != state.group:  # agents win (engine/ownership.py)
+        if (stood := ownership.stand_back_note(hold, rule.id, rule.assign_group)) is not None:
+            actions.append(Action("note", rule.id, body=stood))
+    elif rule.assign_group and rule.assign_group != state.group:
         changes.append(Action("assign_group", rule.id, value=rule.assign_group))
         state.group = rule.assign_group
         done.append(f"assigned to group {rule.assign_group}")
@@ -245,7 +252,7 @@ def _sla_fields(rules: RuleSet, ticket: Ticket, targets, actions: list[Action]) 
         actions.append(Action("set_fields", SLA_FIELDS_RULE, values=values))
 
 
-def evaluate(ticket: Ticket, rules: RuleSet, now: int) -> Decision:
+def evaluate(ticket: Ticket, rules: RuleSet, now: int, holds: Sequence[ownership.Hold] = ()) -> Decision:
     """Decide `ticket` at `now` (UTC epoch seconds). Pure: same inputs, same decision.
 
     Actions are only those that change something, so a ticket that already
@@ -259,6 +266,11 @@ def evaluate(ticket: Ticket, rules: RuleSet, now: int) -> Decision:
     actions: list[Action] = []
 
     priority, prule, reasons = _reclassify(ticket, rules, status)
+    # Agents win: after a hand-set priority the reclassification stands back (engine/ownership.py).
+    if prule is not None and (hold := ownership.held(holds, ownership.PRIORITY)) is not None:
+        if (stood := ownership.stand_back_note(hold, prule.id, priority)) is not None:
+            actions.append(Action("note", prule.id, body=stood))
+        priority, prule = ticket.priority, None
 
     policy = None
     for candidate in rules.policies:
@@ -297,6 +309,7 @@ def evaluate(ticket: Ticket, rules: RuleSet, now: int) -> Decision:
             checks.append(result.warn_at)
 
     state = _State(ticket, priority, status)
+    state.holds = holds
     for rule in rules.escalations:
         moment = _escalate(rule, ticket, state, targets, chosen, now, actions)
         if moment is not None:

@@ -20,6 +20,7 @@ from engine.rulefile import RuleFileError
 from jobs.budget import BudgetLimits, WriteBudget
 from jobs.quietlog import RateLimitedLog
 from jobs.reconcile import Reconciler
+from jobs.replan import Replanner
 from jobs.runtime import ConnectorCache, RulesHolder, build_connector
 from jobs.sweeps import Sweeper
 from store import Store
@@ -37,6 +38,7 @@ class ClockConfig:
     reconcile_lookback: int = 3600
     sweep_limit: int = 500
     inbox_retention_days: int = 14
+    audit_retention_days: int = 180
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ClockConfig:
@@ -55,7 +57,8 @@ class ClockConfig:
         """SWEEP_INTERVAL_SECONDS, RECONCILE_INTERVAL_SECONDS, RULES_RELOAD_SECONDS,
         RECONCILE_LOOKBACK_SECONDS (the first reconciliation's reach) and SWEEP_LIMIT
         (most due tickets per sweep), INBOX_RETENTION_DAYS (processed webhooks
-        kept); each a whole number >= 1."""
+        kept), AUDIT_RETENTION_DAYS (the bot's action log, snapshots and outbox rows of
+        finished tickets kept); each a whole number >= 1."""
         defaults = cls()
 
         def read(name: str, default: int) -> int:
@@ -68,6 +71,7 @@ class ClockConfig:
             reconcile_lookback=read("RECONCILE_LOOKBACK_SECONDS", defaults.reconcile_lookback),
             sweep_limit=read("SWEEP_LIMIT", defaults.sweep_limit),
             inbox_retention_days=read("INBOX_RETENTION_DAYS", defaults.inbox_retention_days),
+            audit_retention_days=read("AUDIT_RETENTION_DAYS", defaults.audit_retention_days),
         )
 
 
@@ -109,6 +113,13 @@ def build_scheduler(
     # edit, recording the error that /healthz reports.
     scheduler.add_job(rules_holder.reload, IntervalTrigger(seconds=config.rules_reload_interval),
                       kwargs={"force": False}, id="rules-reload", name="rules reload", **once)
+    # A new rules version (a reload here or elsewhere, or a restart) re-plans every stored
+    # ticket from its snapshot; unchanged rules cost one cursor read.
+    replanner = Replanner(store, lambda: rules_holder.rules, clock=now)
+    scheduler.add_job(_logged("re-plan", replanner.run),
+                      IntervalTrigger(seconds=config.rules_reload_interval),
+                      id="replan", name="re-plan on rules change", next_run_time=started, **once)
+
     def purge_inbox() -> int:
         deleted = store.purge(now() - timedelta(days=config.inbox_retention_days))
         if deleted:
@@ -117,9 +128,47 @@ def build_scheduler(
         return deleted
 
     scheduler.add_job(purge_inbox, IntervalTrigger(hours=1), id="purge", name="inbox purge", **once)
+    scheduler.add_job(audit_retention(store, now, config.audit_retention_days), IntervalTrigger(hours=6),
+                      id="audit-retention", name="audit retention", **once)
+    scheduler.add_job(resume_owed_writes(store, now), IntervalTrigger(minutes=5), id="outbox-resume",
+                      name="owed writes handed back to the worker", **once)
     log.info("clock: sweep every %ds, reconciliation every %ds, rules reload every %ds",
              config.sweep_interval, config.reconcile_interval, config.rules_reload_interval)
     return scheduler
+
+
+def audit_retention(store: Store, now: Callable[[], datetime], days: int) -> Callable[[], int]:
+    """The clock's job deleting audit rows, snapshots and outbox rows of finished tickets older
+    than `days` (open tickets are never purged)."""
+
+    def purge_audit() -> int:
+        purged = store.purge_audit(now() - timedelta(days=days))
+        if purged.total():
+            log.info("audit retention: purged %d action(s), %d snapshot(s), %d outbox write(s) of finished "
+                     "tickets older than %d days", purged.actions, purged.snapshots, purged.outbox, days)
+        return purged.total()
+
+    return purge_audit
+
+
+def resume_owed_writes(store: Store, now: Callable[[], datetime], after_seconds: int = 600
+                       ) -> Callable[[], int]:
+    """The clock's safety net: an outbox write unfinished for `after_seconds` whose ticket has no
+    work queued is handed back to the worker, which completes the parts not done."""
+
+    def resume() -> int:
+        moment = now()
+        owed = store.outbox.orphans(moment - timedelta(seconds=after_seconds))
+        by_source: dict[str, list[str]] = {}
+        for source, ticket_id in owed:
+            by_source.setdefault(source, []).append(ticket_id)
+        for source, ids in by_source.items():
+            log.warning("%s: %d ticket(s) with an unfinished write and no work queued; handing them back "
+                        "to the worker: %s", source, len(ids), ", ".join(ids[:20]))
+            store.request_sync(source, ids, moment, "outbox: unfinished write")
+        return len(owed)
+
+    return resume
 
 
 def _helpdesk(settings: Settings, connectors: ConnectorCache, holder: RulesHolder

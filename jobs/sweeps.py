@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
+
 from connectors.base import (
     ConfigurationError,
     ConnectorError,
@@ -21,17 +23,24 @@ from connectors.base import (
     NotFoundError,
     RateLimitedError,
     RemoteTicket,
+    TicketChanges,
     TransientError,
 )
+from engine import ownership
+from engine.actions import ActionType, exhaustive
 from engine.decision import Action, Decision, iso_utc
 from engine.evaluate import evaluate
 from engine.rulefile import RuleFileError
 from engine.ruleset import RuleSet
-from engine.ticket import Event, to_epoch
+from engine.ticket import DONE_STATUSES, Event, to_epoch
 from jobs.budget import WriteBudget
+from jobs.outbox import OutboxWriter, changes_to_dict
 from jobs.runtime import record_config_error, resolve_helpdesk
-from jobs.worker import CONFIG_RETRY_SECONDS, Worker, _action_log, _ticket_json, changes_from, utc_now
+from jobs.worker import CONFIG_RETRY_SECONDS, Worker, _action_log, changes_from, ticket_json, utc_now
 from store import Claim, Store
+from store.engine import read_transaction
+from store.models import ticket_snapshots
+from store.outbox import NewWrite
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +55,9 @@ MIN_BULK = 3
 # remaining due tickets are not read (each read already retried with backoff).
 MAX_TRANSIENT_ERRORS = 3
 FAILED_READ_DELAY_SECONDS = 60
-_CLOSE_ACTIONS = frozenset({"set_status", "add_tags", "reply", "note"})
+_CLOSE_ACTIONS = frozenset({ActionType.SET_STATUS, ActionType.ADD_TAGS, ActionType.REPLY, ActionType.NOTE})
+# The status a ticket closed over a customer's reply is given back.
+REOPEN_STATUS = "open"
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,7 @@ class SweepReport:
     applied: list[str] = field(default_factory=list)  # written per ticket (worker code)
     unchanged: list[str] = field(default_factory=list)  # re-read; nothing to write now
     deferred: list[str] = field(default_factory=list)  # no write budget, or not read; still due
+    reopened: list[str] = field(default_factory=list)  # closed over a customer reply, then reopened
     failed: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
@@ -101,6 +113,7 @@ class _Read:
     error: Exception | None = None
     decision: Decision | None = None
     path: str = ""  # "bulk" or "per ticket" once routed
+    holds: tuple = ()  # fields an agent set by hand (engine/ownership.py)
 
 
 class Sweeper:
@@ -197,10 +210,13 @@ class Sweeper:
         quiet: list[_Read] = []
         singles: list[_Read] = []
         groups: dict[tuple, list[_Read]] = defaultdict(list)
+        stored = _stored_tickets(self.store, helpdesk.name, [r.ticket_id for r in reads if r.remote])
         for read in reads:
             if read.remote is None:
                 continue
-            read.decision = evaluate(read.remote.ticket, rules, to_epoch(now))
+            read.holds = ownership.observe(stored.get(read.ticket_id), read.remote.ticket, rules,
+                                           to_epoch(now))
+            read.decision = evaluate(read.remote.ticket, rules, to_epoch(now), read.holds)
             key = _close_key(read.decision, helpdesk)
             if not read.decision.actions:
                 quiet.append(read)
@@ -239,6 +255,14 @@ class Sweeper:
         worker = self._worker(helpdesk, rules, {r.ticket_id: r.remote for r in singles})
         for read in singles:
             self._per_ticket(worker, read, rules, report)
+        # A per-ticket close is a safe update on Zendesk; Freshdesk has none, so every close
+        # written per ticket is checked afterwards like a bulk one.
+        closes = [r for r in singles if r.ticket_id in report.applied and _closes(r.decision)]
+        if closes:
+            reopened = self._reopen_if_replied(helpdesk, rules, closes, now)
+            report.reopened.extend(reopened)
+            if reopened:
+                self.store.request_sync(source, reopened, now, "sweep: customer replied during the close")
         for key, members in groups.items():
             for chunk in _chunks(members, BULK_SIZE):
                 self._close(helpdesk, rules, key, chunk, now, report)
@@ -308,7 +332,7 @@ class Sweeper:
         if not quiet:
             return
         source = quiet[0].claim.source  # type: ignore[union-attr]
-        self.store.save_snapshots(source, [_snapshot(r.remote, r.decision, r.decision, rules)
+        self.store.save_snapshots(source, [_snapshot(r.remote, r.decision, r.decision, rules, r.holds)
                                            for r in quiet], now)
         self.store.complete_many([r.claim for r in quiet], now)  # type: ignore[misc]
         report.unchanged.extend(r.ticket_id for r in quiet)
@@ -345,12 +369,24 @@ class Sweeper:
             if not chunk:
                 return
         ids = [r.ticket_id for r in chunk]
+        # A connector without note_many closes and notes in one close_many: one part then.
+        separate = hasattr(helpdesk, "note_many")
+        # Recorded before the first call: the bulk job's share and the note, per ticket.
+        parts: list[tuple[str, dict]] = [("bulk", changes_to_dict(TicketChanges(
+            status=status, add_tags=tags, reply=reply, note=None if separate else note)))]
+        if note and separate:
+            parts.append(("note", changes_to_dict(TicketChanges(note=note))))
+        writes = {w.ticket_id: w for w in self.store.outbox.record_many(
+            source, [NewWrite(r.ticket_id, _action_log(r.decision, r.remote), parts)  # type: ignore[arg-type]
+                     for r in chunk], rules_version=rules.version, now=now)}
+        self.store.outbox.sent([w.parts[0].id for w in writes.values()], now)
         try:
-            results = helpdesk.close_many(ids, status=status, add_tags=tags, reply=reply, note=note,
+            results = helpdesk.close_many(ids, status=status, add_tags=tags, reply=reply,
+                                          note=None if separate else note,
                                           wait_seconds=self.job_wait_seconds)
         except (TransientError, RateLimitedError) as err:
-            # The outcome is unknown: the worker re-reads them after a while and converges
-            # (a ticket the job did close yields no action then).
+            # The outcome is unknown: the worker takes each ticket after a while and completes its
+            # outbox write, sending only what did not land.
             delay = getattr(err, "retry_after", 5 * self.job_wait_seconds)
             log.warning("%s bulk close of %d tickets unconfirmed (%s); re-checking in %.0fs",
                         source, len(ids), err, delay)
@@ -363,19 +399,34 @@ class Sweeper:
             results = {ticket_id: str(err) for ticket_id in ids}
         done = [r for r in chunk if results.get(r.ticket_id) is None]
         retry = [r for r in chunk if results.get(r.ticket_id) is not None]
+        for read in retry:
+            self.store.outbox.cancel(writes[read.ticket_id].id, now,
+                                     f"bulk close failed for this ticket ({results[read.ticket_id]}); "
+                                     "decided again per ticket")
+        owed: list[_Read] = []
         if done:
+            self.store.outbox.done([writes[r.ticket_id].parts[0].id for r in done], now)
+            owed = self._bulk_notes(helpdesk, [writes[r.ticket_id] for r in done],
+                                    note if separate else None, now)
+            complete = [r for r in done if r.ticket_id not in owed]
+            self.store.outbox.finish_many([writes[r.ticket_id] for r in complete], now)
             closed = [_after_close(r.remote, key, now) for r in done]  # type: ignore[arg-type]
-            self.store.record_actions_many(
-                source, [(r.ticket_id, _action_log(r.decision, r.remote)) for r in done],  # type: ignore[arg-type]
-                rules_version=rules.version, now=now)
             snapshots, again = [], []
             for read, remote in zip(done, closed, strict=True):
-                after = evaluate(remote.ticket, rules, to_epoch(now))
-                snapshots.append(_snapshot(remote, read.decision, after, rules))  # type: ignore[arg-type]
+                after = evaluate(remote.ticket, rules, to_epoch(now), read.holds)
+                snapshots.append(_snapshot(remote, read.decision, after, rules, read.holds))  # type: ignore[arg-type]
                 if after.actions:
                     again.append(read.ticket_id)
             self.store.save_snapshots(source, snapshots, now)
-            self.store.complete_many([r.claim for r in done], now)  # type: ignore[misc]
+            reopened = self._reopen_if_replied(helpdesk, rules, done, now)
+            report.reopened.extend(reopened)
+            self.store.complete_many([r.claim for r in done if r.ticket_id not in owed], now)  # type: ignore[misc]
+            for read in done:
+                if read.ticket_id in owed:
+                    # Closed, note not confirmed: the worker completes the write (the note only).
+                    self.store.retry(read.claim, now, "internal note not confirmed",  # type: ignore[arg-type]
+                                     FAILED_READ_DELAY_SECONDS, count_attempt=False)
+            again = sorted(set(again) | set(reopened))
             if again:
                 self.store.request_sync(source, again, now, "sweep: more to do after close")
             report.closed.extend(r.ticket_id for r in done)
@@ -387,6 +438,87 @@ class Sweeper:
                          source, read.ticket_id, results[read.ticket_id])
                 self._per_ticket(worker, read, rules, report)
 
+    def _bulk_notes(self, helpdesk: Any, writes: list[Any], note: str | None, now: datetime) -> set[str]:
+        """Post the close's internal note on each closed ticket; returns the tickets whose note is owed."""
+        if not note:
+            return set()
+        ids = [w.ticket_id for w in writes]
+        self.store.outbox.sent([w.parts[1].id for w in writes], now)
+        try:
+            results = helpdesk.note_many(ids, note, wait_seconds=self.job_wait_seconds)
+        except ConnectorError as err:
+            log.warning("%s: internal notes on %d closed tickets not confirmed (%s); the worker "
+                        "completes them", helpdesk.name, len(ids), err)
+            return set(ids)
+        owed = {tid for tid in ids if results.get(tid) is not None}
+        self.store.outbox.done([w.parts[1].id for w in writes if w.ticket_id not in owed], now)
+        for tid in sorted(owed):
+            log.warning("%s ticket %s: closed, internal note not added yet (%s); the worker completes it",
+                        helpdesk.name, tid, results.get(tid))
+        return owed
+
+    def _reopen_if_replied(self, helpdesk: Any, rules: RuleSet, done: list[_Read], now: datetime
+                           ) -> list[str]:
+        """The post-close check: a ticket whose customer replied after the sweep read it is reopened.
+
+        Bulk jobs have no safe update, so each closed ticket's history is read
+        again (Zendesk: its audits; Freshdesk: its conversations); a public
+        customer comment the sweep did not see means the close went over it.
+        """
+        reopened = []
+        writer = OutboxWriter(self.store, self.clock, self.budget)
+        for read in done:
+            try:
+                fresh = helpdesk.fetch_ticket(read.ticket_id)
+            except ConnectorError as err:
+                log.warning("%s ticket %s: closed; could not check for a customer reply (%s); the worker "
+                            "looks at it again", helpdesk.name, read.ticket_id, err)
+                self.store.request_sync(helpdesk.name, [read.ticket_id], now, "sweep: post-close check")
+                continue
+            seen = _customer_replies(read.remote.ticket)  # type: ignore[union-attr]
+            replies = _customer_replies(fresh.ticket)
+            if len(replies) <= len(seen):
+                continue
+            at = iso_utc(replies[-1])
+            rule = read.decision.actions[0].rule if read.decision and read.decision.actions else "auto-close"
+            note = (f"Reopened by Deskpilot: the customer replied at {at}, while rule `{rule}` was closing "
+                    "the ticket for want of a reply; their message needs an answer.")
+            log.warning("%s ticket %s: customer replied at %s during the bulk close; reopening",
+                        helpdesk.name, read.ticket_id, at)
+            changes = TicketChanges(status=REOPEN_STATUS, note=note)
+            audit = [{"rule": rule, "type": ActionType.SET_STATUS.value, "before": fresh.ticket.status,
+                      "after": {"value": REOPEN_STATUS, "why": "customer replied during the close"}},
+                     {"rule": rule, "type": ActionType.NOTE.value, "before": None, "after": {"body": note}}]
+            try:
+                write = writer.record(helpdesk.name, read.ticket_id, rules_version=rules.version,
+                                      audit=audit, helpdesk=helpdesk, changes=changes)
+                writer.complete(helpdesk, write, fresh)
+            except Exception as err:  # the outbox keeps it: the worker completes the reopen
+                log.warning("%s ticket %s: reopen not confirmed (%s); the worker completes it",
+                            helpdesk.name, read.ticket_id, err)
+            reopened.append(read.ticket_id)
+        return reopened
+
+
+def _stored_tickets(store: Store, source: str, ids: list[str]) -> dict[str, dict]:
+    """The stored snapshot tickets of `ids`, in one query per 500 (what the agents' holds are read from)."""
+    s = ticket_snapshots
+    out: dict[str, dict] = {}
+    with read_transaction(store.engine) as conn:
+        for start in range(0, len(ids), 500):
+            for row in conn.execute(sa.select(s.c.ticket_id, s.c.ticket).where(
+                    s.c.source == source, s.c.ticket_id.in_(ids[start:start + 500]))):
+                out[row.ticket_id] = row.ticket
+    return out
+
+
+def _closes(decision: Decision | None) -> bool:
+    return decision is not None and any(
+        a.type == ActionType.SET_STATUS and a.value in DONE_STATUSES for a in decision.actions)
+
+
+def _customer_replies(ticket: Any) -> list[int]:
+    return [e.at for e in ticket.events if e.type == "comment" and e.author == "customer" and e.public]
 
 
 def _rows(read: _Read, due: datetime | None) -> Iterator[PlannedAction]:
@@ -449,21 +581,29 @@ def _after_close(remote: RemoteTicket, key: tuple, now: datetime) -> RemoteTicke
 
 
 def _snapshot(remote: RemoteTicket | None, decision: Decision | None, after: Decision | None,
-              rules: RuleSet) -> dict[str, Any]:
+              rules: RuleSet, holds: tuple = ()) -> dict[str, Any]:
     assert remote is not None and decision is not None and after is not None
     next_check = None if after.next_check is None else datetime.fromtimestamp(after.next_check, UTC)
-    return {"ticket_id": remote.ticket.id, "ticket": _ticket_json(remote), "decision": decision.to_dict(),
+    return {"ticket_id": remote.ticket.id, "ticket": ticket_json(remote.ticket, remote.stamp, holds),
+            "decision": decision.to_dict(),
             "next_check": next_check, "rules_version": rules.version}
 
 
+# A plan line per action type (checked against the vocabulary at import).
+DESCRIBE: dict[ActionType, Callable[[Action], str]] = {
+    ActionType.SET_PRIORITY: lambda a: f"{a.type.value} {a.value}",
+    ActionType.SET_STATUS: lambda a: f"{a.type.value} {a.value}",
+    ActionType.ASSIGN_GROUP: lambda a: f"{a.type.value} {a.value}",
+    ActionType.ADD_TAGS: lambda a: f"add_tags {', '.join(a.values)}",
+    ActionType.SET_FIELDS: lambda a: f"set_fields {', '.join(sorted(a.values))}",
+    ActionType.NOTE: lambda a: a.type.value,
+    ActionType.REPLY: lambda a: a.type.value,
+}
+exhaustive(DESCRIBE, "jobs.sweeps.DESCRIBE")
+
+
 def _describe(action: Action) -> str:
-    if action.type in ("set_priority", "set_status", "assign_group"):
-        return f"{action.type} {action.value}"
-    if action.type == "add_tags":
-        return f"add_tags {', '.join(action.values)}"
-    if action.type == "set_fields":
-        return f"set_fields {', '.join(sorted(action.values))}"
-    return action.type
+    return DESCRIBE[action.type](action)
 
 
 def _why(decision: Decision, action: Action) -> str:

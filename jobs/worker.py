@@ -22,12 +22,15 @@ from connectors.base import (
     TicketChanges,
     ValidationError,
 )
-from engine.decision import Decision
+from engine import ownership
+from engine.actions import COMMENT_TYPES, ActionType, UnknownAction, apply_actions, exhaustive
+from engine.decision import Action, Decision
 from engine.evaluate import evaluate
 from engine.rulefile import RuleFileError
 from engine.ruleset import RuleSet
 from engine.ticket import to_epoch
 from jobs.budget import OverBudget, WriteBudget
+from jobs.outbox import OutboxWriter, split_parts
 from jobs.quietlog import RateLimitedLog
 from jobs.runtime import clear_config_error, record_config_error, resolve_helpdesk
 from store import Claim, Store
@@ -46,50 +49,80 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _fold_value(name: str) -> Callable[[TicketChanges, Action, dict], None]:
+    def fold(changes: TicketChanges, action: Action, acc: dict) -> None:
+        setattr(changes, name, action.value)
+
+    return fold
+
+
+def _fold_tags(changes: TicketChanges, action: Action, acc: dict) -> None:
+    acc["tags"].extend(t for t in action.values if t not in acc["tags"])
+
+
+def _fold_fields(changes: TicketChanges, action: Action, acc: dict) -> None:
+    changes.fields.update(action.values)
+
+
+def _fold_text(key: str) -> Callable[[TicketChanges, Action, dict], None]:
+    def fold(changes: TicketChanges, action: Action, acc: dict) -> None:
+        acc[key].append(action.body)
+
+    return fold
+
+
+# How each action type goes into a ticket update (checked against the vocabulary at import).
+FOLD: dict[ActionType, Callable[[TicketChanges, Action, dict], None]] = {
+    ActionType.SET_PRIORITY: _fold_value("priority"),
+    ActionType.SET_STATUS: _fold_value("status"),
+    ActionType.ASSIGN_GROUP: _fold_value("group"),
+    ActionType.ADD_TAGS: _fold_tags,
+    ActionType.SET_FIELDS: _fold_fields,
+    ActionType.NOTE: _fold_text("notes"),
+    ActionType.REPLY: _fold_text("replies"),
+}
+exhaustive(FOLD, "jobs.worker.FOLD")
+
+# The ticket's value before each action, for the audit trail.
+BEFORE: dict[ActionType, Callable[[Any, Action], Any]] = {
+    ActionType.SET_PRIORITY: lambda ticket, action: ticket.priority,
+    ActionType.SET_STATUS: lambda ticket, action: ticket.status,
+    ActionType.ASSIGN_GROUP: lambda ticket, action: ticket.group,
+    ActionType.ADD_TAGS: lambda ticket, action: sorted(ticket.tags),
+    ActionType.SET_FIELDS: lambda ticket, action: {name: ticket.fields.get(name) for name in action.values},
+    ActionType.NOTE: lambda ticket, action: None,
+    ActionType.REPLY: lambda ticket, action: None,
+}
+exhaustive(BEFORE, "jobs.worker.BEFORE")
+
+
 def changes_from(decision: Decision) -> TicketChanges:
-    """Fold the engine's actions into one ticket update; notes join into one internal note."""
+    """Fold the engine's actions into one ticket update; notes join into one internal note.
+
+    An action outside the vocabulary raises UnknownAction: it is never dropped.
+    """
     changes = TicketChanges()
-    notes: list[str] = []
-    replies: list[str] = []
-    tags: list[str] = []
+    acc: dict[str, list] = {"notes": [], "replies": [], "tags": []}
     for action in decision.actions:
-        if action.type == "set_priority":
-            changes.priority = action.value
-        elif action.type == "set_status":
-            changes.status = action.value
-        elif action.type == "assign_group":
-            changes.group = action.value
-        elif action.type == "add_tags":
-            tags.extend(t for t in action.values if t not in tags)
-        elif action.type == "set_fields":
-            changes.fields.update(action.values)
-        elif action.type == "note":
-            notes.append(action.body)
-        elif action.type == "reply":
-            replies.append(action.body)
-    changes.add_tags = tuple(tags)
-    changes.note = "\n\n".join(notes) or None
-    changes.reply = "\n\n".join(replies) or None
+        fold = FOLD.get(action.type)
+        if fold is None:
+            raise UnknownAction(f"action {action.type!r} of rule {action.rule} has no ticket update")
+        fold(changes, action, acc)
+    changes.add_tags = tuple(acc["tags"])
+    changes.note = "\n\n".join(acc["notes"]) or None
+    changes.reply = "\n\n".join(acc["replies"]) or None
     return changes
 
 
 def _action_log(decision: Decision, remote: RemoteTicket) -> list[dict[str, Any]]:
     ticket = remote.ticket
-    before = {
-        "set_priority": ticket.priority,
-        "set_status": ticket.status,
-        "assign_group": ticket.group,
-        "add_tags": sorted(ticket.tags),
-    }
     out = []
     for action in decision.actions:
         after = action.to_dict()
         after.pop("rule")
         after.pop("type")
-        prior: Any = before.get(action.type)
-        if action.type == "set_fields":
-            prior = {name: ticket.fields.get(name) for name in action.values}
-        out.append({"rule": action.rule, "type": action.type, "before": prior, "after": after})
+        prior = BEFORE[action.type](ticket, action)
+        out.append({"rule": action.rule, "type": action.type.value, "before": prior, "after": after})
     return out
 
 
@@ -227,6 +260,11 @@ class Worker:
                 "%s ticket %s: not found (%s); dropping its events", claim.source, claim.ticket_id, err
             )
             outcome.error = str(err)
+            owed = self.store.outbox.cancel_all(claim.source, claim.ticket_id, self.clock(),
+                                                f"ticket not found in the helpdesk: {err}")
+            if owed:
+                log.warning("%s ticket %s: %d unfinished write(s) not applied: the ticket is gone",
+                            claim.source, claim.ticket_id, owed)
             self.store.complete(claim, self.clock())
         except RateLimitedError as err:
             # Not a failure: the helpdesk asked us to wait. The attempt does not
@@ -306,10 +344,27 @@ class Worker:
 
     def _decide_and_write(self, claim: Claim, outcome: Outcome, rules: RuleSet) -> None:
         helpdesk = self.helpdesk(rules)
+        writer = OutboxWriter(self.store, self.clock, self.budget)
+        # What an earlier attempt (this worker, or one that crashed) decided and did not finish is
+        # completed first, exactly the parts not done, as decided then.
+        pending = self.store.outbox.pending(claim.source, claim.ticket_id)
+        if pending:
+            remote = helpdesk.fetch_ticket(claim.ticket_id)
+            for write in pending:
+                left = len(write.remaining())
+                log.info("%s ticket %s: completing write %d decided under rules %s (%d of %d part(s) left)",
+                         claim.source, claim.ticket_id, write.id, write.rules_version, left, len(write.parts))
+                writer.complete(helpdesk, write, remote)
+            outcome.wrote = True
+        decision: Decision | None = None
+        written: Decision | None = None
+        holds: tuple[ownership.Hold, ...] = ()
         for attempt in range(1, CONFLICT_RETRIES + 1):
             remote = helpdesk.fetch_ticket(claim.ticket_id)
             now = self.clock()
-            decision = evaluate(remote.ticket, rules, to_epoch(now))
+            holds = holds_for(self.store, claim.source, remote, rules, now)
+            decision = evaluate(remote.ticket, rules, to_epoch(now), holds)
+            _log_holds(claim.source, claim.ticket_id, holds, decision)
             outcome.decision = decision
             changes = helpdesk.prepare(remote, changes_from(decision))
             if changes.is_empty():
@@ -328,11 +383,16 @@ class Worker:
                          "; ".join(f"{a.type} [{a.rule}]" for a in decision.actions))
                 outcome.read_only = remote.read_only
                 break
+            parts = split_parts(helpdesk, changes)
             if self.budget is not None:
-                self.budget.spend(claim.source, claim.ticket_id, helpdesk.writes_for(changes), now)
+                self.budget.spend(claim.source, claim.ticket_id, len(parts), now)
+            write = writer.record(claim.source, claim.ticket_id, rules_version=rules.version,
+                                  audit=_action_log(decision, remote), helpdesk=helpdesk, changes=changes)
             try:
-                helpdesk.apply(remote, changes)
+                OutboxWriter(self.store, self.clock).complete(helpdesk, write, remote, fresh=True)
             except ConflictError:
+                self.store.outbox.cancel(write.id, self.clock(),
+                                         "the ticket changed before the first call; decided again")
                 if attempt == CONFLICT_RETRIES:
                     raise
                 log.info(
@@ -340,13 +400,7 @@ class Worker:
                 )
                 continue
             outcome.wrote = True
-            self.store.record_actions(
-                claim.source,
-                claim.ticket_id,
-                rules_version=rules.version,
-                actions=_action_log(decision, remote),
-                now=now,
-            )
+            written = decision
             log.info(
                 "%s ticket %s: wrote %s",
                 claim.source,
@@ -354,21 +408,24 @@ class Worker:
                 "; ".join(
                     f"{a.type} {a.value or a.values or ''}".strip() + f" [{a.rule}]"
                     for a in decision.actions
-                    if a.type not in ("note", "reply")
+                    if a.type not in COMMENT_TYPES
                 )
                 or "a comment",
             )
             break
         now = self.clock()
         next_check = None
-        if (outcome.decision is not None and outcome.decision.next_check is not None
-                and not remote.read_only):
-            next_check = datetime.fromtimestamp(outcome.decision.next_check, UTC)
+        if decision is not None and decision.next_check is not None and not remote.read_only:
+            next_check = datetime.fromtimestamp(decision.next_check, UTC)
+        after = remote.ticket
+        if written is not None:
+            after = apply_actions(remote.ticket, written.actions, to_epoch(now))
+            holds = ownership.announce(holds, [a.body for a in written.actions])
         self.store.save_snapshot(
             claim.source,
             claim.ticket_id,
-            ticket=_ticket_json(remote),
-            decision=outcome.decision.to_dict(),
+            ticket=ticket_json(after, remote.stamp, holds),
+            decision=decision.to_dict() if decision is not None else {},
             next_check=next_check,
             rules_version=rules.version,
             now=now,
@@ -383,19 +440,36 @@ def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [""])[0][:300]
 
 
-def _ticket_json(remote: RemoteTicket) -> dict[str, Any]:
-    ticket = remote.ticket
+
+def holds_for(store: Store, source: str, remote: RemoteTicket, rules: RuleSet, now: datetime
+              ) -> tuple[ownership.Hold, ...]:
+    """Fields an agent set by hand on this ticket (seen against the stored snapshot): the rules stand back."""
+    previous = store.get_snapshot(source, remote.ticket.id)
+    return ownership.observe(previous["ticket"] if previous else None, remote.ticket, rules, to_epoch(now))
+
+
+def _log_holds(source: str, ticket_id: str, holds: tuple[ownership.Hold, ...], decision: Decision) -> None:
+    for hold in holds:
+        log.info("%s ticket %s: an agent set the %s to %s by hand; the rules that set it stand back%s",
+                 source, ticket_id, hold.field, hold.value,
+                 "" if hold.announced else " (the note says so)")
+
+
+def ticket_json(ticket: Any, stamp: str | None = None, holds: Any = ()) -> dict[str, Any]:
+    """The stored snapshot of a ticket: enough to decide it again without reading the helpdesk."""
     return {
         "id": ticket.id,
         "status": ticket.status,
         "priority": ticket.priority,
         "subject": ticket.subject,
+        "description": ticket.description,
         "tags": sorted(ticket.tags),
         "fields": ticket.fields,
         "group": ticket.group,
         "created_at": ticket.created_at,
-        "stamp": remote.stamp,
-        "events": [[e.at, e.type, e.author, e.public, e.status] for e in ticket.events],
+        "stamp": stamp,
+        "events": [[e.at, e.type, e.author, e.public, e.status, e.bot] for e in ticket.events],
+        "holds": [hold.to_dict() for hold in holds],
     }
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from jobs.quietlog import RateLimitedLog
-from store import coordination, queue
+from store import coordination, queue, retention
 from store import migrate as migrations
 from store.coordination import BudgetGrant
 from store.engine import (
@@ -30,6 +30,7 @@ from store.models import (
     ticket_snapshots,
     ticket_work,
 )
+from store.outbox import Outbox
 from store.queue import Claim
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ class Store:
         self.engine: sa.Engine = create_store_engine(url or DEFAULT_DATABASE_URL, timeout_seconds)
         # /healthz is probed every few seconds: one line per minute while the database is down.
         self._health_log = RateLimitedLog(log, interval_seconds=60)
+        # Decided writes and their parts (store/outbox.py).
+        self.outbox = Outbox(self.engine)
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -278,6 +281,15 @@ class Store:
             if count < batch:
                 return deleted
 
+    def purge_audit(self, before: datetime, batch: int = 5000) -> retention.Purged:
+        """Delete the bot's action log, snapshots and finished outbox rows older than `before`.
+
+        Open tickets (not solved or closed), queued or parked tickets and
+        tickets with an unfinished write keep everything (store/retention.py).
+        """
+        _aware(before, "before")
+        return retention.purge(self.engine, before, batch)
+
     def dead_letters(self, limit: int = 50) -> list[dict]:
         """Parked tickets, newest first: source, ticket_id, error, at, attempts, queued_at, reason."""
         w = ticket_work
@@ -325,7 +337,11 @@ class Store:
         """Discard a parked ticket's work; its events are settled, their error kept as evidence."""
         _aware(now, "now")
         with write_transaction(self.engine) as conn:
-            return queue.drop_dead(conn, source, ticket_id, now)
+            dropped = queue.drop_dead(conn, source, ticket_id, now)
+            if dropped:
+                # Its unfinished writes go too: nobody would ever complete them.
+                self.outbox.cancel_ticket(conn, source, ticket_id, now, "dead letter dropped by an operator")
+            return dropped
 
     # -- snapshots, due tickets, audit trail, cursors ---------------------------------
 

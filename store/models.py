@@ -150,3 +150,44 @@ job_leases = sa.Table(
     sa.Column("holder", sa.String(255), nullable=False),
     sa.Column("expires_at", UTCDateTime(), nullable=False),
 )
+
+# The outbox: every decided write is recorded here before the first vendor call,
+# one row per ticket write and one per vendor call ("part"), each marked done when
+# the vendor confirms it. A retry, a restart or another worker completes exactly
+# the parts not done; the audit rows are written with the write's completion.
+OUTBOX_PENDING, OUTBOX_DONE, OUTBOX_CANCELLED = "pending", "done", "cancelled"
+
+outbox_writes = sa.Table(
+    "outbox_writes",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("ticket_id", sa.String(64), nullable=False),
+    sa.Column("rules_version", sa.String(128), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, server_default=OUTBOX_PENDING),
+    # The audit rows ({"rule", "type", "before", "after"}) this write records when done.
+    sa.Column("actions", JSONType, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    sa.Column("reason", sa.Text(), nullable=True),  # why it was cancelled
+    sa.CheckConstraint("state IN ('pending', 'done', 'cancelled')", name="ck_outbox_writes_state"),
+    sa.Index("ix_outbox_writes_ticket", "source", "ticket_id", "state"),
+    sa.Index("ix_outbox_writes_state", "state", "finished_at"),
+)
+
+outbox_parts = sa.Table(
+    "outbox_parts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("write_id", BigId, nullable=False),
+    sa.Column("seq", sa.Integer(), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),  # update, note, reply, update+reply, bulk, ...
+    sa.Column("changes", JSONType, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, server_default=OUTBOX_PENDING),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("job_id", sa.String(128), nullable=True),
+    sa.Column("sent_at", UTCDateTime(), nullable=True),
+    sa.Column("done_at", UTCDateTime(), nullable=True),
+    sa.CheckConstraint("state IN ('pending', 'done', 'cancelled')", name="ck_outbox_parts_state"),
+    sa.UniqueConstraint("write_id", "seq", name="uq_outbox_parts_write_seq"),
+)

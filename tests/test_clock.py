@@ -36,13 +36,14 @@ def test_build_scheduler_makes_four_unstarted_jobs(store, database_url):
     assert isinstance(scheduler, BackgroundScheduler) and not scheduler.running
     jobs = {job.id: job for job in scheduler.get_jobs()}
     assert {name: job.trigger.interval.total_seconds() for name, job in jobs.items()} == {
-        "sweep": 20, "reconcile": 240, "rules-reload": 10, "purge": 3600}
+        "sweep": 20, "reconcile": 240, "rules-reload": 10, "purge": 3600, "replan": 10,
+        "audit-retention": 21600, "outbox-resume": 300}
     assert all((job.max_instances, job.coalesce) == (1, True) for job in jobs.values())
     assert jobs["rules-reload"].kwargs == {"force": False}
 
 
 def test_clock_settings_name_the_variable_to_fix():
-    assert ClockConfig.from_env({}) == ClockConfig(30, 180, 10, 3600, 500, 14)
+    assert ClockConfig.from_env({}) == ClockConfig(30, 180, 10, 3600, 500, 14, 180)
     with pytest.raises(ConfigError, match="SWEEP_INTERVAL_SECONDS must be a whole number >= 1"):
         ClockConfig.from_env({"SWEEP_INTERVAL_SECONDS": "0"})
 

@@ -383,6 +383,40 @@ class FreshdeskConnector:
             reply = {"body": _as_html(signed(changes.reply))}
             self.http.call("POST", f"/tickets/{number}/reply", body=reply, replay_safe=False, ticket=True)
 
+    def write_parts(self, changes: TicketChanges) -> list[TicketChanges]:
+        """`changes` as the calls apply() makes, one each (for the outbox): PUT, note, reply."""
+        parts = []
+        if changes.priority or changes.status or changes.group or changes.fields or changes.add_tags:
+            parts.append(TicketChanges(priority=changes.priority, status=changes.status,
+                                       group=changes.group, add_tags=changes.add_tags,
+                                       fields=dict(changes.fields)))
+        if changes.note:
+            parts.append(TicketChanges(note=changes.note))
+        if changes.reply:
+            parts.append(TicketChanges(reply=changes.reply))
+        return parts
+
+    def has_comment(self, ticket_id: str, body: str, *, public: bool, since: int) -> bool:
+        """Whether the API key's agent posted `body` (a reply, or a private note) at or after `since`.
+
+        Read from the conversations, so a resumed write can tell whether a POST
+        whose answer was lost reached Freshdesk.
+        """
+        number = _ticket_number(ticket_id)
+        bot, wanted = self.bot_agent_id(), " ".join(body.split())
+        for item in self._conversations(number):
+            try:
+                at = to_epoch(datetime.fromisoformat(str(item.get("created_at")).replace("Z", "+00:00")))
+            except ValueError:
+                continue
+            text = item.get("body_text")
+            if text is None:
+                text = html.unescape(re.sub(r"<[^>]+>", " ", str(item.get("body") or "")))
+            if (at >= since and item.get("user_id") == bot and bool(item.get("private")) != public
+                    and " ".join(str(text).split()) == wanted):
+                return True
+        return False
+
     def bulk_update(
         self,
         ticket_ids: Iterable[str],
@@ -463,6 +497,21 @@ class FreshdeskConnector:
                 except ConnectorError as err:
                     log.warning("ticket %s: updated, but its internal note failed: %s", ticket_id, err)
         return results
+
+    def note_many(self, ticket_ids: Iterable[str], note: str, *, wait_seconds: float = 60
+                  ) -> dict[str, str | None]:
+        """The same internal note on each ticket (Freshdesk has no bulk note: one POST each);
+        ticket id -> None when added, else the error."""
+        out: dict[str, str | None] = {}
+        for ticket_id in ticket_ids:
+            try:
+                self._request("POST", f"/tickets/{_ticket_number(ticket_id)}/notes",
+                              body={"body": _as_html(note), "private": True}, idempotent=False)
+            except ConnectorError as err:
+                out[str(ticket_id)] = str(err)
+            else:
+                out[str(ticket_id)] = None
+        return out
 
     def wait_for_job(self, job_id: str, wait_seconds: float = 60) -> dict[str, Any]:
         """Poll the bulk job (1 s, 2 s, 4 s, ... apart) until it finishes."""

@@ -297,6 +297,38 @@ class ZendeskConnector:
                 raise ConnectorError(f"PUT tickets/{number}.json: response has no ticket.updated_at")
             remote.stamp, remote.raw = ticket["updated_at"], ticket
 
+    def write_parts(self, changes: TicketChanges) -> list[TicketChanges]:
+        """`changes` as the ticket updates apply() makes, one vendor call each (for the outbox).
+
+        A Zendesk update carries one comment: the public reply (else the note)
+        rides with the field changes, and the note follows on its own.
+        """
+        if changes.is_empty():
+            return []
+        first = TicketChanges(priority=changes.priority, status=changes.status, group=changes.group,
+                              add_tags=changes.add_tags, fields=dict(changes.fields),
+                              reply=changes.reply, note=None if changes.reply else changes.note)
+        return [first] + ([TicketChanges(note=changes.note)] if changes.reply and changes.note else [])
+
+    def has_comment(self, ticket_id: str, body: str, *, public: bool, since: int) -> bool:
+        """Whether the API user posted `body` (public or internal) at or after `since` (epoch seconds).
+
+        Read from the ticket's audits, so a resumed write can tell whether a
+        call whose answer was lost reached Zendesk.
+        """
+        number = _ticket_number(ticket_id)
+        audits, _users = self._audits(number)
+        bot, wanted = self.bot_user_id(), " ".join(body.split())
+        for audit in audits:
+            if _audit_epoch(audit) < since:
+                continue
+            for event in audit.get("events") or ():
+                if (event.get("type") == "Comment" and bool(event.get("public")) == public
+                        and event.get("author_id", audit.get("author_id")) == bot
+                        and " ".join(str(event.get("body") or "").split()) == wanted):
+                    return True
+        return False
+
     # -- Bulk and incremental calls ----------------------------------------
 
     def update_many(
@@ -388,6 +420,14 @@ class ZendeskConnector:
                     if error is not None:
                         log.warning("ticket %s: closed, but its internal note failed: %s", ticket_id, error)
         return results
+
+    def note_many(self, ticket_ids: Iterable[str], note: str, *, wait_seconds: float = 60
+                  ) -> dict[str, str | None]:
+        """One internal note on up to 100 tickets (one bulk job); ticket id -> None when added, else the
+        error. Raises TransientError when the job is not done after `wait_seconds`."""
+        ids = [str(ticket_id) for ticket_id in ticket_ids]
+        job = self.update_many(ids, comment=note, public=False)
+        return _job_results(ids, self.wait_for_job(job, wait_seconds))
 
     def wait_for_job(self, job_id: str, wait_seconds: float = 60) -> dict[str, Any]:
         """Poll job_status (1 s, 2 s, 4 s, ... apart) until it is completed, failed or killed."""
@@ -512,6 +552,13 @@ def _job_results(ids: list[str], job: Mapping[str, Any]) -> dict[str, str | None
                 str(result[key]) for key in ("error", "details") if result.get(key)
             ) or "failed"
     return outcome
+
+
+def _audit_epoch(audit: Mapping[str, Any]) -> int:
+    try:
+        return int(datetime.fromisoformat(str(audit.get("created_at")).replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return 0
 
 
 def _ticket_number(ticket_id: str | int) -> int:
