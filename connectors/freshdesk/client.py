@@ -397,13 +397,14 @@ class FreshdeskConnector:
         return parts
 
     def has_comment(self, ticket_id: str, body: str, *, public: bool, since: int) -> bool:
-        """Whether the API key's agent posted `body` (a reply, or a private note) at or after `since`.
+        """Whether the bot posted `body` (a reply, or a private note) at or after `since`.
 
         Read from the conversations, so a resumed write can tell whether a POST
         whose answer was lost reached Freshdesk.
         """
         number = _ticket_number(ticket_id)
-        bot, wanted = self.bot_agent_id(), " ".join(body.split())
+        # The bot's comments are the signed ones, whoever the API user is.
+        wanted = {" ".join(body.split()), " ".join(signed(body).split())}
         for item in self._conversations(number):
             try:
                 at = to_epoch(datetime.fromisoformat(str(item.get("created_at")).replace("Z", "+00:00")))
@@ -412,8 +413,8 @@ class FreshdeskConnector:
             text = item.get("body_text")
             if text is None:
                 text = html.unescape(re.sub(r"<[^>]+>", " ", str(item.get("body") or "")))
-            if (at >= since and item.get("user_id") == bot and bool(item.get("private")) != public
-                    and " ".join(str(text).split()) == wanted):
+            if (at >= since and bool(item.get("private")) != public
+                    and " ".join(str(text).split()) in wanted):
                 return True
         return False
 
@@ -505,8 +506,8 @@ class FreshdeskConnector:
         out: dict[str, str | None] = {}
         for ticket_id in ticket_ids:
             try:
-                self._request("POST", f"/tickets/{_ticket_number(ticket_id)}/notes",
-                              body={"body": _as_html(note), "private": True}, idempotent=False)
+                self.http.call("POST", f"/tickets/{_ticket_number(ticket_id)}/notes",
+                               body={"body": _as_html(signed(note)), "private": True}, replay_safe=False)
             except ConnectorError as err:
                 out[str(ticket_id)] = str(err)
             else:
