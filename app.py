@@ -12,6 +12,7 @@ from typing import Any
 import click
 from flask import Flask, Response, current_app, jsonify, request
 
+import console
 from config import Settings, load_settings
 from connectors import freshdesk_events, zendesk_events
 from connectors.signature import DEFAULT_WINDOW_SECONDS, SignatureError, verify
@@ -22,6 +23,7 @@ from connectors.zendesk_events import (
     Outcome,
     UnknownEvent,
 )
+from console import metrics
 
 log = logging.getLogger("deskpilot.webhooks")
 
@@ -63,6 +65,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     init_webhooks(app)
     init_health(app)
     init_scheduler(app)
+    console.init_app(app)  # /console/, /api/v1/, /metrics, `flask users create`
     log.info("Deskpilot ready for %s%s with %r", settings.helpdesk,
              " (sandbox)" if settings.sandbox else "", _state(app)["store"])
     return app
@@ -131,9 +134,11 @@ def load_rules_state(app: Flask) -> dict[str, Any]:
         ruleset = load_rules(path)
     except Exception as err:  # RuleFileError's message names file, line and field
         state["error"] = str(err) or type(err).__name__
+        metrics.rules_reload(ok=False)
         log.error("rules at RULES_PATH=%s not loaded: %s", path, state["error"])
     else:
         state.update(loaded=True, version=ruleset.version, files=list(ruleset.files))
+        metrics.rules_reload(ok=True)
         log.info("rules %s loaded from %s (%d files)", ruleset.version, path, len(state["files"]))
     _state(app)["rules"] = state
     return state

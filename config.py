@@ -48,6 +48,8 @@ VARIABLES = (
     "SWEEP_INTERVAL_SECONDS", "RECONCILE_INTERVAL_SECONDS", "RULES_RELOAD_SECONDS",
     "RECONCILE_LOOKBACK_SECONDS", "SWEEP_LIMIT", "INBOX_RETENTION_DAYS",
     "WRITE_BUDGET_PER_MINUTE", "WRITE_BUDGET_PER_TICKET",
+    # The admin console and its API (console/).
+    "ADMIN_EMAIL", "ADMIN_PASSWORD", "API_TOKEN", "SECRET_KEY",
 )
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -80,6 +82,11 @@ class Settings:
     # one event per changed field) so that one read and one decision serve them all.
     worker_settle_seconds: float = DEFAULT_WORKER_SETTLE_SECONDS
     log_level: str = "INFO"
+    # The console's first admin, its JSON API's bearer token and the session signing key.
+    admin_email: str = ""
+    admin_password: str = field(default="", repr=False)
+    api_token: str = field(default="", repr=False)
+    secret_key: str = field(default="", repr=False)
 
     def webhook_secret(self, source: str) -> str:
         """The shared secret that authenticates webhooks from `source` ("" if unset)."""
@@ -194,6 +201,8 @@ def load_settings(
         worker_max_attempts=positive_int(env, "WORKER_MAX_ATTEMPTS", DEFAULT_WORKER_MAX_ATTEMPTS),
         worker_settle_seconds=_seconds(env, "WORKER_SETTLE_SECONDS", DEFAULT_WORKER_SETTLE_SECONDS),
         log_level=_log_level(env.get("LOG_LEVEL", "INFO")),
+        **{name.lower(): env.get(name, "") for name in ("ADMIN_EMAIL", "ADMIN_PASSWORD", "API_TOKEN",
+                                                        "SECRET_KEY")},
         **chosen,
     )
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from store import coordination, queue
+from store import board, coordination, queue
 from store import migrate as migrations
 from store.coordination import BudgetGrant
 from store.engine import create_store_engine, read_transaction, retry_on_disconnect, write_transaction
@@ -336,6 +336,7 @@ class Store:
                 ),
                 rows,
             )
+            board.index_snapshots(conn, source, rows, now)  # the console board's indexed columns
 
     def clear_next_check(self, source: str, ticket_ids: Iterable[str]) -> None:
         """Stop sweeping these tickets (deleted in the helpdesk) until they are evaluated again."""
@@ -348,6 +349,7 @@ class Store:
                     .where(s.c.source == source, s.c.ticket_id.in_(ids[start : start + 500]))
                     .values(next_check=None)
                 )
+            board.forget(conn, source, ids)
 
     def get_snapshot(self, source: str, ticket_id: str) -> dict | None:
         """{"ticket", "decision", "next_check", "rules_version", "updated_at"}, or None."""
