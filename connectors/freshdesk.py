@@ -30,6 +30,7 @@ from connectors.freshdesk_tickets import (
     instant,
     ticket_from_freshdesk,
 )
+from console import metrics
 from engine.ticket import STATUSES, to_epoch
 
 log = logging.getLogger(__name__)
@@ -440,6 +441,7 @@ class FreshdeskConnector:
             else:
                 self._note_rate_limit(response)
                 code = response.status_code
+                metrics.vendor_request("freshdesk", method, code)
                 log.debug("%s -> %s (try %s)", what, code, attempt)
                 if code < 400:
                     return response
@@ -449,6 +451,7 @@ class FreshdeskConnector:
                         raise RateLimitedError(
                             f"{what}: rate limited {attempt} times; retry after {wait:g}s", wait)
                     log.warning("%s: rate limited, waiting %gs", what, wait)
+                    metrics.rate_limit_wait("freshdesk", wait)
                     self.sleep(wait)
                     self.rate_limit_remaining = None  # the window has turned over
                     continue

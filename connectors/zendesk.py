@@ -26,6 +26,7 @@ from connectors.base import (
     TransientError,
 )
 from connectors.zendesk_tickets import ticket_from_zendesk
+from console import metrics
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class _ThrottleSession(requests.Session):
 
     def request(self, method, url, *args, **kwargs):  # type: ignore[no-untyped-def]
         response = super().request(method, url, *args, **kwargs)
+        metrics.vendor_request("zendesk", method, response.status_code)
         if response.status_code == 429:
             raise _Throttled(response)
         return response
@@ -435,6 +437,7 @@ class ZendeskConnector:
                         f"retry after {wait:g}s", retry_after=wait,
                     ) from err
                 log.warning("%s: rate limited, waiting %gs (attempt %d)", what, wait, attempt + 1)
+                metrics.rate_limit_wait("zendesk", wait)
                 self._sleep(wait)
                 continue
             except (APIException, requests.HTTPError) as err:

@@ -225,3 +225,17 @@ def sample(name: str, labels: dict[str, str] | None = None, how: Callable[..., f
         if s.name == name and all(s.labels.get(k) == v for k, v in (labels or {}).items())
     ]
     return float(how(values)) if values else 0.0
+
+
+def timing(report: Callable[[str, float], None], label: str, run: Callable[[], Any]) -> Callable[[], Any]:
+    """`run` wrapped to report its duration; runs skipped (another process holds the job) are not timed."""
+
+    def timed_run() -> Any:
+        start = time.perf_counter()
+        result = run()
+        if not getattr(result, "skipped", None):
+            report(label, time.perf_counter() - start)
+        return result
+
+    timed_run.__name__ = getattr(run, "__name__", "run")
+    return timed_run

@@ -20,6 +20,7 @@ from connectors.base import (
     RemoteTicket,
     TicketChanges,
 )
+from console import metrics
 from engine.decision import Decision
 from engine.evaluate import evaluate
 from engine.rulefile import RuleFileError
@@ -226,6 +227,7 @@ class Worker:
             decision = evaluate(remote.ticket, rules, to_epoch(now))
             outcome.decision = decision
             changes = changes_from(decision)
+            metrics.decision(claim.source, not changes.is_empty())
             if changes.is_empty():
                 log.info(
                     "%s ticket %s: nothing to change (priority %s, policy %s)",
@@ -247,6 +249,7 @@ class Worker:
                 )
                 continue
             outcome.wrote = True
+            metrics.writes(claim.source, decision.actions)
             self.store.record_actions(
                 claim.source,
                 claim.ticket_id,
