@@ -147,6 +147,18 @@ def explain(ticket: Ticket, rules: RuleSet, now_dt: datetime) -> dict[str, Any]:
     return out
 
 
+def overdue(seconds: int) -> str:
+    """'3 d 4 h', '5 h 10 min', '12 min': wall-clock time past due."""
+    days, rest = divmod(max(60, seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{minutes} min"
+
+
 def business_left(rules: RuleSet | None, policy: str | None, priority: str | None, target: str | None,
                   due: datetime | None, now: datetime) -> tuple[str | None, str | None]:
     """(business time left in words, the due time in the calendar's zone) for a board row."""
@@ -160,6 +172,6 @@ def business_left(rules: RuleSet | None, policy: str | None, priority: str | Non
     local = due.astimezone(cal.zone)
     due_local = f"{local:%a %d %b %H:%M} {local.tzname()}"
     if due <= now:
-        return "0 (overdue " + amount(max(60, int((now - due).total_seconds()) // 60 * 60)) + ")", due_local
+        return f"0 (overdue {overdue(int((now - due).total_seconds()))})", due_local
     left = cal.position(to_epoch(due)) - cal.position(to_epoch(now))
     return amount(max(0, left // 60 * 60)), due_local
