@@ -221,9 +221,20 @@ def _filtered(query: sa.Select, now: datetime, filters: dict[str, str]) -> sa.Se
 def page(conn: Connection, now: datetime, filters: dict[str, str], limit: int = 50, offset: int = 0):
     """Open tickets, the soonest (or longest overdue) next breach first, then those without one."""
     b = ticket_board
-    query = _filtered(sa.select(b), now, filters)
-    query = query.order_by(b.c.next_due.is_(None), b.c.next_due, b.c.source, b.c.ticket_id)
-    return conn.execute(query.limit(limit).offset(offset)).all()
+    base = _filtered(sa.select(b), now, filters)
+    timed = base.where(b.c.next_due.is_not(None)).order_by(b.c.next_due, b.c.source, b.c.ticket_id)
+    rows = conn.execute(timed.limit(limit).offset(offset)).all()
+    if len(rows) == limit:
+        return rows
+    # Then those without a running clock (paused, met, no SLA), after all timed ones.
+    skipped = max(0, offset - _count(conn, _filtered(sa.select(sa.func.count()).select_from(b), now, filters)
+                                     .where(b.c.next_due.is_not(None))))
+    untimed = base.where(b.c.next_due.is_(None)).order_by(b.c.source, b.c.ticket_id)
+    return rows + conn.execute(untimed.limit(limit - len(rows)).offset(skipped)).all()
+
+
+def _count(conn: Connection, query: sa.Select) -> int:
+    return conn.execute(query).scalar_one()
 
 
 def count(conn: Connection, now: datetime, filters: dict[str, str]) -> int:
@@ -259,48 +270,50 @@ def facets(conn: Connection) -> dict[str, list[str]]:
     return out
 
 
-def _outcomes(conn: Connection, now: datetime, since: datetime) -> list[Any]:
-    """Targets that reached an outcome in [since, now]: met in time, or breached (due passed)."""
+def compliance(conn: Connection, now: datetime, days: Sequence[int] = (7, 30)) -> list[dict]:
+    """Per target and priority: met / all decided (met in time, or due passed unmet), per window.
+
+    A target's outcome instant is when it was met, else its due time; one
+    aggregate query over the targets decided within the longest window.
+    """
     t = ticket_board_targets
     met = sa.and_(t.c.achieved_at.is_not(None), t.c.achieved_at <= t.c.due)
     outcome_at = sa.case((met, t.c.achieved_at), else_=t.c.due)
-    decided = sa.or_(met, t.c.due < now)
-    return conn.execute(
-        sa.select(t.c.target, t.c.priority, met.label("met"), outcome_at.label("at"))
-        .where(decided, sa.or_(t.c.due >= since, t.c.achieved_at >= since), t.c.due <= now)
+    longest = now - timedelta(days=max(days))
+    columns = []
+    for window in days:
+        since = now - timedelta(days=window)
+        columns.append(sa.func.sum(sa.case((sa.and_(met, outcome_at >= since), 1), else_=0)))
+        columns.append(sa.func.sum(sa.case((outcome_at >= since, 1), else_=0)))
+    rows = conn.execute(
+        sa.select(t.c.target, t.c.priority, *columns)
+        .where(t.c.due <= now, sa.or_(t.c.due >= longest, t.c.achieved_at >= longest),
+               sa.or_(met, t.c.due < now))
+        .group_by(t.c.target, t.c.priority)
     ).all()
-
-
-def compliance(conn: Connection, now: datetime, days: Sequence[int] = (7, 30)) -> list[dict]:
-    """Per target and priority: met / all decided, over each window of `days`."""
-    longest = max(days)
-    cells: dict[tuple[str, str | None], dict[int, list[int]]] = {}
-    for row in _outcomes(conn, now, now - timedelta(days=longest)):
-        at = _aware(row.at)
-        for window in days:
-            if at >= now - timedelta(days=window):
-                cell = cells.setdefault((row.target, row.priority), {d: [0, 0] for d in days})
-                cell[window][1] += 1
-                cell[window][0] += 1 if row.met else 0
     order = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
     out = []
-    for (target, priority), windows in sorted(cells.items(),
-                                              key=lambda kv: (kv[0][0], order.get(kv[0][1], 9))):
-        out.append({"target": target, "priority": priority,
-                    "windows": {d: {"met": m, "all": a, "ratio": (m / a if a else None)}
-                                for d, (m, a) in windows.items()}})
+    for row in sorted(rows, key=lambda r: (r[0], order.get(r[1], 9))):
+        windows = {}
+        for index, window in enumerate(days):
+            m, a = int(row[2 + 2 * index] or 0), int(row[3 + 2 * index] or 0)
+            windows[window] = {"met": m, "all": a, "ratio": (m / a if a else None)}
+        if any(w["all"] for w in windows.values()):
+            out.append({"target": row[0], "priority": row[1], "windows": windows})
     return out
 
 
 def breaches_per_day(conn: Connection, now: datetime, days: int = 30) -> list[tuple[str, int]]:
-    """[(YYYY-MM-DD, breaches whose due fell on that UTC day)], oldest first, `days` entries."""
+    """[(YYYY-MM-DD, targets whose due passed unmet or met late, by the due's UTC day)], oldest first."""
     t = ticket_board_targets
-    since = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    first = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    starts = [first + timedelta(days=i) for i in range(days)]
     late = sa.or_(t.c.achieved_at.is_(None), t.c.achieved_at > t.c.due)
-    rows = conn.execute(sa.select(t.c.due).where(t.c.due >= since, t.c.due < now, late)).scalars()
-    counts: dict[str, int] = {}
-    for due in rows:
-        key = _aware(due).strftime("%Y-%m-%d")
-        counts[key] = counts.get(key, 0) + 1
-    return [((since + timedelta(days=i)).strftime("%Y-%m-%d"), counts.get(
-        (since + timedelta(days=i)).strftime("%Y-%m-%d"), 0)) for i in range(days)]
+    if conn.dialect.name == "postgresql":
+        day = sa.func.to_char(sa.func.timezone("UTC", t.c.due), "YYYY-MM-DD")
+    else:  # SQLite keeps instants as naive UTC text, "YYYY-MM-DD HH:MM:SS..."
+        day = sa.func.substr(t.c.due, 1, 10)
+    counts = dict(conn.execute(
+        sa.select(day, sa.func.count()).where(t.c.due >= first, t.c.due < now, late).group_by(day)
+    ).all())
+    return [(d.strftime("%Y-%m-%d"), int(counts.get(d.strftime("%Y-%m-%d"), 0))) for d in starts]

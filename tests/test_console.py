@@ -352,3 +352,52 @@ def test_console_disabled_without_secret_key_outside_the_sandbox(store):
     endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
     assert not any(e.startswith("console.") for e in endpoints)
     assert "metrics" in endpoints and "api.at_risk" in endpoints
+
+
+def _snapshot(store, ticket_id: str, priority: str, targets: dict, status: str = "open") -> None:
+    ticket = {"id": ticket_id, "status": status, "priority": priority}
+    store.save_snapshot("zendesk", ticket_id, ticket=ticket,
+                        decision={"priority": priority, "policy": "p", "targets": targets},
+                        next_check=None, rules_version="v1", now=NOW)
+
+
+def test_compliance_breaches_and_tiles_count_exactly(store):
+    from store import board
+
+    def t(state, due, achieved=None):
+        out = {"state": state, "due": due, "business_seconds": 3600, "calendar": "office"}
+        if achieved:
+            out["achieved_at"] = achieved
+        return out
+
+    _snapshot(store, "1", "high", {"first_response": t("met", "2026-11-23T10:00:00Z",
+                                                       "2026-11-23T09:00:00Z")})
+    _snapshot(store, "2", "high", {"first_response": t("breached", "2026-11-22T10:00:00Z",
+                                                       "2026-11-22T12:00:00Z")})  # met late
+    _snapshot(store, "3", "high", {"first_response": t("breached", "2026-11-10T10:00:00Z")})  # 14 days ago
+    # Stale: stored as running, its due has passed.
+    _snapshot(store, "4", "high", {"first_response": t("running", "2026-11-24T09:30:00Z")})
+    _snapshot(store, "5", "low", {"first_response": t("running", "2026-11-24T10:30:00Z")})  # within 1 h
+    _snapshot(store, "6", "low", {"first_response": t("running", "2026-11-25T09:00:00Z")}, status="solved")
+    with store.engine.connect() as conn:
+        cells = {(c["target"], c["priority"]): c["windows"] for c in board.compliance(conn, NOW)}
+        per_day = dict(board.breaches_per_day(conn, NOW))
+        tiles = board.tiles(conn, NOW)
+    high = cells[("first_response", "high")]
+    assert (high[7]["met"], high[7]["all"]) == (1, 3)  # 1 in time; 2 late and 4 overdue
+    assert (high[30]["met"], high[30]["all"]) == (1, 4)
+    assert ("first_response", "low") not in cells  # nothing decided yet
+    assert per_day["2026-11-22"] == 1 and per_day["2026-11-10"] == 1 and per_day["2026-11-24"] == 1
+    assert sum(per_day.values()) == 3 and len(per_day) == 30
+    assert tiles == {"open": 5, "breached": 2, "within_1h": 1, "within_24h": 1}
+
+
+def test_board_pages_continue_across_tickets_without_a_clock(store):
+    from store import board
+
+    seed(store, 60)
+    with store.engine.connect() as conn:
+        whole = [r.ticket_id for r in board.page(conn, NOW, {}, 60)]
+        pieces = [r.ticket_id for offset in range(0, 60, 7) for r in board.page(conn, NOW, {}, 7, offset)]
+        total = board.count(conn, NOW, {})
+    assert pieces == whole and len(whole) == total

@@ -64,7 +64,10 @@ def upgrade() -> None:
         sa.Column("paused", sa.Boolean(), nullable=False),
         instant("updated_at", nullable=False),
     )
-    op.create_index("ix_ticket_board_open_due", "ticket_board", ["is_open", "next_due"])
+    op.create_index("ix_ticket_board_open_due", "ticket_board", ["is_open", "next_due", "source", "ticket_id"])
+    op.create_index("ix_ticket_board_group", "ticket_board", ["is_open", "group_name"])
+    op.create_index("ix_ticket_board_policy", "ticket_board", ["is_open", "policy"])
+    op.create_index("ix_ticket_board_priority", "ticket_board", ["is_open", "priority"])
     op.create_table(
         "ticket_board_targets",
         sa.Column("source", sa.String(32), primary_key=True),
@@ -75,8 +78,10 @@ def upgrade() -> None:
         instant("due", nullable=True),
         instant("achieved_at", nullable=True),
     )
-    op.create_index("ix_ticket_board_targets_due", "ticket_board_targets", ["due"])
-    op.create_index("ix_ticket_board_targets_achieved", "ticket_board_targets", ["achieved_at"])
+    op.create_index("ix_ticket_board_targets_due", "ticket_board_targets",
+                    ["due", "achieved_at", "target", "priority"])
+    op.create_index("ix_ticket_board_targets_achieved", "ticket_board_targets",
+                    ["achieved_at", "due", "target", "priority"])
 
     from store.board import rebuild
 
@@ -87,6 +92,9 @@ def downgrade() -> None:
     op.drop_index("ix_ticket_board_targets_achieved", table_name="ticket_board_targets")
     op.drop_index("ix_ticket_board_targets_due", table_name="ticket_board_targets")
     op.drop_table("ticket_board_targets")
+    op.drop_index("ix_ticket_board_priority", table_name="ticket_board")
+    op.drop_index("ix_ticket_board_policy", table_name="ticket_board")
+    op.drop_index("ix_ticket_board_group", table_name="ticket_board")
     op.drop_index("ix_ticket_board_open_due", table_name="ticket_board")
     op.drop_table("ticket_board")
     op.drop_table("rules_versions")
