@@ -29,7 +29,7 @@ PRIORITIES = (None, "low", "normal", "high", "urgent")
 GROUPS = ("Tier 1", "Tier 2", "Billing")
 
 
-def sample_ticket(rng: random.Random, number: int, now: int) -> Ticket:
+def sample_ticket(rng: random.Random, number: int, now: int, sample_tag: bool = False) -> Ticket:
     created = now - rng.randint(5 * 60, 30 * 24 * 3600 if rng.random() < 0.5 else 2 * 24 * 3600)
     events = [Event(created, "comment", "customer", True)]
     status = "open"
@@ -56,7 +56,7 @@ def sample_ticket(rng: random.Random, number: int, now: int) -> Ticket:
         priority=rng.choice(PRIORITIES),
         subject=SUBJECTS[number % len(SUBJECTS)],
         description="",
-        tags=frozenset(["vip"] if rng.random() < 0.1 else []),
+        tags=frozenset((["vip"] if rng.random() < 0.1 else []) + (["sample"] if sample_tag else [])),
         fields={"plan": rng.choice(PLANS)},
         events=tuple(events),
         group=rng.choice(GROUPS),
@@ -94,20 +94,26 @@ def generate(rules: RuleSet, now: datetime, count: int, *, seed: int = 7, start:
     rng = random.Random(seed)
     epoch = to_epoch(now)
     for number in range(start, start + count):
-        ticket = sample_ticket(rng, number, epoch)
+        ticket = sample_ticket(rng, number, epoch, sample_tag=start >= DEMO_FIRST_ID)
         yield ticket, evaluate(ticket, rules, epoch)
 
 
 def seed(store: Any, rules: RuleSet, now: datetime, count: int, *, source: str = "zendesk", seed: int = 7,
-         start: int = 1, batch: int = 1000, actions: bool = True) -> int:
-    """Store `count` sample tickets' snapshots (and their actions); returns how many."""
+         start: int = 1, batch: int = 1000, actions: bool = True, schedule: bool = True) -> int:
+    """Store `count` sample tickets' snapshots (and their actions); returns how many.
+
+    schedule=False leaves next_check empty, so sweeps never look these tickets up
+    in the helpdesk (the demo's history tickets exist only in the database).
+    """
     from datetime import UTC
 
     pending: list[dict] = []
     logs: list[tuple[str, list[dict]]] = []
     stored = 0
     for ticket, decision in generate(rules, now, count, seed=seed, start=start):
-        next_check = None if decision.next_check is None else datetime.fromtimestamp(decision.next_check, UTC)
+        next_check = None
+        if schedule and decision.next_check is not None:
+            next_check = datetime.fromtimestamp(decision.next_check, UTC)
         pending.append({"ticket_id": ticket.id, "ticket": ticket_json(ticket), "decision": decision.to_dict(),
                         "next_check": next_check, "rules_version": rules.version})
         if actions:
@@ -129,3 +135,46 @@ def _flush(store: Any, source: str, pending: list[dict], logs: list, version: st
     pending.clear()
     logs.clear()
     return count
+
+
+DEMO_ADMIN = "admin@deskpilot.invalid"
+# Like the sandbox's webhook secret, public by design: --demo only runs against the
+# local sandbox, where there is nothing to protect. Set ADMIN_EMAIL to choose your own.
+DEMO_PASSWORD = "deskpilot-demo"  # noqa: S105
+DEMO_FIRST_ID = 90001
+
+
+def seed_demo_console(service: Any, count: int = 150) -> None:
+    """`--demo`: history for the console and a way in.
+
+    Stores `count` sample tickets (ids from 90001, tagged `sample`, decided by the
+    rules in force over the last 30 days) so the board's compliance and chart have
+    data, parks one of them as a dead letter, and, when ADMIN_EMAIL is unset,
+    creates the admin admin@deskpilot.invalid with the public demo password.
+    """
+    import logging
+    from datetime import UTC
+
+    from console import data
+
+    log = logging.getLogger("deskpilot.run")
+    store, settings = service.store, service.settings
+    now = datetime.now(UTC)
+    try:
+        rules = service.rules.rules
+    except Exception as err:
+        log.warning("demo: no sample history for the console (rules not loaded: %s)", err)
+        rules = None
+    if rules is not None and store.get_snapshot(settings.helpdesk, str(DEMO_FIRST_ID)) is None:
+        seed(store, rules, now, count, source=settings.helpdesk, seed=20261124, start=DEMO_FIRST_ID,
+             schedule=False)
+        parked = str(DEMO_FIRST_ID + count - 1)
+        for claim in store.claim_tickets(settings.helpdesk, [parked], "demo", now):
+            store.dead_letter(claim, now, "demo: ConnectorError: GET ticket returned 500 (replay me)")
+        log.info("demo: stored %d sample tickets (ids %d+) for the console's history", count, DEMO_FIRST_ID)
+    if not settings.admin_email:
+        data.create_user(store, DEMO_ADMIN, DEMO_PASSWORD, now, replace=True)
+        log.info("demo: console at %s/console/ - sign in as %s, password %s (the public demo login)",
+                 service.base_url, DEMO_ADMIN, DEMO_PASSWORD)
+    else:
+        log.info("demo: console at %s/console/ - sign in as %s", service.base_url, settings.admin_email)
