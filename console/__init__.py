@@ -105,6 +105,7 @@ def init_app(app: Flask) -> None:
     _add_metrics(app)
     _add_cli(app)
     _bootstrap_admin(app)
+    _remember_rules(app)
     state(app)["console"] = True
 
 
@@ -160,6 +161,19 @@ def _bootstrap_admin(app: Flask) -> None:
     else:
         if created:
             log.info("console admin %s created from ADMIN_EMAIL", cfg.admin_email)
+
+
+def _remember_rules(app: Flask) -> None:
+    """Keep the text of the rules in force at start, for the rules page's diff."""
+    from app import rules_status as status
+    from console import data
+
+    with app.app_context():
+        try:
+            data.remember_rules(state(app)["store"], status(app)["version"],
+                                state(app)["settings"].rules_path, app.config["CLOCK"]())
+        except Exception as err:  # the database may be down at start
+            log.warning("rules text not recorded for the console: %s", type(err).__name__)
 
 
 def _add_cli(app: Flask) -> None:

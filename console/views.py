@@ -248,6 +248,10 @@ def rules() -> str:
                            previous=previous, change=change, pending=pending, title="Rules")
 
 
+def _instant(epoch: float) -> datetime | None:
+    return datetime.fromtimestamp(epoch, UTC) if epoch else None
+
+
 @blueprint.route("/health")
 @login_required
 def health() -> str:
@@ -263,6 +267,8 @@ def health() -> str:
         "sweep_seconds": metrics.sample("deskpilot_sweep_duration_seconds_sum"),
         "reconcile_count": metrics.sample("deskpilot_reconcile_duration_seconds_count"),
         "reconcile_seconds": metrics.sample("deskpilot_reconcile_duration_seconds_sum"),
+        "last_sweep": _instant(metrics.sample("deskpilot_last_sweep_timestamp_seconds", how=max)),
+        "last_reconcile": _instant(metrics.sample("deskpilot_last_reconcile_timestamp_seconds", how=max)),
     }
     return render_template(
         "console/health.html", queue=queue, store_health=store.health(), vendor=vendor, sweeps=sweeps,

@@ -324,6 +324,11 @@ def test_health_page(client, store):
     html = client.get("/console/health").get_data(as_text=True)
     assert 'id="queue-depth">2<' in html
     assert "Oldest queued" in html and "300 s" in html
+    from console import metrics
+
+    metrics.sweep_duration("zendesk", 0.25)
+    html = client.get("/console/health").get_data(as_text=True)
+    assert re.search(r'id="sweeps">\d+ run, [0-9.]+ s on average, last ended 20\d\d-', html)
 
 
 def test_users_create_command(store):
