@@ -22,6 +22,7 @@ from connectors.base import (
     RemoteTicket,
     TransientError,
 )
+from console import metrics
 from engine.decision import Action, Decision, iso_utc
 from engine.evaluate import evaluate
 from engine.rulefile import RuleFileError
@@ -201,6 +202,8 @@ class Sweeper:
                 continue
             read.decision = evaluate(read.remote.ticket, rules, to_epoch(now))
             key = _close_key(read.decision, helpdesk)
+            if key is not None or not read.decision.actions:  # singles are counted by the worker
+                metrics.decision(helpdesk.name, bool(read.decision.actions))
             if not read.decision.actions:
                 quiet.append(read)
             elif key is not None:
@@ -361,6 +364,7 @@ class Sweeper:
             self.store.record_actions_many(
                 source, [(r.ticket_id, _action_log(r.decision, r.remote)) for r in done],  # type: ignore[arg-type]
                 rules_version=rules.version, now=now)
+            metrics.writes(source, [a for r in done for a in r.decision.actions])  # type: ignore[union-attr]
             snapshots, again = [], []
             for read, remote in zip(done, closed, strict=True):
                 after = evaluate(remote.ticket, rules, to_epoch(now))
