@@ -146,3 +146,61 @@ def test_gunicorn_config_sets_a_metrics_directory(tmp_path):
                          capture_output=True, text=True).stdout.strip()
     assert Path(out).is_dir()
     os.rmdir(out)
+
+
+@SQLITE_ONLY
+def test_worker_and_zendesk_connector_are_counted(store):
+    """A real worker run against the Zendesk sandbox: a decision, its writes, the vendor requests."""
+    from sandbox import serve_in_thread
+    from sandbox.zendesk import create_sandbox
+    from tests.test_worker import NOW as WORKER_NOW
+    from tests.test_worker import create, enqueue, make_worker
+
+    app = create_sandbox(clock=lambda: WORKER_NOW)
+    base, stop = serve_in_thread(app)
+    try:
+        before = {name: metrics.sample(name, labels) for name, labels in (
+            ("deskpilot_decisions_total", {"changed": "true"}),
+            ("deskpilot_writes_total", {"action": "set_priority"}),
+            ("deskpilot_vendor_requests_total", {"helpdesk": "zendesk", "method": "GET", "status": "200"}),
+            ("deskpilot_vendor_requests_total", {"helpdesk": "zendesk", "method": "PUT", "status": "200"}),
+        )}
+        ticket_id = create(app)
+        enqueue(store, ticket_id, "m1")
+        [outcome] = make_worker(store, base).run_once()
+        assert outcome.wrote
+        after = {name: metrics.sample(name, labels) for name, labels in (
+            ("deskpilot_decisions_total", {"changed": "true"}),
+            ("deskpilot_writes_total", {"action": "set_priority"}),
+            ("deskpilot_vendor_requests_total", {"helpdesk": "zendesk", "method": "GET", "status": "200"}),
+            ("deskpilot_vendor_requests_total", {"helpdesk": "zendesk", "method": "PUT", "status": "200"}),
+        )}
+    finally:
+        stop()
+    keys = list(before)
+    assert after[keys[0]] == before[keys[0]] + 1
+    assert after[keys[1]] == before[keys[1]] + 1
+    assert after[keys[2]] >= before[keys[2]] + 1  # the ticket read
+    assert after[keys[3]] == before[keys[3]] + 1
+
+
+def test_freshdesk_429_counts_a_request_and_a_wait():
+    import responses
+
+    from connectors.freshdesk import FreshdeskConnector
+
+    waits = []
+    fd = FreshdeskConnector("acme.freshdesk.com", "secret-key", sleep=waits.append, bot_agent_id=1)
+    limited = {"helpdesk": "freshdesk", "method": "GET", "status": "429"}
+    before = (metrics.sample("deskpilot_vendor_requests_total", limited),
+              metrics.sample("deskpilot_rate_limit_waits_total", {"helpdesk": "freshdesk"}),
+              metrics.sample("deskpilot_rate_limit_wait_seconds_total", {"helpdesk": "freshdesk"}))
+    with responses.RequestsMock() as rsps:
+        rsps.get("https://acme.freshdesk.com/api/v2/jobs/j1", status=429, headers={"Retry-After": "7"})
+        rsps.get("https://acme.freshdesk.com/api/v2/jobs/j1", json={"id": "j1", "status": "completed"})
+        fd.job_status("j1")
+    assert waits == [7.0]
+    assert metrics.sample("deskpilot_vendor_requests_total", limited) == before[0] + 1
+    assert metrics.sample("deskpilot_rate_limit_waits_total", {"helpdesk": "freshdesk"}) == before[1] + 1
+    seconds = metrics.sample("deskpilot_rate_limit_wait_seconds_total", {"helpdesk": "freshdesk"})
+    assert seconds == before[2] + 7
