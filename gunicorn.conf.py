@@ -21,8 +21,10 @@ def on_starting(server):  # noqa: ARG001 - gunicorn's hook signature
     """Start from zero: samples left by a previous server would be added to ours."""
     directory = Path(_metrics_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.db"):
-        stale.unlink()
+    # Only prometheus_client's own files (counter_<pid>.db, gauge_max_<pid>.db, ...).
+    for kind in ("counter", "gauge", "histogram", "summary"):
+        for stale in directory.glob(f"{kind}_*.db"):
+            stale.unlink()
 
 
 def child_exit(server, worker):  # noqa: ARG001

@@ -198,3 +198,15 @@ def test_freshdesk_429_counts_a_request_and_a_wait():
     assert metrics.sample("deskpilot_rate_limit_waits_total", {"helpdesk": "freshdesk"}) == before[1] + 1
     seconds = metrics.sample("deskpilot_rate_limit_wait_seconds_total", {"helpdesk": "freshdesk"})
     assert seconds == before[2] + 7
+
+
+def test_gunicorn_start_clears_only_metric_files(tmp_path, monkeypatch):
+    import runpy
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    (tmp_path / "counter_123.db").write_bytes(b"x")
+    (tmp_path / "gauge_max_123.db").write_bytes(b"x")
+    (tmp_path / "deskpilot.db").write_bytes(b"keep")
+    hooks = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    hooks["on_starting"](None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deskpilot.db"]
