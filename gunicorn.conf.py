@@ -12,7 +12,8 @@ import tempfile
 from pathlib import Path
 
 _metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-if not _metrics_dir:
+_made_here = not _metrics_dir
+if _made_here:
     _metrics_dir = tempfile.mkdtemp(prefix="deskpilot-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
@@ -32,3 +33,11 @@ def child_exit(server, worker):  # noqa: ARG001
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):  # noqa: ARG001
+    """Remove the directory made above (one given in the environment stays)."""
+    if _made_here:
+        import shutil
+
+        shutil.rmtree(_metrics_dir, ignore_errors=True)
