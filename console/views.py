@@ -12,6 +12,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask_login import login_required
 
 import console
+from config import HELPDESKS
 from console import auth, data, metrics
 from console import explain as explaining
 from store import board as board_index
@@ -76,6 +77,11 @@ def helpdesk_link(source: str, ticket_id: str) -> str | None:
     return None
 
 
+def _known(source: str) -> None:
+    if source not in HELPDESKS:
+        abort(404, f"unknown helpdesk {source!r}; expected {' or '.join(HELPDESKS)}")
+
+
 def _filters() -> dict[str, str]:
     out = {}
     for key in ("state", "priority", "policy", "group", "source"):
@@ -123,6 +129,7 @@ def board() -> str:
 @blueprint.route("/tickets/<source>/<ticket_id>")
 @login_required
 def ticket(source: str, ticket_id: str) -> str:
+    _known(source)
     now = console.now()
     snapshot = console.store().get_snapshot(source, ticket_id)
     if snapshot is None:
@@ -150,6 +157,7 @@ def ticket(source: str, ticket_id: str) -> str:
 @blueprint.route("/tickets/<source>/<ticket_id>/reevaluate", methods=["POST"])
 @login_required
 def reevaluate(source: str, ticket_id: str) -> Response:
+    _known(source)
     queued = console.store().request_sync(source, [ticket_id], console.now(), "console")
     flash(f"Ticket {ticket_id} queued for evaluation." if queued
           else f"Ticket {ticket_id} was already queued (or is parked: replay it from Dead letters).")

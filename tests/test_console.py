@@ -406,3 +406,11 @@ def test_board_pages_continue_across_tickets_without_a_clock(store):
         pieces = [r.ticket_id for offset in range(0, 60, 7) for r in board.page(conn, NOW, {}, 7, offset)]
         total = board.count(conn, NOW, {})
     assert pieces == whole and len(whole) == total
+
+
+def test_unknown_helpdesk_is_404_and_queues_nothing(client, store):
+    page = client.get("/console/").get_data(as_text=True)
+    assert client.get("/console/tickets/jira/3").status_code == 404
+    assert client.post("/console/tickets/jira/3/reevaluate", data={"csrf_token": csrf_token(page)}
+                       ).status_code == 404
+    assert store.health()["backlog"] == 0
