@@ -19,6 +19,7 @@ from store.models import (
     bot_actions,
     console_login_failures,
     console_users,
+    console_vendor_calls,
     inbox_events,
     job_leases,
     rules_versions,
@@ -174,6 +175,36 @@ def leases(store: Any) -> list[dict]:
     with read_transaction(store.engine) as conn:
         rows = conn.execute(sa.select(j.c.name, j.c.holder, j.c.expires_at)).all()
     return [dict(r._mapping) for r in rows]
+
+
+def add_vendor_calls(store: Any, counts: dict[tuple[str, int, str], int]) -> None:
+    """Add per-minute vendor call counts {(helpdesk, minute epoch, status class): n}; prune > 2 days."""
+    from store.queue import dialect_insert
+
+    v = console_vendor_calls
+    rows = [{"source": s, "minute": datetime.fromtimestamp(m, UTC), "status": k, "count": n}
+            for (s, m, k), n in counts.items()]
+    if not rows:
+        return
+    with write_transaction(store.engine) as conn:
+        stmt = dialect_insert(conn)(v)
+        conn.execute(stmt.on_conflict_do_update(index_elements=[v.c.source, v.c.minute, v.c.status],
+                                                set_={"count": v.c.count + stmt.excluded.count}), rows)
+        conn.execute(sa.delete(v).where(v.c.minute < rows[0]["minute"] - timedelta(days=2)))
+
+
+def vendor_calls(store: Any, since: datetime) -> dict[str, dict[str, int]]:
+    """{helpdesk: {status class: calls}} since `since` (minute resolution)."""
+    v = console_vendor_calls
+    with read_transaction(store.engine) as conn:
+        rows = conn.execute(
+            sa.select(v.c.source, v.c.status, sa.func.sum(v.c.count))
+            .where(v.c.minute >= since.replace(second=0, microsecond=0)).group_by(v.c.source, v.c.status)
+        ).all()
+    out: dict[str, dict[str, int]] = {}
+    for source, status, n in rows:
+        out.setdefault(source, {})[status] = int(n)
+    return out
 
 
 # -- activity ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -118,6 +119,49 @@ def writes(helpdesk: str, actions: Any) -> None:
 def vendor_request(helpdesk: str, method: str, status: int | str) -> None:
     """One helpdesk API response (status "error" when no response arrived)."""
     VENDOR_REQUESTS.labels(helpdesk, method.upper(), str(status)).inc()
+    minute = int(time.time() // 60) * 60
+    key = (helpdesk, minute, _status_class(status))
+    with _calls_lock:
+        _calls[key] = _calls.get(key, 0) + 1
+
+
+def _status_class(status: int | str) -> str:
+    try:
+        code = int(status)
+    except (TypeError, ValueError):
+        return "error"
+    return "429" if code == 429 else f"{code // 100}xx"
+
+
+# Per-minute vendor call counts not yet in the database (see flush_vendor_calls).
+_calls: dict[tuple[str, int, str], int] = {}
+_calls_lock = threading.Lock()
+_last_flush = [0.0]
+
+
+def flush_vendor_calls(store: Any, every: float = 10.0) -> int:
+    """Add this process's vendor call counts to the store (at most every `every` seconds).
+
+    The worker loop and the clock call it; the console's health page sums the last hour.
+    Returns how many (helpdesk, minute, status) counts were written.
+    """
+    if not _calls or time.monotonic() - _last_flush[0] < every:
+        return 0
+    _last_flush[0] = time.monotonic()
+    with _calls_lock:
+        pending = dict(_calls)
+        _calls.clear()
+    try:
+        from console import data
+
+        data.add_vendor_calls(store, pending)
+    except Exception as err:  # keep the counts for the next flush
+        log.warning("vendor call counts not stored: %s", type(err).__name__)
+        with _calls_lock:
+            for key, n in pending.items():
+                _calls[key] = _calls.get(key, 0) + n
+        return 0
+    return len(pending)
 
 
 @_safe
@@ -227,12 +271,20 @@ def sample(name: str, labels: dict[str, str] | None = None, how: Callable[..., f
     return float(how(values)) if values else 0.0
 
 
-def timing(report: Callable[[str, float], None], label: str, run: Callable[[], Any]) -> Callable[[], Any]:
-    """`run` wrapped to report its duration; runs skipped (another process holds the job) are not timed."""
+def timing(report: Callable[[str, float], None], label: str, run: Callable[[], Any],
+           store: Any = None) -> Callable[[], Any]:
+    """`run` wrapped to report its duration; runs skipped (another process holds the job) are not timed.
+
+    With `store`, this process's vendor call counts are flushed to it after each run.
+    """
 
     def timed_run() -> Any:
         start = time.perf_counter()
-        result = run()
+        try:
+            result = run()
+        finally:
+            if store is not None:
+                flush_vendor_calls(store, every=0)
         if not getattr(result, "skipped", None):
             report(label, time.perf_counter() - start)
         return result

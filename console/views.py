@@ -278,8 +278,11 @@ def health() -> str:
         "last_sweep": _instant(metrics.sample("deskpilot_last_sweep_timestamp_seconds", how=max)),
         "last_reconcile": _instant(metrics.sample("deskpilot_last_reconcile_timestamp_seconds", how=max)),
     }
+    metrics.flush_vendor_calls(store, every=0)  # this process's own calls, if any
+    calls = data.vendor_calls(store, now - timedelta(hours=1))
     return render_template(
-        "console/health.html", queue=queue, store_health=store.health(), vendor=vendor, sweeps=sweeps,
+        "console/health.html", queue=queue, calls=calls, store_health=store.health(), vendor=vendor,
+        sweeps=sweeps,
         budget=data.write_budget_used(store, now), cursors=data.cursors(store), leases=data.leases(store),
         rules=console.rules_status(), now=now, title="Health", hour_ago=now - timedelta(hours=1),
     )

@@ -85,11 +85,13 @@ def build_scheduler(
     once = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
     started = datetime.now(UTC)
     scheduler.add_job(_logged("sweep",
-                              metrics.timing(metrics.sweep_duration, settings.helpdesk, sweeper.sweep)),
+                              metrics.timing(metrics.sweep_duration, settings.helpdesk, sweeper.sweep,
+                                             store)),
                       IntervalTrigger(seconds=config.sweep_interval),
                       id="sweep", name="due-time sweep", next_run_time=started, **once)
     scheduler.add_job(_logged("reconciliation",
-                              metrics.timing(metrics.reconcile_duration, settings.helpdesk, reconciler.run)),
+                              metrics.timing(metrics.reconcile_duration, settings.helpdesk, reconciler.run,
+                                             store)),
                       IntervalTrigger(seconds=config.reconcile_interval),
                       id="reconcile", name="reconciliation", next_run_time=started, **once)
     # RulesHolder switches atomically and keeps the last good rules on an invalid

@@ -148,6 +148,7 @@ class Worker:
             except Exception:
                 log.exception("worker loop error; retrying")
                 busy = False
+            metrics.flush_vendor_calls(self.store)  # per-minute counts for the console's health page
             if not busy:
                 stop.wait(idle_seconds if self._rules_ok() else 5 * idle_seconds)
         log.info("worker %s stopped", self.worker_id)

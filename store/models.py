@@ -225,3 +225,14 @@ ticket_board_targets = sa.Table(
     sa.Index("ix_ticket_board_targets_due", "due", "achieved_at", "target", "priority"),
     sa.Index("ix_ticket_board_targets_achieved", "achieved_at", "due", "target", "priority"),
 )
+
+# Helpdesk API responses per minute, flushed by the processes that call the API,
+# for the console's "vendor calls and 429s in the last hour".
+console_vendor_calls = sa.Table(
+    "console_vendor_calls",
+    metadata,
+    sa.Column("source", sa.String(32), primary_key=True),
+    sa.Column("minute", UTCDateTime(), primary_key=True),
+    sa.Column("status", sa.String(16), primary_key=True),  # 2xx, 3xx, 4xx, 429, 5xx, error
+    sa.Column("count", sa.Integer(), nullable=False),
+)

@@ -328,6 +328,12 @@ def test_health_page(client, store):
 
     metrics.sweep_duration("zendesk", 0.25)
     html = client.get("/console/health").get_data(as_text=True)
+    metrics.vendor_request("zendesk", "GET", 200)
+    metrics.vendor_request("zendesk", "PUT", 429)
+    html = client.get("/console/health").get_data(as_text=True)
+    assert re.search(r'id="vendor-calls">zendesk: \d+ calls, \d+ answered 429', html)
+    calls = data.vendor_calls(store, NOW - timedelta(hours=1))["zendesk"]
+    assert calls["2xx"] >= 1 and calls["429"] >= 1
     assert re.search(r'id="sweeps">\d+ run, [0-9.]+ s on average, last ended 20\d\d-', html)
 
 

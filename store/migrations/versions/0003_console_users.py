@@ -83,12 +83,22 @@ def upgrade() -> None:
     op.create_index("ix_ticket_board_targets_achieved", "ticket_board_targets",
                     ["achieved_at", "due", "target", "priority"])
 
+    op.create_table(
+        "console_vendor_calls",
+        sa.Column("source", sa.String(32), nullable=False),
+        instant("minute", nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("source", "minute", "status"),
+    )
+
     from store.board import rebuild
 
     rebuild(op.get_bind())
 
 
 def downgrade() -> None:
+    op.drop_table("console_vendor_calls")
     op.drop_index("ix_ticket_board_targets_achieved", table_name="ticket_board_targets")
     op.drop_index("ix_ticket_board_targets_due", table_name="ticket_board_targets")
     op.drop_table("ticket_board_targets")
