@@ -143,3 +143,24 @@ def test_the_support_leads_tour(served, page, shots):
     if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":
         for name in ("console-board.png", "console-ticket.png"):
             shutil.copy(shots / name, ROOT / "docs" / name)
+
+
+def test_the_board_refreshes_itself(served, page):
+    base, store = served
+    page.clock.install()
+    page.goto(f"{base}/console/login")
+    page.fill("input[name=email]", ADMIN)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/console/")
+    before = page.locator("#tile-open").inner_text()
+    # A new open ticket arrives while the page is open...
+    store.save_snapshot("zendesk", "7777", ticket={"id": "7777", "status": "open", "subject": "Fresh one"},
+                        decision={"priority": "urgent", "policy": "advanced", "targets": {"first_response": {
+                            "state": "running", "due": "2026-11-24T09:00:00Z"}}},
+                        next_check=None, rules_version="v", now=NOW)
+    # ...and 30 seconds later the board shows it without a reload.
+    page.clock.fast_forward(31_000)
+    page.wait_for_selector("#board tr[data-ticket='7777']", timeout=5000)
+    assert int(page.locator("#tile-open").inner_text()) == int(before) + 1
+    assert page.url == f"{base}/console/"
