@@ -21,6 +21,7 @@ import click
 from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+import console
 from config import ConfigError, Settings, load_settings
 from connectors.freshdesk import events as freshdesk_events
 from connectors.signature import DEFAULT_WINDOW_SECONDS, SignatureError, parse_timestamp, verify
@@ -32,6 +33,7 @@ from connectors.zendesk.events import (
     Outcome,
     UnknownEvent,
 )
+from console import metrics
 from jobs.quietlog import RateLimitedLog
 
 log = logging.getLogger("deskpilot.webhooks")
@@ -106,6 +108,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     init_webhooks(app)
     init_health(app)
     init_scheduler(app)
+    console.init_app(app)  # /console/, /api/v1/, /metrics, `flask users create`
     log.info("Deskpilot ready for %s%s with %r", settings.helpdesk,
              " (sandbox)" if settings.sandbox else "", _state(app)["store"])
     return app
@@ -191,11 +194,13 @@ def load_rules_state(app: Flask) -> dict[str, Any]:
     except Exception as err:  # RuleFileError's message names file, line and field
         state["error"] = _one_line(err) or type(err).__name__
         kept = f"keeping rules {previous['version']}" if previous["loaded"] else "no rules loaded"
+        metrics.rules_reload(ok=False)
         log.error("rules at RULES_PATH=%s not loaded (%s): %s", path, kept, state["error"])
     else:
         changed = ruleset.version != previous["version"] or previous["error"] is not None
         state.update(loaded=True, version=ruleset.version, files=list(ruleset.files), error=None)
         if changed:
+            metrics.rules_reload(ok=True)
             log.info("rules %s loaded from %s (%d files)", ruleset.version, path, len(state["files"]))
     _state(app).update(rules=state, rules_stamp=stamp, rules_checked=time.monotonic())
     return dict(state)

@@ -66,6 +66,8 @@ VARIABLES = (
     "WRITE_BUDGET_PER_MINUTE", "WRITE_BUDGET_PER_TICKET",
     # Read by gunicorn.conf.py and webserver.py (the web process under gunicorn).
     "HOST", "PORT", "WEB_CONCURRENCY", "WEB_THREADS", "WEB_READ_TIMEOUT_SECONDS",
+    # The admin console and its API (console/).
+    "ADMIN_EMAIL", "ADMIN_PASSWORD", "API_TOKEN", "SECRET_KEY",
 )
 # The web server's variables, which gunicorn reads before the app (and Settings) exist.
 WEB_VARIABLES = ("HOST", "PORT", "WEB_CONCURRENCY", "WEB_THREADS", "WEB_READ_TIMEOUT_SECONDS")
@@ -133,6 +135,12 @@ class Settings(BaseSettings):
     inbox_retention_days: int = JOB_DEFAULTS["INBOX_RETENTION_DAYS"]
     write_budget_per_minute: int = JOB_DEFAULTS["WRITE_BUDGET_PER_MINUTE"]
     write_budget_per_ticket: int = JOB_DEFAULTS["WRITE_BUDGET_PER_TICKET"]
+
+    # The console's first admin, its JSON API's bearer token and the session signing key.
+    admin_email: str = ""
+    admin_password: str = Field(default="", repr=False)
+    api_token: str = Field(default="", repr=False)
+    secret_key: str = Field(default="", repr=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -298,6 +306,8 @@ def _parse(env: Mapping[str, str]) -> dict[str, Any]:
         "database_timeout_seconds": _database_timeout(env),
         "log_level": _log_level(env.get("LOG_LEVEL", "INFO")),
         **jobs,
+        **{name.lower(): env.get(name, "") for name in ("ADMIN_EMAIL", "ADMIN_PASSWORD", "API_TOKEN",
+                                                        "SECRET_KEY")},
         **chosen,
     }
 

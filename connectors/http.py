@@ -28,6 +28,7 @@ from connectors.base import (
     TransientError,
     ValidationError,
 )
+from console import metrics
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ class Http:
                 raise ConnectorError(f"{what} failed: {type(err).__name__}: {err}") from err
             self._note_rate_limit(response)
             code = response.status_code
+            metrics.vendor_request(self.vendor.name.lower(), method.upper(), code)
             log.debug("%s -> %s (try %s)", what, code, attempt)
             if code < 400:
                 return response
@@ -156,6 +158,7 @@ class Http:
                     raise RateLimitedError(
                         f"{what}: rate limited on all {attempt} tries; retry after {wait:g}s", wait)
                 log.warning("%s: rate limited, waiting %gs (try %d)", what, wait, attempt)
+                metrics.rate_limit_wait(self.vendor.name.lower(), wait)
                 self.sleep(wait)
                 self.rate_limit_remaining = None  # the window has turned over
                 continue

@@ -16,6 +16,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from config import ConfigError, Settings, positive_int
 from connectors.base import Helpdesk
+from console import metrics
 from engine.rulefile import RuleFileError
 from jobs.budget import BudgetLimits, WriteBudget
 from jobs.quietlog import RateLimitedLog
@@ -104,9 +105,14 @@ def build_scheduler(
     scheduler = BackgroundScheduler(timezone=UTC)
     once = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
     started = datetime.now(UTC)
-    scheduler.add_job(_logged("sweep", sweeper.sweep), IntervalTrigger(seconds=config.sweep_interval),
+    scheduler.add_job(_logged("sweep",
+                              metrics.timing(metrics.sweep_duration, settings.helpdesk, sweeper.sweep,
+                                             store)),
+                      IntervalTrigger(seconds=config.sweep_interval),
                       id="sweep", name="due-time sweep", next_run_time=started, **once)
-    scheduler.add_job(_logged("reconciliation", reconciler.run),
+    scheduler.add_job(_logged("reconciliation",
+                              metrics.timing(metrics.reconcile_duration, settings.helpdesk, reconciler.run,
+                                             store)),
                       IntervalTrigger(seconds=config.reconcile_interval),
                       id="reconcile", name="reconciliation", next_run_time=started, **once)
     # RulesHolder switches atomically and keeps the last good rules on an invalid

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import requests
 
 from config import Settings
+from console.sample import seed_demo_console
 from jobs.budget import BudgetLimits, WriteBudget
 from jobs.runtime import ConnectorCache, RulesHolder, build_store, process_settings
 from jobs.worker import Worker
@@ -70,7 +71,8 @@ class Service:
         from sandbox import serve_in_thread
 
         app = create_app(
-            {"SETTINGS": self.settings, "STORE": self.store, "RULES": self.rules, "RUN_SCHEDULER": False}
+            {"SETTINGS": self.settings, "STORE": self.store, "RULES": self.rules, "RUN_SCHEDULER": False,
+             "CONSOLE_INSECURE_COOKIES": self.settings.sandbox}  # the sandbox is plain http://127.0.0.1
         )
         self.base_url, stop = serve_in_thread(app, self.host, self.port)
         self._stops.append(stop)
@@ -201,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.demo:
             seed_demo(service.settings)
+            seed_demo_console(service)  # console history, a dead letter, the demo admin
         deadline = None if args.exit_after is None else time.monotonic() + args.exit_after
         while not service.stop_event.is_set():
             if deadline is not None and time.monotonic() >= deadline:

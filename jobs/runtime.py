@@ -13,6 +13,7 @@ from typing import Any
 
 from config import ConfigError, Settings, load_settings
 from connectors.base import Helpdesk
+from console import metrics
 from engine.rulefile import RuleFileError, load_rules, rule_paths
 from engine.ruleset import RuleSet
 from store import Store
@@ -97,11 +98,13 @@ class RulesHolder:
                 rules = load_rules(self.path)
             except RuleFileError as err:
                 self._error = str(err)
+                metrics.rules_reload(ok=False)
                 kept = f"keeping rules {self._rules.version}" if self._rules else "no rules loaded"
                 log.error("rule files at %s are invalid (%s): %s", self.path, kept, err)
                 return False
             changed = self._rules is None or rules.version != self._rules.version
             self._rules, self._error = rules, None
+            metrics.rules_reload(ok=True)
             if changed:
                 log.info("rules %s loaded from %s (%d files)", rules.version, self.path, len(rules.files))
             return changed

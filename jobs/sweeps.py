@@ -26,6 +26,7 @@ from connectors.base import (
     TicketChanges,
     TransientError,
 )
+from console import metrics
 from engine import ownership
 from engine.actions import ActionType, exhaustive
 from engine.decision import Action, Decision, iso_utc
@@ -218,6 +219,8 @@ class Sweeper:
                                            to_epoch(now))
             read.decision = evaluate(read.remote.ticket, rules, to_epoch(now), read.holds)
             key = _close_key(read.decision, helpdesk)
+            if key is not None or not read.decision.actions:  # singles are counted by the worker
+                metrics.decision(helpdesk.name, bool(read.decision.actions))
             if not read.decision.actions:
                 quiet.append(read)
             elif key is not None and not read.remote.read_only:  # a read-only ticket: the worker says why
@@ -411,6 +414,7 @@ class Sweeper:
             complete = [r for r in done if r.ticket_id not in owed]
             self.store.outbox.finish_many([writes[r.ticket_id] for r in complete], now)
             closed = [_after_close(r.remote, key, now) for r in done]  # type: ignore[arg-type]
+            metrics.writes(source, [a for r in done for a in r.decision.actions])  # type: ignore[union-attr]
             snapshots, again = [], []
             for read, remote in zip(done, closed, strict=True):
                 after = evaluate(remote.ticket, rules, to_epoch(now), read.holds)

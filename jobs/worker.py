@@ -22,6 +22,7 @@ from connectors.base import (
     TicketChanges,
     ValidationError,
 )
+from console import metrics
 from engine import ownership
 from engine.actions import COMMENT_TYPES, ActionType, UnknownAction, apply_actions, exhaustive
 from engine.decision import Action, Decision
@@ -247,6 +248,7 @@ class Worker:
                                      type(err).__name__, _first_line(err))
                 log.debug("worker loop error", exc_info=True)
                 busy = False
+            metrics.flush_vendor_calls(self.store)  # per-minute counts for the console's health page
             if not busy:
                 stop.wait(idle_seconds if self._rules_ok() else 5 * idle_seconds)
         log.info("worker %s stopped", self.worker_id)
@@ -367,6 +369,7 @@ class Worker:
             _log_holds(claim.source, claim.ticket_id, holds, decision)
             outcome.decision = decision
             changes = helpdesk.prepare(remote, changes_from(decision))
+            metrics.decision(claim.source, not changes.is_empty())
             if changes.is_empty():
                 log.info(
                     "%s ticket %s: nothing to change (priority %s, policy %s)",
@@ -400,6 +403,7 @@ class Worker:
                 )
                 continue
             outcome.wrote = True
+            metrics.writes(claim.source, decision.actions)
             written = decision
             log.info(
                 "%s ticket %s: wrote %s",

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from jobs.quietlog import RateLimitedLog
-from store import coordination, queue, retention
+from store import board, coordination, queue, retention
 from store import migrate as migrations
 from store.coordination import BudgetGrant
 from store.engine import (
@@ -409,6 +409,7 @@ class Store:
                 ),
                 rows,
             )
+            board.index_snapshots(conn, source, rows, now)  # the console board's indexed columns
 
     def clear_next_check(self, source: str, ticket_ids: Iterable[str]) -> None:
         """Stop sweeping these tickets (deleted in the helpdesk) until they are evaluated again."""
@@ -421,6 +422,7 @@ class Store:
                     .where(s.c.source == source, s.c.ticket_id.in_(ids[start : start + 500]))
                     .values(next_check=None)
                 )
+            board.forget(conn, source, ids)
 
     def get_snapshot(self, source: str, ticket_id: str) -> dict | None:
         """{"ticket", "decision", "next_check", "rules_version", "updated_at"}, or None."""

@@ -191,3 +191,90 @@ outbox_parts = sa.Table(
     sa.CheckConstraint("state IN ('pending', 'done', 'cancelled')", name="ck_outbox_parts_state"),
     sa.UniqueConstraint("write_id", "seq", name="uq_outbox_parts_write_seq"),
 )
+
+
+# -- the admin console ------------------------------------------------------------------
+
+# Console administrators; the password is a werkzeug.security hash, never the password.
+console_users = sa.Table(
+    "console_users",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String(255), nullable=False),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("last_login_at", UTCDateTime(), nullable=True),
+    sa.UniqueConstraint("email", name="uq_console_users_email"),
+)
+
+# Failed console logins, shared by every web process, for the login rate limit.
+console_login_failures = sa.Table(
+    "console_login_failures",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(255), nullable=False),  # "email:<address>" or "ip:<address>"
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Index("ix_console_login_failures_key_at", "key", "at"),
+)
+
+# The text of each rules version that was in force, for the console's diff.
+rules_versions = sa.Table(
+    "rules_versions",
+    metadata,
+    sa.Column("version", sa.String(128), primary_key=True),
+    sa.Column("files", JSONType, nullable=False),  # [[name, text], ...] in load order
+    sa.Column("first_seen", UTCDateTime(), nullable=False),
+)
+
+# One row per snapshot, the board's columns extracted from its decision so that
+# "open tickets by next breach" is an index range scan (kept by store/board.py).
+ticket_board = sa.Table(
+    "ticket_board",
+    metadata,
+    sa.Column("source", sa.String(32), primary_key=True),
+    sa.Column("ticket_id", sa.String(64), primary_key=True),
+    sa.Column("is_open", sa.Boolean(), nullable=False),
+    sa.Column("status", sa.String(32), nullable=True),
+    sa.Column("priority", sa.String(16), nullable=True),
+    sa.Column("policy", sa.String(255), nullable=True),
+    sa.Column("group_name", sa.String(255), nullable=True),
+    sa.Column("subject", sa.String(255), nullable=True),
+    # The earliest due instant of a running (or breached, not yet met) target.
+    sa.Column("next_due", UTCDateTime(), nullable=True),
+    sa.Column("next_target", sa.String(32), nullable=True),
+    sa.Column("warn_at", UTCDateTime(), nullable=True),
+    sa.Column("paused", sa.Boolean(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # Covers "open tickets by next breach" with its tie-break, and each filter's values.
+    sa.Index("ix_ticket_board_open_due", "is_open", "next_due", "source", "ticket_id"),
+    sa.Index("ix_ticket_board_group", "is_open", "group_name"),
+    sa.Index("ix_ticket_board_policy", "is_open", "policy"),
+    sa.Index("ix_ticket_board_priority", "is_open", "priority"),
+)
+
+# Each SLA target's outcome, for compliance and breaches per day.
+ticket_board_targets = sa.Table(
+    "ticket_board_targets",
+    metadata,
+    sa.Column("source", sa.String(32), primary_key=True),
+    sa.Column("ticket_id", sa.String(64), primary_key=True),
+    sa.Column("target", sa.String(32), primary_key=True),
+    sa.Column("priority", sa.String(16), nullable=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("due", UTCDateTime(), nullable=True),
+    sa.Column("achieved_at", UTCDateTime(), nullable=True),
+    # Cover compliance and breaches per day (index-only scans).
+    sa.Index("ix_ticket_board_targets_due", "due", "achieved_at", "target", "priority"),
+    sa.Index("ix_ticket_board_targets_achieved", "achieved_at", "due", "target", "priority"),
+)
+
+# Helpdesk API responses per minute, flushed by the processes that call the API,
+# for the console's "vendor calls and 429s in the last hour".
+console_vendor_calls = sa.Table(
+    "console_vendor_calls",
+    metadata,
+    sa.Column("source", sa.String(32), primary_key=True),
+    sa.Column("minute", UTCDateTime(), primary_key=True),
+    sa.Column("status", sa.String(16), primary_key=True),  # 2xx, 3xx, 4xx, 429, 5xx, error
+    sa.Column("count", sa.Integer(), nullable=False),
+)
