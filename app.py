@@ -333,9 +333,11 @@ def init_scheduler(app: Flask) -> None:
     Off by default: gunicorn runs several copies of this app and each would
     sweep. The clock runs as its own process, or inside `python -m jobs.run`.
     """
+    from jobs import report as report_cli
     from jobs import scheduler as sweep_cli
 
     sweep_cli.init_app(app)  # `flask sweep [--dry-run]`
+    report_cli.init_app(app)  # `flask simulate`, `flask report sla`
     if app.testing or not app.config["RUN_SCHEDULER"]:
         return
     state = _state(app)

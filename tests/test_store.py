@@ -489,7 +489,7 @@ def test_concurrent_migrate_at_start_is_safe(database_url):
         with stores[0].engine.connect() as conn:
             versions = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
             assert conn.execute(sa.select(sa.func.count()).select_from(ticket_work)).scalar() == 0
-        assert versions == [("0002",)]
+        assert versions == [("0003_history_cache",)]
     finally:
         for instance in stores:
             instance.engine.dispose()
