@@ -165,6 +165,7 @@ def replay(prep: Prepared, rules: RuleSet, start: int, end: int) -> Run:
     """Replay one prepared ticket through `rules`; record the actions taken in [start, end]."""
     escalation_ids = {rule.id for rule in rules.escalations}
     close_ids = {rule.id for rule in rules.auto_close}
+    reclassify_ids = {rule.id for rule in rules.reclassify}
     evs = prep.events
     n = len(evs)
     i = 0
@@ -226,7 +227,8 @@ def replay(prep: Prepared, rules: RuleSet, start: int, end: int) -> Run:
                         if not escalations or escalations[-1].rule != action.rule or escalations[-1].at != t:
                             escalations.append(firing)
                 if kind == "set_priority":
-                    changed |= priority != action.value
+                    # A reclassification is already in this decision's targets and rules.
+                    changed |= priority != action.value and action.rule not in reclassify_ids
                     priority = action.value
                 elif kind == "set_status":
                     changed |= status != action.value
@@ -254,14 +256,9 @@ def replay(prep: Prepared, rules: RuleSet, start: int, end: int) -> Run:
         if following is None or following > end:
             break
         t = following
-    if t < end:
-        ticket = Ticket(prep.id, status, prep.created, priority, prep.subject, prep.description,
-                        tags, fields, tuple(timeline), group)
-        decision = evaluate(ticket, rules, end)
-        evaluations += 1
-        result = decision.targets.get("next_update")
-        if result is not None and result.state == "breached" and result.due is not None:
-            breached_next.add(result.due)
+    # No evaluation at `end` itself: the last decision named no instant up to `end` at which
+    # anything could change (a due turning breached, a warning, a rule firing), so its
+    # targets are the targets at `end`.
     breaches: dict[str, list[int]] = {}
     for name in TARGET_NAMES:
         result = decision.targets.get(name)
