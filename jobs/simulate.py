@@ -183,9 +183,13 @@ def replay(prep: Prepared, rules: RuleSet, start: int, end: int) -> Run:
     evaluations = 0
     decision = None
     while True:
+        # Internal notes change nothing the engine reads: no new decision at them.
+        inert = decision is not None and i < n and evs[i][0] <= t and (
+            decision.next_check is None or decision.next_check > t)
         while i < n and evs[i][0] <= t:
             at, kind, a, b = evs[i]
             i += 1
+            inert = inert and kind == "comment" and not b
             if kind == "comment":
                 timeline.append(Event(at, "comment", a, b))
                 if bot_closed and a == "customer" and b and status == "solved":
@@ -204,7 +208,7 @@ def replay(prep: Prepared, rules: RuleSet, start: int, end: int) -> Run:
                 tags = (tags | frozenset(a)) - frozenset(b)
             else:
                 fields = {**fields, a: b}
-        for _ in range(_SETTLE_ROUNDS):
+        for _ in range(0 if inert else _SETTLE_ROUNDS):
             ticket = Ticket(prep.id, status, prep.created, priority, prep.subject, prep.description,
                             tags, fields, tuple(timeline), group)
             decision = evaluate(ticket, rules, t)

@@ -154,3 +154,12 @@ def test_vendor_ids_are_read_with_each_rule_sets_mapping():
     assert (prep.group, prep.fields) == ("tier1", {"plan": "pro"})
     run = replay(prep, rules(POLICY), *WINDOW)
     assert run.group == "tier2"
+
+
+def test_an_internal_note_needs_no_new_decision():
+    events = [comment("2024-03-04T11:00:00", "agent"), status("2024-03-04T11:00:00", "pending")]
+    note = {"at": at("2024-03-04T12:00:00"), "type": "comment", "author": "agent", "public": False,
+            "bot": False}
+    plain = replay(prepare(ticket(events), NO_IDS), rules(CLOSE), *WINDOW)
+    noted = replay(prepare(ticket(events + [note]), NO_IDS), rules(CLOSE), *WINDOW)
+    assert noted.firings == plain.firings and noted.evaluations == plain.evaluations
