@@ -163,3 +163,34 @@ def test_an_internal_note_needs_no_new_decision():
     plain = replay(prepare(ticket(events), NO_IDS), rules(CLOSE), *WINDOW)
     noted = replay(prepare(ticket(events + [note]), NO_IDS), rules(CLOSE), *WINDOW)
     assert noted.firings == plain.firings and noted.evaluations == plain.evaluations
+
+
+def test_windows_from_since_or_dates():
+    import click
+    import pytest
+
+    from jobs.report import parse_window
+
+    now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    end = int(now.timestamp())
+    assert parse_window("30d", None, None, now) == (end - 30 * 86_400, end)
+    assert parse_window("12h", None, None, now) == (end - 12 * 3600, end)
+    assert parse_window(None, "2026-11-01", "2026-11-30", now) == (
+        at("2026-11-01T00:00:00"), at("2026-11-30T23:59:59"))
+    assert parse_window(None, "2026-11-01T09:00:00+01:00", None, now)[0] == at("2026-11-01T08:00:00")
+    for bad in (("soon", None, None), ("30d", "2026-11-01", None), (None, "2026-11-01T09:00", None),
+                (None, "2026-12-05", "2026-12-04")):
+        with pytest.raises(click.BadParameter):
+            parse_window(*bad, now)
+
+
+def test_the_table_says_when_nothing_changes():
+    from jobs.report import format_simulation_table
+
+    doc = ticket([comment("2024-03-04T11:00:00", "agent")])
+    same = rules(POLICY)
+    pairs, _ = simulate([doc], same, same, *WINDOW, "zendesk")
+    report = simulation_report(pairs, *WINDOW, source="zendesk", baseline=same, proposed=same)
+    text = format_simulation_table(report)
+    assert "1 tickets replayed, 0 would change" in text
+    assert "no change: the proposed rules decide every ticket as the baseline does" in text
