@@ -48,6 +48,8 @@ VARIABLES = (
     "SWEEP_INTERVAL_SECONDS", "RECONCILE_INTERVAL_SECONDS", "RULES_RELOAD_SECONDS",
     "RECONCILE_LOOKBACK_SECONDS", "SWEEP_LIMIT", "INBOX_RETENTION_DAYS",
     "WRITE_BUDGET_PER_MINUTE", "WRITE_BUDGET_PER_TICKET",
+    # Read by `flask simulate` and `flask report sla` (jobs/report.py).
+    "HISTORY_API_SHARE", "HISTORY_MAX_AGE",
 )
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")

@@ -20,6 +20,7 @@ from typing import Any
 import click
 from flask import Flask
 
+from config import ConfigError, positive_int
 from engine.decision import TARGET_NAMES, iso_utc
 from engine.rulefile import RuleFileError, load_rules
 from engine.ruleset import RuleSet
@@ -463,7 +464,10 @@ def history_for(app: Flask, start: int, end: int, rules: RuleSet, *, share: floa
         reader = build_reader(settings, share=_share(share),
                               status_map=dict(mapping.statuses) if mapping else None)
     progress = progress or Progress()
-    max_age = int(os.environ.get("HISTORY_MAX_AGE", DEFAULT_MAX_AGE) or DEFAULT_MAX_AGE)
+    try:
+        max_age = positive_int(os.environ, "HISTORY_MAX_AGE", DEFAULT_MAX_AGE)
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from None
     docs, facts = load_history(HistoryCache(store.engine), reader, start, end, now=app.config["CLOCK"](),
                                max_age=max_age, progress=progress)
     if hasattr(progress, "done"):
