@@ -13,6 +13,7 @@ one's, `next_page` starting there, `end_of_stream` when the page is not full.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -76,6 +77,18 @@ def _child(event: dict[str, Any], via: str, comments: bool) -> dict[str, Any]:
     return child
 
 
+def _index(state: Any) -> list[tuple[int, int, dict[str, Any]]]:
+    """Every audit as (epoch, id, audit) in time order; rebuilt only when audits were added."""
+    total = sum(len(items) for items in state.audits.values())
+    cached = getattr(state, "_history_index", None)
+    if cached is None or cached[0] != total:
+        index = sorted(((_epoch(a["created_at"]), a["id"], a) for items in state.audits.values()
+                        for a in items), key=lambda item: item[:2])
+        cached = (total, index)
+        state._history_index = cached
+    return cached[1]
+
+
 def _ticket_events() -> Any:
     start = request.args.get("start_time", "")
     if not start.isdigit():
@@ -83,12 +96,9 @@ def _ticket_events() -> Any:
     comments = "comment_events" in (request.args.get("include") or "").split(",")
     state = current_app.state  # type: ignore[attr-defined]
     with state.lock:
-        audits = sorted(
-            (audit for items in state.audits.values() for audit in items
-             if _epoch(audit["created_at"]) >= int(start)),
-            key=lambda a: (_epoch(a["created_at"]), a["id"]),
-        )
-        page = audits[:EVENT_PAGE]
+        index = _index(state)
+        first = bisect_left(index, (int(start), 0, 0))
+        page = [audit for _, _, audit in index[first:first + EVENT_PAGE]]
         events = []
         for audit in page:
             via = _VIA.get(audit["via"]["channel"], "Web service")
