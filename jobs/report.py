@@ -289,7 +289,7 @@ def format_simulation_table(report: dict[str, Any]) -> str:
         for rule, items in report["false_closes"][side].items():
             fired.append(("false close", side, rule, len(items), _list([i["ticket"] for i in items])))
     if fired:
-        lines += ["", *_table(("FIRES", "RULES", "RULE", "TICKETS", "WHICH"), fired)]
+        lines += ["", *_table(("FIRES", "UNDER", "RULE", "TICKETS", "WHICH"), fired)]
     if not report["changes"]:
         lines += ["", "no change: the proposed rules decide every ticket as the baseline does"]
     else:
@@ -389,7 +389,7 @@ def render_simulation_html(report: dict[str, Any]) -> str:
                           _links([i["ticket"] for i in items], links)))
     if fired:
         parts += ["<h2>Escalations and auto-closes</h2>",
-                  _html_table(("What", "Rules", "Rule", "Tickets", "Which"), fired)]
+                  _html_table(("What", "Under", "Rule", "Tickets", "Which"), fired)]
     rules = [(f"<code>{_e(r)}</code>", str(v["baseline"]), str(v["proposed"]), _links(v["tickets"], links))
              for r, v in report["rules_report"].items() if v["tickets"] or v["baseline"] != v["proposed"]]
     if rules:
