@@ -509,16 +509,21 @@ def _write(text: str, out: str | None) -> None:
 
 
 def _window_options(command):
-    command = click.option("--since", help="The window up to now (or --to): 30d, 12h, 2w.")(command)
-    command = click.option("--from", "start", help="The window's first day (UTC) or instant.")(command)
-    command = click.option("--to", "end", help="The window's last day (UTC, included) or instant.")(command)
-    command = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
-                           show_default=True)(command)
-    command = click.option("--out", type=click.Path(dir_okay=False, writable=True),
-                           help="Write the report to this file instead of stdout.")(command)
-    return click.option("--api-share", type=click.FloatRange(0, 1, min_open=True), default=None,
-                        help="Most of the helpdesk's API budget the history read may use"
-                             " (default HISTORY_API_SHARE or 0.3).")(command)
+    """--since, --from, --to, --format, --out and --api-share, in that order in --help."""
+    options = [
+        click.option("--since", help="The window up to now (or --to): 30d, 12h, 2w."),
+        click.option("--from", "start", help="The window's first day (UTC) or instant."),
+        click.option("--to", "end", help="The window's last day (UTC, included) or instant."),
+        click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True),
+        click.option("--out", type=click.Path(dir_okay=False, writable=True),
+                     help="Write the report to this file instead of stdout."),
+        click.option("--api-share", type=click.FloatRange(0, 1, min_open=True), default=None,
+                     help="Most of the helpdesk's API budget the history read may use"
+                          " (default HISTORY_API_SHARE or 0.3)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 def init_app(app: Flask) -> None:

@@ -210,3 +210,13 @@ def test_html_report_is_one_self_contained_file(tmp_path, helpdesk):
     assert page.startswith("<!doctype html>") and "<script" not in page and "<link" not in page
     assert f'href="{url}/agent/tickets/{ids["false"]}"' in page
     assert "close-pending" in page and "false closes" in page
+
+
+def test_a_bad_rule_file_is_a_one_line_error(tmp_path, helpdesk):
+    clock, url, sandbox, ids = helpdesk
+    app = _app(tmp_path, clock, url, _base())
+    text = "version: 1\npolicies:\n  - id: x\n    targets: {first_response: soon}\n"
+    bad = _rules(tmp_path, "bad.yaml", text)
+    result = app.test_cli_runner().invoke(args=["simulate", "--rules", bad, "--since", "7d"])
+    assert result.exit_code != 0 and "bad.yaml" in result.output and "Traceback" not in result.output
+    assert sandbox.state.requests == []  # nothing read for rules that cannot run
