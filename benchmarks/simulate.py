@@ -18,12 +18,14 @@ import platform
 import random
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from engine.evaluate import evaluate
 from engine.rulefile import load_texts
 from engine.ticket import Event, Ticket
 from jobs.simulate import Mapping_, prepare, simulate
 
+CLOUDTALK = Path(__file__).resolve().parent.parent / "rules" / "examples" / "cloudtalk.yaml"
 START = datetime(2026, 10, 5, 0, 0, tzinfo=UTC)  # a Monday
 DAYS = 30
 GOAL_RATE = 5000
@@ -82,7 +84,15 @@ def rule_sets():
     return base, proposed
 
 
-def generate(count: int, seed: int = 7) -> list[dict]:
+def cloudtalk_sets():
+    """The CloudTalk example policy, and the same with an extra office holiday."""
+    text = CLOUDTALK.read_text()
+    holiday = text.replace("      country: SK\n", "      country: SK\n      dates: [2026-10-16]\n", 1)
+    assert holiday != text
+    return load_texts([("cloudtalk.yaml", text)]), load_texts([("cloudtalk-next.yaml", holiday)])
+
+
+def generate(count: int, seed: int = 7, plans: tuple[str, ...] = ("pro", "pro", "basic")) -> list[dict]:
     """History documents in jobs/history.py's format."""
     rng = random.Random(seed)
     start = int(START.timestamp())
@@ -111,7 +121,7 @@ def generate(count: int, seed: int = 7) -> list[dict]:
             "subject": rng.choice(("Calls failing", "Site down", "How do I export?", "Billing question")),
             "description": "", "events": events,
             "initial": {"status": "open", "priority": rng.choice((None, "low", "normal", "high", "urgent")),
-                        "group": None, "tags": [], "fields": {"plan": rng.choice(("pro", "pro", "basic"))}},
+                        "group": None, "tags": [], "fields": {"plan": rng.choice(plans)}},
         })
     return docs
 
@@ -129,9 +139,8 @@ def final_ticket(prep) -> Ticket:
                   prep.fields, tuple(events), prep.group)
 
 
-def bench_replay(count: int) -> None:
-    base, proposed = rule_sets()
-    docs = generate(count)
+def bench_replay(count: int, label: str, base, proposed, plans: tuple[str, ...]) -> None:
+    docs = generate(count, plans=plans)
     window = int(START.timestamp()), int((START + timedelta(days=DAYS + 10)).timestamp())
     began = time.perf_counter()
     pairs, evaluations = simulate(docs, base, proposed, *window, "zendesk")
@@ -146,7 +155,8 @@ def bench_replay(count: int) -> None:
         evaluate(ticket, proposed, window[1])
     single_s = time.perf_counter() - began
     rate, single = count / replay_s, count / single_s
-    print(f"replay: {count:,} tickets through 2 rule sets in {replay_s:.2f} s = {rate:,.0f} tickets/s"
+    print(f"replay, {label}:")
+    print(f"  {count:,} tickets through 2 rule sets in {replay_s:.2f} s = {rate:,.0f} tickets/s"
           f" ({evaluations / count:.1f} evaluations a ticket; {changed:,} tickets change,"
           f" {closes:,} auto-closes proposed)")
     print(f"  baseline, one evaluation per ticket and rule set: {single:,.0f} tickets/s;"
@@ -211,7 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.tickets = args.fetch_tickets = 10_000
     print(f"python {platform.python_version()} on {platform.machine()}, one thread")
-    bench_replay(args.tickets)
+    bench_replay(args.tickets, "three targets, escalation, auto-close; change: auto-close, holiday, target",
+                 *rule_sets(), ("pro", "pro", "basic"))
+    bench_replay(args.tickets, "rules/examples/cloudtalk.yaml; change: a holiday", *cloudtalk_sets(),
+                 ("professional", "advanced", "basic"))
     bench_fetch(args.fetch_tickets)
     return 0
 
