@@ -69,6 +69,9 @@ class ZendeskHistoryReader:
     """
 
     source = SOURCE
+    # "Items created or changed within the minute prior to your request are excluded"
+    # (https://developer.zendesk.com/documentation/ticketing/managing-tickets/using-the-incremental-export-api)
+    lag = 60
 
     def __init__(
         self,

@@ -237,7 +237,9 @@ def load_history(
         docs = [merge(None, d) for d in docs]
         covered_from = start
         replace = cov is not None and cov["account"] != reader.account
-    cache.save(source, docs, reader.account, covered_from, int(now.timestamp()), now, replace=replace)
+    # Zendesk's exports leave out the last minute's changes (`lag`): the span read ends before it.
+    covered_to = int(now.timestamp()) - int(getattr(reader, "lag", 0))
+    cache.save(source, docs, reader.account, covered_from, covered_to, now, replace=replace)
     calls = getattr(reader.pace, "calls", 0) - calls_before
     progress(f"{source}: {len(docs)} tickets read in {calls} calls")
     return cache.documents(source, start, end), {"calls": calls, "read": len(docs), "cached": False}
