@@ -161,8 +161,36 @@ def _value(action) -> Any:
     return action.body
 
 
+_READ_TAGS: dict[int, tuple[RuleSet, frozenset[str]]] = {}
+
+
+def read_tags(rules: RuleSet) -> frozenset[str]:
+    """Every tag a rule's decision can depend on (conditions, unless_tags, until_tags)."""
+    cached = _READ_TAGS.get(id(rules))
+    if cached is not None and cached[0] is rules:
+        return cached[1]
+    tags: set[str] = set()
+    matchers = [r.when for r in rules.reclassify] + [p.when for p in rules.policies]
+    matchers += [r.when for r in rules.escalations] + [r.when for r in rules.auto_close]
+    for matcher in matchers:
+        tags |= matcher.tags_all | matcher.tags_any | matcher.tags_none
+    for rule in rules.escalations:
+        tags |= rule.unless_tags
+    for policy in rules.policies:
+        for by_priority in policy.targets.values():
+            for target in by_priority.values():
+                if target is not None:
+                    tags |= target.until_tags
+    result = frozenset(tags)
+    if len(_READ_TAGS) > 64:
+        _READ_TAGS.clear()
+    _READ_TAGS[id(rules)] = (rules, result)
+    return result
+
+
 def replay(prep: Prepared, rules: RuleSet, start: int, end: int) -> Run:
     """Replay one prepared ticket through `rules`; record the actions taken in [start, end]."""
+    watched = read_tags(rules)
     escalation_ids = {rule.id for rule in rules.escalations}
     close_ids = {rule.id for rule in rules.auto_close}
     reclassify_ids = {rule.id for rule in rules.reclassify}
@@ -240,10 +268,10 @@ def replay(prep: Prepared, rules: RuleSet, start: int, end: int) -> Run:
                     timeline.append(Event(t, "status", status=action.value))
                     bot_closed = action.rule in close_ids
                 elif kind == "assign_group":
-                    changed |= group != action.value
-                    group = action.value
+                    group = action.value  # no rule reads the group: nothing else can follow
                 elif kind == "add_tags":
-                    changed = True
+                    # Only a tag some rule reads can lead to another decision at this instant.
+                    changed |= not watched.isdisjoint(action.values)
                     tags = tags | frozenset(action.values)
                 elif kind == "set_fields":
                     fields = {**fields, **action.values}
