@@ -706,10 +706,12 @@ def init_scheduler(app: Flask) -> None:
     sweep. The clock runs as its own process, or inside `python -m jobs.run`.
     """
     from jobs import operator as operator_cli
+    from jobs import report as report_cli
     from jobs import scheduler as sweep_cli
 
     sweep_cli.init_app(app)  # `flask sweep [--dry-run]`
     operator_cli.init_app(app)  # `flask dead-letters`, `flask audit TICKET`
+    report_cli.init_app(app)  # `flask simulate`, `flask report sla`
     if app.testing or not app.config["RUN_SCHEDULER"]:
         return
     state = _state(app)

@@ -68,6 +68,8 @@ VARIABLES = (
     "HOST", "PORT", "WEB_CONCURRENCY", "WEB_THREADS", "WEB_READ_TIMEOUT_SECONDS",
     # The admin console and its API (console/).
     "ADMIN_EMAIL", "ADMIN_PASSWORD", "API_TOKEN", "SECRET_KEY",
+    # Read by `flask simulate` and `flask report sla` (jobs/report.py).
+    "HISTORY_API_SHARE", "HISTORY_MAX_AGE",
 )
 # The web server's variables, which gunicorn reads before the app (and Settings) exist.
 WEB_VARIABLES = ("HOST", "PORT", "WEB_CONCURRENCY", "WEB_THREADS", "WEB_READ_TIMEOUT_SECONDS")

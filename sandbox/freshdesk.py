@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from flask import Flask, Response, current_app, jsonify, request
 
 from sandbox import WebhookSender, serve_in_thread
+from sandbox.freshdesk_history import install as install_history
 from sandbox.freshdesk_state import DONE, SandboxState, apply_update, iso, set_status, text_of
 
 __all__ = ["FreshdeskSandbox", "create_sandbox", "serve_in_thread"]
@@ -90,6 +91,7 @@ def create_sandbox(
     ]
     for rule, view, method in routes:
         app.add_url_rule(rule, endpoint=view.__name__, view_func=view, methods=[method])
+    install_history(app)  # include=stats on the ticket list (sandbox/freshdesk_history.py)
     return app
 
 

@@ -17,6 +17,7 @@ from urllib.parse import quote
 from flask import Flask, Response, current_app, jsonify, request
 
 from sandbox import WebhookSender, serve_in_thread
+from sandbox.zendesk_history import install as install_history
 from sandbox.zendesk_state import (
     AGENT_ID,
     CUSTOM_STATUSES,
@@ -97,6 +98,7 @@ def create_sandbox(
     ]
     for rule, view, method in routes:
         app.add_url_rule(rule, endpoint=f"{view.__name__}", view_func=view, methods=[method])
+    install_history(app)  # the incremental event export (sandbox/zendesk_history.py)
     return app
 
 

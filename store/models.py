@@ -278,3 +278,33 @@ console_vendor_calls = sa.Table(
     sa.Column("status", sa.String(16), primary_key=True),  # 2xx, 3xx, 4xx, 429, 5xx, error
     sa.Column("count", sa.Integer(), nullable=False),
 )
+
+
+# Ticket histories read from the helpdesk for simulations and SLA reports
+# (jobs/history.py): one vendor-neutral timeline document per ticket, and the
+# spans of time whose tickets were read completely, so a second run over the
+# same window makes no vendor calls.
+history_tickets = sa.Table(
+    "history_tickets",
+    metadata,
+    sa.Column("source", sa.String(32), primary_key=True),
+    sa.Column("ticket_id", sa.String(64), primary_key=True),
+    sa.Column("document", JSONType, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("last_event_at", UTCDateTime(), nullable=False),
+    sa.Column("fetched_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_history_tickets_window", "source", "last_event_at"),
+)
+
+history_coverage = sa.Table(
+    "history_coverage",
+    metadata,
+    sa.Column("source", sa.String(32), primary_key=True),
+    # The account the rows were read from (API root), so another helpdesk is never served them.
+    sa.Column("account", sa.String(255), nullable=False),
+    sa.Column("covered_from", UTCDateTime(), nullable=False),
+    sa.Column("covered_to", UTCDateTime(), nullable=False),
+    sa.Column("state", JSONType, nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)

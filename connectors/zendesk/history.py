@@ -1,0 +1,376 @@
+"""Zendesk ticket histories at the export rate: incremental tickets (cursor) and ticket events.
+
+Two bulk streams carry a whole account's history in a few calls: the
+cursor-based incremental ticket export (1000 tickets a page, with their
+users sideloaded) and the incremental ticket event export with
+`include=comment_events` (1000 audits a page, each with its child events:
+field changes and comments with author and visibility).
+https://developer.zendesk.com/api-reference/ticketing/ticket-management/incremental_exports/
+
+Tickets created before the event stream starts get their audits one ticket
+at a time (GET tickets/{id}/audits.json), the one per-ticket read.
+
+Each ticket becomes a history document (jobs/history.py describes the
+format): its initial state and its timeline, with vendor ids kept as they
+are, so the same document serves any rule set's field and group mapping.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+from connectors.base import ConnectorError, RateLimitedError, TransientError
+
+log = logging.getLogger(__name__)
+
+SOURCE = "zendesk"
+EXPORT = "export"  # the incremental exports' own limit: 10 requests a minute
+API = "api"
+EXPORT_LIMIT_PER_MINUTE = 10
+_STATUS = {"hold": "on_hold"}
+# Fields of a Create/Change child event that the timeline keeps.
+_FIELDS = ("status", "priority", "group_id", "tags", "custom_ticket_fields")
+
+
+class _NoPace:
+    calls = 0
+
+    def before(self, kind: str) -> None:
+        self.calls += 1
+
+    def after(self, kind: str, headers: Mapping[str, str]) -> None:
+        pass
+
+
+def _epoch(value: Any) -> int:
+    return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp())
+
+
+def _status(value: Any) -> str:
+    return _STATUS.get(str(value), str(value))
+
+
+class ZendeskHistoryReader:
+    """Reads ticket histories through Zendesk's incremental exports.
+
+    Args:
+        subdomain, email, api_token: as the connector (ZENDESK_SUBDOMAIN, ...).
+        api_url: another API root, e.g. the sandbox's http://127.0.0.1:9100.
+        pace: paces calls (`before(kind)`, `after(kind, headers)`); jobs.history.ApiShare.
+        lookback: how far before the window the event stream may start to
+            cover older tickets' beginnings (seconds); older ones are read by audits.
+    """
+
+    source = SOURCE
+    # "Items created or changed within the minute prior to your request are excluded"
+    # (https://developer.zendesk.com/documentation/ticketing/managing-tickets/using-the-incremental-export-api)
+    lag = 60
+
+    def __init__(
+        self,
+        subdomain: str,
+        email: str,
+        api_token: str,
+        *,
+        api_url: str | None = None,
+        pace: Any = None,
+        timeout: float = 30,
+        max_attempts: int = 5,
+        sleep: Callable[[float], None] = time.sleep,
+        lookback: int = 30 * 86_400,
+    ) -> None:
+        if not email or not api_token:
+            raise ConnectorError("Zendesk credentials missing: set ZENDESK_EMAIL and ZENDESK_API_TOKEN")
+        root = (api_url or f"https://{subdomain}.zendesk.com").rstrip("/")
+        parts = urlsplit(root)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConnectorError(f"Zendesk API root must look like https://host[:port], got {root!r}")
+        self.root = root
+        self.account = root
+        self.session = requests.Session()
+        self.session.auth = (f"{email}/token", api_token)
+        self.session.headers.update({"Accept": "application/json", "User-Agent": "deskpilot-history"})
+        self.pace = pace or _NoPace()
+        self.timeout, self.max_attempts, self.sleep = timeout, max_attempts, sleep
+        self.lookback = lookback
+
+    @classmethod
+    def from_settings(cls, settings: Any, **options: Any) -> ZendeskHistoryReader:
+        """From config.Settings (the connector's own variables)."""
+        return cls(settings.zendesk_subdomain, settings.zendesk_email, settings.zendesk_api_token,
+                   api_url=settings.zendesk_api_url, **options)
+
+    def ticket_url(self, ticket_id: str) -> str:
+        """The ticket in Zendesk's agent interface."""
+        return f"{self.root}/agent/tickets/{ticket_id}"
+
+    def close(self) -> None:
+        self.session.close()
+
+    # -- reading -------------------------------------------------------------------
+
+    def read(
+        self,
+        start: int,
+        known: Callable[[str], bool] = lambda tid: False,
+        progress: Callable[[str], None] = lambda text: None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Every ticket updated at or after `start`, with its timeline.
+
+        `known(id)` says the cache already holds the ticket's earlier timeline:
+        its document here then carries only the events from `start` on
+        (`partial_from`), to merge. Returns (documents, the instant read up to).
+        """
+        bot = self._bot_user_id()
+        tickets: dict[int, dict[str, Any]] = {}
+        users: dict[int, dict[str, Any]] = {}
+        cursor: str | None = None
+        pages = 0
+        until = start
+        while True:
+            params: dict[str, Any] = {"include": "users"}
+            if cursor:
+                params["cursor"] = cursor
+            else:
+                params["start_time"] = int(start)
+            page = self._get("/api/v2/incremental/tickets/cursor.json", params, EXPORT)
+            pages += 1
+            for ticket in page.get("tickets") or []:
+                tickets[int(ticket["id"])] = ticket
+                until = max(until, _epoch(ticket.get("updated_at") or ticket["created_at"]))
+            users.update({u["id"]: u for u in page.get("users") or [] if "id" in u})
+            progress(f"zendesk: {len(tickets)} tickets ({pages} export pages)")
+            cursor = page.get("after_cursor") or cursor
+            if page.get("end_of_stream") or not cursor:
+                break
+        unknown_created = [_epoch(t["created_at"]) for tid, t in tickets.items() if not known(str(tid))]
+        events_from = start
+        if unknown_created:
+            events_from = max(min(min(unknown_created), start), start - self.lookback)
+        audits: dict[int, list[dict[str, Any]]] = {tid: [] for tid in tickets}
+        if tickets:
+            self._events(events_from, audits, users, progress)
+        docs = []
+        for tid, ticket in tickets.items():
+            created = _epoch(ticket["created_at"])
+            partial_from = None
+            if known(str(tid)) and created < start:
+                partial_from = start
+            elif created < events_from:
+                audits[tid] = self._ticket_audits(tid, users)
+            docs.append(self._document(ticket, audits[tid], users, bot, partial_from))
+        return docs, until
+
+    def _events(self, start: int, audits: dict[int, list[dict[str, Any]]],
+                users: dict[int, dict[str, Any]], progress: Callable[[str], None]) -> None:
+        """The ticket event export from `start` to its end, audits grouped by ticket."""
+        moment, pages, count = int(start), 0, 0
+        seen: set[Any] = set()
+        while True:
+            page = self._get("/api/v2/incremental/ticket_events.json",
+                             {"start_time": moment, "include": "comment_events"}, EXPORT)
+            pages += 1
+            for item in page.get("ticket_events") or []:
+                if item.get("id") in seen:
+                    continue  # pages overlap at the instant they meet
+                seen.add(item.get("id"))
+                tid = item.get("ticket_id")
+                if tid in audits:
+                    audits[tid].append(item)
+                    count += 1
+            users.update({u["id"]: u for u in page.get("users") or [] if "id" in u})
+            progress(f"zendesk: {count} ticket events ({pages} event pages)")
+            if page.get("end_of_stream"):
+                return
+            following = _start_time(page.get("next_page")) or page.get("end_time")
+            if following is None:
+                return
+            if int(following) <= moment:
+                raise ConnectorError(
+                    f"Zendesk's ticket event export does not move past {moment}: more events share"
+                    " one second than a page holds"
+                )
+            moment = int(following)
+
+    def _ticket_audits(self, tid: int, users: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+        """All audits of one ticket, as ticket events (the shape of the event export)."""
+        out: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"include": "users", "page[size]": 100}
+            if after:
+                params["page[after]"] = after
+            page = self._get(f"/api/v2/tickets/{tid}/audits.json", params, API)
+            users.update({u["id"]: u for u in page.get("users") or [] if "id" in u})
+            for audit in page.get("audits") or []:
+                children = []
+                for event in audit.get("events") or []:
+                    kind = event.get("type")
+                    if kind == "Comment":
+                        children.append({**event, "event_type": "Comment"})
+                    elif kind in ("Create", "Change") and event.get("field_name"):
+                        name = str(event["field_name"])
+                        key = {"custom_ticket_fields": {name: event.get("value")}} if name.isdigit() else {
+                            name: event.get("value")}
+                        children.append({"id": event.get("id"), "event_type": kind, **key})
+                out.append({"id": audit.get("id"), "ticket_id": tid, "created_at": audit["created_at"],
+                            "timestamp": _epoch(audit["created_at"]), "updater_id": audit.get("author_id"),
+                            "event_type": "Audit", "child_events": children})
+            meta = page.get("meta") or {}
+            if not meta.get("has_more") or not meta.get("after_cursor"):
+                return out
+            after = meta["after_cursor"]
+
+    def _bot_user_id(self) -> int | None:
+        """The API user's id: its comments and changes are the bot's own."""
+        user = (self._get("/api/v2/users/me.json", {}, API).get("user") or {})
+        return user.get("id") if isinstance(user.get("id"), int) else None
+
+    # -- mapping ---------------------------------------------------------------------
+
+    def _document(self, ticket: Mapping[str, Any], audits: Iterable[Mapping[str, Any]],
+                  users: Mapping[int, Mapping[str, Any]], bot: int | None,
+                  partial_from: int | None) -> dict[str, Any]:
+        requester = ticket.get("requester_id")
+        created = _epoch(ticket["created_at"])
+
+        def author(user_id: Any) -> str:
+            if user_id is not None and user_id == requester:
+                return "customer"
+            return "customer" if (users.get(user_id) or {}).get("role") == "end-user" else "agent"
+
+        initial: dict[str, Any] = {"status": None, "priority": None, "group": None, "tags": [],
+                                   "fields": {}}
+        events: list[dict[str, Any]] = []
+        saw_create = False
+        ordered = sorted(audits, key=lambda a: (int(a.get("timestamp") or _epoch(a["created_at"])),
+                                                str(a.get("id"))))
+        for audit in ordered:
+            at = int(audit.get("timestamp") or _epoch(audit["created_at"]))
+            updater = audit.get("updater_id")
+            is_bot = bot is not None and updater == bot
+            for child in audit.get("child_events") or []:
+                kind = child.get("event_type")
+                cid = child.get("id")
+                if kind == "Comment":
+                    who = child.get("author_id", updater)
+                    public = child.get("public", child.get("comment_public", True))
+                    events.append({"id": f"c{cid}", "at": at, "type": "comment", "author": author(who),
+                                   "public": bool(public), "bot": bot is not None and who == bot})
+                elif kind == "Create":
+                    saw_create = True
+                    _initial(initial, child)
+                elif kind == "Change":
+                    events.extend(_changes(child, at, is_bot))
+        if not saw_create:
+            # No creation audit in what was read: the ticket as it is now stands in
+            # for its start (a merge with the cached document replaces it).
+            initial = {"status": _status(ticket.get("status")), "priority": ticket.get("priority"),
+                       "group": _raw(ticket.get("group_id")), "tags": list(ticket.get("tags") or ()),
+                       "fields": {str(f["id"]): f.get("value") for f in ticket.get("custom_fields") or []
+                                  if f.get("value") is not None}}
+        if initial["status"]:
+            initial["status"] = _status(initial["status"])
+        return {
+            "id": str(ticket["id"]), "url": self.ticket_url(str(ticket["id"])), "created_at": created,
+            "updated_at": _epoch(ticket.get("updated_at") or ticket["created_at"]),
+            "subject": ticket.get("subject") or "", "description": ticket.get("description") or "",
+            "initial": initial, "events": events, "partial_from": partial_from,
+            "complete": saw_create or partial_from is None,
+        }
+
+    # -- HTTP --------------------------------------------------------------------------
+
+    def _get(self, path: str, params: Mapping[str, Any], kind: str) -> dict[str, Any]:
+        what = f"GET {path}"
+        for attempt in range(1, self.max_attempts + 1):
+            self.pace.before(kind)
+            try:
+                response = self.session.get(self.root + path, params=params, timeout=self.timeout)
+            except (requests.Timeout, requests.ConnectionError) as err:
+                if attempt == self.max_attempts:
+                    raise TransientError(f"Zendesk {what}: {type(err).__name__}") from err
+                self.sleep(2 ** (attempt - 1))
+                continue
+            self.pace.after(kind, response.headers)
+            if response.status_code == 429:
+                wait = _retry_after(response, 60.0)
+                if attempt == self.max_attempts:
+                    raise RateLimitedError(f"Zendesk {what}: rate limited; retry after {wait:g}s", wait)
+                log.warning("Zendesk %s: rate limited, waiting %gs", what, wait)
+                self.sleep(wait)
+                continue
+            if response.status_code >= 500 and attempt < self.max_attempts:
+                self.sleep(2 ** (attempt - 1))
+                continue
+            if response.status_code >= 400:
+                raise ConnectorError(f"Zendesk {what} answered {response.status_code}: {response.text[:200]}")
+            try:
+                return response.json()
+            except ValueError as err:
+                raise ConnectorError(f"Zendesk {what} answered without JSON") from err
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _raw(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _initial(initial: dict[str, Any], child: Mapping[str, Any]) -> None:
+    if "status" in child:
+        initial["status"] = child["status"]
+    if "priority" in child:
+        initial["priority"] = child["priority"] or None
+    if "group_id" in child:
+        initial["group"] = _raw(child["group_id"])
+    if "tags" in child:
+        initial["tags"] = list(child["tags"] or ())
+    for key, value in (child.get("custom_ticket_fields") or {}).items():
+        if value is not None:
+            initial["fields"][str(key)] = value
+
+
+def _changes(child: Mapping[str, Any], at: int, bot: bool) -> list[dict[str, Any]]:
+    base = {"at": at, "bot": bot}
+    cid = child.get("id")
+    out: list[dict[str, Any]] = []
+    if "status" in child:
+        out.append({**base, "id": f"s{cid}", "type": "status", "status": _status(child["status"])})
+    if "priority" in child:
+        out.append({**base, "id": f"p{cid}", "type": "priority", "priority": child["priority"] or None})
+    if "group_id" in child:
+        out.append({**base, "id": f"g{cid}", "type": "group", "group": _raw(child["group_id"])})
+    if "tags" in child or "added_tags" in child or "removed_tags" in child:
+        added = child.get("added_tags")
+        removed = child.get("removed_tags")
+        if added is None and removed is None:
+            before = set(child.get("previous_value") or ())
+            now = list(child.get("tags") or ())
+            added, removed = [t for t in now if t not in before], [t for t in before if t not in now]
+        out.append({**base, "id": f"t{cid}", "type": "tags", "added": list(added or ()),
+                    "removed": list(removed or ())})
+    for key, value in (child.get("custom_ticket_fields") or {}).items():
+        out.append({**base, "id": f"f{cid}.{key}", "type": "field", "field": str(key), "value": value})
+    return out
+
+
+def _start_time(url: Any) -> int | None:
+    """The start_time of a next_page URL (the host is never followed: only the instant is read)."""
+    if not isinstance(url, str):
+        return None
+    values = parse_qs(urlsplit(url).query).get("start_time")
+    return int(values[0]) if values and values[0].isdigit() else None
+
+
+def _retry_after(response: requests.Response, default: float) -> float:
+    try:
+        return max(float(response.headers.get("Retry-After", default)), 0.0)
+    except ValueError:
+        return default

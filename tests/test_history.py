@@ -1,0 +1,170 @@
+"""History reading and its cache (jobs/history.py, connectors/zendesk/history.py) on the Zendesk sandbox."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+
+from connectors.zendesk.history import ZendeskHistoryReader
+from jobs.history import ApiShare, HistoryCache, Progress, load_history
+from sandbox.zendesk import SANDBOX_TOKEN, create_sandbox, serve_in_thread
+from sandbox.zendesk_state import CUSTOMER_ID, SANDBOX_EMAIL
+
+AUTH = (f"{SANDBOX_EMAIL}/token", SANDBOX_TOKEN)
+MONDAY = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)
+DAY = 86_400
+
+
+class FakeTime:
+    """A monotonic clock that sleeping advances."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def zendesk():
+    clock = {"now": MONDAY}
+    sandbox = create_sandbox(clock=lambda: clock["now"])
+    url, stop = serve_in_thread(sandbox)
+
+    def create(when: datetime, **fields) -> str:
+        clock["now"] = when
+        body = {"ticket": {"subject": "Help", "requester_id": CUSTOMER_ID, "status": "open",
+                           "comment": {"body": "Help please", "author_id": CUSTOMER_ID}, **fields}}
+        response = requests.post(f"{url}/api/v2/tickets.json", json=body, auth=AUTH, timeout=5)
+        response.raise_for_status()
+        return str(response.json()["ticket"]["id"])
+
+    def comment(tid: str, when: datetime, author: str, status: str | None = None) -> None:
+        clock["now"] = when
+        body = {"author": author, "body": "text", **({"status": status} if status else {})}
+        requests.post(f"{url}/_sandbox/tickets/{tid}/comments", json=body, timeout=5).raise_for_status()
+
+    try:
+        yield sandbox, url, clock, create, comment
+    finally:
+        stop()
+
+
+def reader(url: str, time: FakeTime | None = None, **options) -> ZendeskHistoryReader:
+    time = time or FakeTime()
+    return ZendeskHistoryReader("", SANDBOX_EMAIL, SANDBOX_TOKEN, api_url=url,
+                                pace=ApiShare(0.3, clock=time, sleep=time.sleep), sleep=time.sleep, **options)
+
+
+def epoch(value: datetime) -> int:
+    return int(value.timestamp())
+
+
+def test_api_share_keeps_to_its_part_of_each_minute():
+    time = FakeTime()
+    share = ApiShare(0.3, clock=time, sleep=time.sleep)
+    moments = []
+    for _ in range(7):
+        share.before("export")
+        moments.append(time.now)
+    assert share.allowed("export") == 3  # 30% of Zendesk's 10 export calls a minute
+    assert all(sum(1 for m in moments if start <= m < start + 60) <= 3 for start in moments)
+    assert moments[3] - moments[0] == 60
+    share.after("api", {"X-Rate-Limit": "700"})
+    assert share.allowed("api") == 210
+    share.before("api")
+    share.after("api", {"X-RateLimit-Used-CurrentRequest": "3"})  # Freshdesk: one call, three credits
+    assert sum(cost for _, cost in share._spent["api"]) == 3
+    with pytest.raises(ValueError):
+        ApiShare(0)
+
+
+def test_a_later_window_reads_only_what_changed_since_and_merges_it(store, zendesk):
+    sandbox, url, clock, create, comment = zendesk
+    tid = create(MONDAY, priority="high", tags=["vip"])
+    comment(tid, MONDAY + timedelta(hours=1), "agent", "pending")
+    cache = HistoryCache(store.engine)
+    first_now = MONDAY + timedelta(days=1)
+    clock["now"] = first_now
+    docs, facts = load_history(cache, reader(url), epoch(MONDAY), epoch(first_now), now=first_now)
+    assert facts["cached"] is False and [d["id"] for d in docs] == [tid]
+    assert docs[0]["initial"] == {"status": "open", "priority": "high", "group": None, "tags": ["vip"],
+                                  "fields": {}}
+    comment(tid, MONDAY + timedelta(days=3), "customer", "open")
+    later = MONDAY + timedelta(days=4)
+    clock["now"] = later
+    sandbox.state.requests.clear()
+    docs, facts = load_history(cache, reader(url), epoch(MONDAY), epoch(later), now=later)
+    starts = {r["path"]: r["query"].get("start_time") for r in sandbox.state.requests}
+    # From where the first read ended: a minute before it ran, as Zendesk's exports lag.
+    assert starts["/api/v2/incremental/ticket_events.json"] == str(epoch(first_now) - 60)
+    assert starts["/api/v2/incremental/tickets/cursor.json"] == str(epoch(first_now) - 60)
+    timeline = [(e["type"], e.get("author") or e.get("status")) for e in docs[0]["events"]]
+    assert timeline == [("comment", "customer"), ("comment", "agent"), ("status", "pending"),
+                        ("comment", "customer"), ("status", "open")]
+    assert docs[0]["initial"]["priority"] == "high"  # the cached start is kept
+
+
+def test_tickets_older_than_the_event_stream_are_read_by_their_audits(store, zendesk):
+    sandbox, url, clock, create, comment = zendesk
+    old = create(MONDAY)
+    comment(old, MONDAY + timedelta(days=4), "agent", "solved")
+    now = MONDAY + timedelta(days=5)
+    clock["now"] = now
+    start = epoch(MONDAY + timedelta(days=3))
+    docs, _ = load_history(HistoryCache(store.engine), reader(url, lookback=DAY), start, epoch(now), now=now)
+    assert [r["path"] for r in sandbox.state.requests if "audits" in r["path"]] == [
+        f"/api/v2/tickets/{old}/audits.json"]
+    assert docs[0]["initial"]["status"] == "open"
+    assert [e["type"] for e in docs[0]["events"]] == ["comment", "comment", "status"]
+
+
+def test_rate_limits_are_waited_out(store, zendesk):
+    sandbox, url, clock, create, comment = zendesk
+    create(MONDAY)
+    clock["now"] = MONDAY + timedelta(hours=2)
+    requests.post(f"{url}/_sandbox/failures", json={"status": 429, "count": 1, "retry_after": 7}, timeout=5)
+    time = FakeTime()
+    docs, facts = load_history(HistoryCache(store.engine), reader(url, time), epoch(MONDAY),
+                               epoch(clock["now"]), now=clock["now"])
+    assert 7 in time.slept and len(docs) == 1
+
+
+def test_the_bots_own_comments_and_changes_are_marked(store, zendesk):
+    sandbox, url, clock, create, comment = zendesk
+    tid = create(MONDAY)
+    clock["now"] = MONDAY + timedelta(hours=1)
+    body = {"ticket": {"status": "pending", "comment": {"body": "Bot here", "public": True}}}
+    requests.put(f"{url}/api/v2/tickets/{tid}.json", json=body, auth=AUTH, timeout=5).raise_for_status()
+    now = MONDAY + timedelta(hours=2)
+    docs, _ = load_history(HistoryCache(store.engine), reader(url), epoch(MONDAY), epoch(now), now=now)
+    assert [(e["type"], e["bot"]) for e in docs[0]["events"]] == [
+        ("comment", False), ("comment", True), ("status", True)]
+
+
+def test_another_account_is_never_served_from_the_cache(store, zendesk):
+    sandbox, url, clock, create, comment = zendesk
+    create(MONDAY)
+    now = MONDAY + timedelta(hours=2)
+    cache = HistoryCache(store.engine)
+    load_history(cache, reader(url), epoch(MONDAY), epoch(now), now=now)
+    other = reader(url)
+    other.account = "https://other.zendesk.com"
+    docs, facts = load_history(cache, other, epoch(MONDAY), epoch(now), now=now)
+    assert facts["cached"] is False and facts["calls"] > 0
+
+
+def test_progress_goes_to_the_terminal_stream():
+    out = io.StringIO()
+    progress = Progress(out, every=0)
+    progress("zendesk: 10 tickets")
+    progress.done("zendesk: done")
+    assert out.getvalue() == "zendesk: 10 tickets\nzendesk: done\n"
