@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
@@ -36,6 +36,14 @@ log = logging.getLogger(__name__)
 # Zendesk (https://developer.zendesk.com/api-reference/introduction/rate-limits/).
 RATE_LIMIT_HEADERS = ("X-RateLimit-Remaining", "X-Rate-Limit-Remaining", "ratelimit-remaining")
 RATE_WINDOW_SECONDS = 60.0  # both vendors count calls per minute
+
+
+class Pace(Protocol):
+    """Keeps a run of calls to its budget (see Http's `pace`)."""
+
+    def before(self, kind: str) -> None: ...
+
+    def after(self, kind: str, headers: Mapping[str, str]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,9 @@ class Http:
         sleep: how to wait (injected by tests).
         rate_limit_floor: when the remaining-calls header falls to this, calls
             are spread over the rest of the minute instead of running into a 429.
+        pace: an optional budget keeper told of every request: `before(kind)` may
+            wait, `after(kind, headers)` learns from the answer's headers (the
+            history read's share of the API budget, jobs.history.ApiShare).
     """
 
     def __init__(
@@ -79,6 +90,7 @@ class Http:
         backoff_base: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
         rate_limit_floor: int = 10,
+        pace: Pace | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ConfigurationError(f"max_attempts must be at least 1, got {max_attempts}")
@@ -91,6 +103,7 @@ class Http:
         self.sleep = sleep
         self.rate_limit_floor = rate_limit_floor
         self.rate_limit_remaining: int | None = None
+        self.pace = pace
 
     def close(self) -> None:
         self.session.close()
@@ -116,6 +129,7 @@ class Http:
         body: Any = None,
         replay_safe: bool = True,
         ticket: bool = False,
+        kind: str = "api",
     ) -> requests.Response:
         """One API call, retried on 429, 5xx and network errors.
 
@@ -123,7 +137,8 @@ class Http:
         idempotent (a note, a reply, a bulk job), so it is not sent again after a
         read timeout, a dropped connection or a 5xx. `ticket`: the path is the
         ticket's own, so a 404 means the ticket is gone (NotFoundError); anywhere
-        else a 404 is a ConfigurationError.
+        else a 404 is a ConfigurationError. `kind`: which of the vendor's budgets the
+        call spends (`api`, or Zendesk's incremental `export`), for `pace`.
         """
         what = f"{self.vendor.name} {method.upper()} {path}"
         url = f"{self.base_url}/{path.lstrip('/')}"
@@ -132,6 +147,8 @@ class Http:
             attempt += 1
             last = attempt >= self.max_attempts
             self._pace()
+            if self.pace is not None:
+                self.pace.before(kind)
             try:
                 response = self.session.request(method, url, params=params, json=body, timeout=self.timeout)
             except requests.ConnectTimeout as err:  # nothing was sent: always safe to retry
@@ -147,6 +164,8 @@ class Http:
             except requests.RequestException as err:
                 raise ConnectorError(f"{what} failed: {type(err).__name__}: {err}") from err
             self._note_rate_limit(response)
+            if self.pace is not None:
+                self.pace.after(kind, response.headers)
             code = response.status_code
             metrics.vendor_request(self.vendor.name.lower(), method.upper(), code)
             log.debug("%s -> %s (try %s)", what, code, attempt)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
+from connectors.base import signed
 from connectors.zendesk.history import ZendeskHistoryReader
 from jobs.history import ApiShare, HistoryCache, Progress, load_history
 from sandbox.zendesk import SANDBOX_TOKEN, create_sandbox, serve_in_thread
@@ -138,16 +139,31 @@ def test_rate_limits_are_waited_out(store, zendesk):
     assert 7 in time.slept and len(docs) == 1
 
 
-def test_the_bots_own_comments_and_changes_are_marked(store, zendesk):
+def test_the_bots_own_comments_and_changes_are_the_signed_updates(store, zendesk):
     sandbox, url, clock, create, comment = zendesk
     tid = create(MONDAY)
     clock["now"] = MONDAY + timedelta(hours=1)
-    body = {"ticket": {"status": "pending", "comment": {"body": "Bot here", "public": True}}}
+    body = {"ticket": {"status": "pending", "comment": {"body": signed("Bot here"), "public": True}}}
+    requests.put(f"{url}/api/v2/tickets/{tid}.json", json=body, auth=AUTH, timeout=5).raise_for_status()
+    # A person working under the API user's account: neither the comment nor the change is the bot's.
+    clock["now"] = MONDAY + timedelta(hours=1, minutes=30)
+    body = {"ticket": {"status": "open", "comment": {"body": "A person here", "public": True}}}
     requests.put(f"{url}/api/v2/tickets/{tid}.json", json=body, auth=AUTH, timeout=5).raise_for_status()
     now = MONDAY + timedelta(hours=2)
     docs, _ = load_history(HistoryCache(store.engine), reader(url), epoch(MONDAY), epoch(now), now=now)
     assert [(e["type"], e["bot"]) for e in docs[0]["events"]] == [
-        ("comment", False), ("comment", True), ("status", True)]
+        ("comment", False), ("comment", True), ("status", True), ("comment", False), ("status", False)]
+
+
+def test_system_and_unknown_authors_are_neither_customer_nor_agent(store, zendesk):
+    sandbox, url, clock, create, comment = zendesk
+    tid = create(MONDAY)
+    clock["now"] = MONDAY + timedelta(hours=1)
+    body = {"ticket": {"comment": {"body": "Trigger text", "author_id": -1, "public": True}}}
+    requests.put(f"{url}/api/v2/tickets/{tid}.json", json=body, auth=AUTH, timeout=5).raise_for_status()
+    now = MONDAY + timedelta(hours=2)
+    docs, _ = load_history(HistoryCache(store.engine), reader(url), epoch(MONDAY), epoch(now), now=now)
+    assert [e["author"] for e in docs[0]["events"] if e["type"] == "comment"] == ["customer", "system"]
 
 
 def test_another_account_is_never_served_from_the_cache(store, zendesk):

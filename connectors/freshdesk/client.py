@@ -36,7 +36,7 @@ from connectors.freshdesk.tickets import (
     status_choices,
     ticket_from_freshdesk,
 )
-from connectors.http import Http, Vendor
+from connectors.http import Http, Pace, Vendor
 from engine.ticket import STATUSES, to_epoch
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class FreshdeskConnector:
         status_aliases: the rules' helpdesk status names -> engine statuses; a
             custom status whose agent label (the status field's choices) is named
             here needs no `statuses:` id.
+        pace: keeps a run of calls to a share of the API budget (connectors.http.Pace).
 
     `rate_limit_remaining` holds the last X-RateLimit-Remaining seen (None before any).
     """
@@ -105,6 +106,7 @@ class FreshdeskConnector:
         monotonic: Callable[[], float] = time.monotonic,
         metadata_seconds: float = METADATA_SECONDS,
         status_aliases: Mapping[str, str] | None = None,
+        pace: Pace | None = None,
     ) -> None:
         if not api_key:
             raise ConfigurationError("Freshdesk API key is empty: set FRESHDESK_API_KEY")
@@ -125,7 +127,8 @@ class FreshdeskConnector:
         session.auth = (api_key, "X")
         session.headers.update({"Accept": "application/json", "User-Agent": "deskpilot"})
         self.http = Http(_VENDOR, self.base_url, session, timeout=timeout, max_attempts=max_attempts,
-                         backoff_base=backoff_base, sleep=sleep, rate_limit_floor=rate_limit_floor)
+                         backoff_base=backoff_base, sleep=sleep, rate_limit_floor=rate_limit_floor,
+                         pace=pace)
         self._monotonic = monotonic
         self._status_aliases = dict(status_aliases or {})
         self._metadata_seconds = metadata_seconds
@@ -203,7 +206,7 @@ class FreshdeskConnector:
         """
         now = self._monotonic()
         if refresh or self._agents is None or now - self._agents[0] >= self._metadata_seconds:
-            ids = frozenset(item["id"] for batch in self._pages("/agents", {}) for item in batch
+            ids = frozenset(item["id"] for batch in self.pages("/agents", {}) for item in batch
                             if isinstance(item.get("id"), int))
             self._agents = (now, ids)
         return self._agents[1]
@@ -272,10 +275,10 @@ class FreshdeskConnector:
         return dataclasses.replace(changes, fields=fields, add_tags=tags)
 
     def _conversations(self, number: int) -> list[dict[str, Any]]:
-        return [item for batch in self._pages(f"/tickets/{number}/conversations", {}, ticket=True)
+        return [item for batch in self.pages(f"/tickets/{number}/conversations", {}, ticket=True)
                 for item in batch]
 
-    def _pages(self, path: str, params: Mapping[str, Any], last_page: int | None = None, *,
+    def pages(self, path: str, params: Mapping[str, Any], last_page: int | None = None, *,
                ticket: bool = False) -> Iterator[list[dict[str, Any]]]:
         """Each page of a list, 100 items at a time, while `Link: <…>; rel="next"` says more.
 
@@ -325,23 +328,38 @@ class FreshdeskConnector:
         updated while the scan runs moves to the end of the order and can push
         one unseen ticket back onto a page already read; webhooks cover that.
         """
+        seen: dict[str, None] = {}
+        latest: int | None = None
+        for item in self.updated_tickets(updated_since):
+            seen[str(item["id"])] = None
+            if item.get("updated_at"):
+                moment = instant(item["updated_at"], "updated_at")
+                latest = moment if latest is None else max(latest, moment)
+        return list(seen), None if latest is None else datetime.fromtimestamp(latest, UTC)
+
+    def updated_tickets(self, updated_since: datetime, *, include: str | None = None
+                        ) -> Iterator[dict[str, Any]]:
+        """Each ticket updated at or after `updated_since`, oldest update first, as the list
+        gives it (`include="stats"` adds the status instants); a ticket on both sides of a
+        restart comes twice.
+
+        The list endpoint stops at page 300, so a longer scan restarts from the
+        last `updated_at` it saw.
+        https://developers.freshdesk.com/api/#list_all_tickets
+        """
         to_epoch(updated_since)  # refuses a naive datetime
         since = updated_since.astimezone(UTC).strftime(_TIMESTAMP)
-        seen: dict[str, None] = {}
-        latest: datetime | None = None
         while True:
-            params = {"updated_since": since, "order_by": "updated_at", "order_type": "asc"}
+            params = {"updated_since": since, "order_by": "updated_at", "order_type": "asc",
+                      **({"include": include} if include else {})}
             pages, last_batch, last_updated = 0, [], None
-            for last_batch in self._pages("/tickets", params, MAX_LIST_PAGES):
+            for last_batch in self.pages("/tickets", params, MAX_LIST_PAGES):
                 pages += 1
                 for item in last_batch:
-                    seen[str(item["id"])] = None
                     last_updated = item.get("updated_at") or last_updated
-            if last_updated is not None:
-                moment = datetime.fromtimestamp(instant(last_updated, "updated_at"), UTC)
-                latest = moment if latest is None else max(latest, moment)
+                    yield item
             if pages < MAX_LIST_PAGES or len(last_batch) < PER_PAGE:
-                return list(seen), latest
+                return
             # Page 300 was full: start a new window at the last instant seen.
             if last_updated is None or instant(last_updated, "updated_at") <= instant(
                     since, "updated_since"):

@@ -30,7 +30,7 @@ from connectors.base import (
     signed,
 )
 from connectors.fields import FieldType
-from connectors.http import Http, Vendor
+from connectors.http import Http, Pace, Vendor
 from connectors.zendesk.tickets import field_types_from_zendesk, ticket_from_zendesk
 from engine.ticket import to_epoch
 
@@ -73,6 +73,7 @@ class ZendeskConnector:
         monotonic: Callable[[], float] = time.monotonic,
         field_metadata_seconds: float = FIELD_METADATA_SECONDS,
         status_aliases: Mapping[str, str] | None = None,
+        pace: Pace | None = None,
     ) -> None:
         """Args:
             subdomain: the `acme` of acme.zendesk.com (ZENDESK_SUBDOMAIN).
@@ -88,6 +89,7 @@ class ZendeskConnector:
                 custom_statuses are kept before they are read again.
             status_aliases: the rules' helpdesk status names -> engine statuses; a
                 custom status whose agent label is named here keeps its label.
+            pace: keeps a run of calls to a share of the API budget (connectors.http.Pace).
         """
         if not subdomain and not api_url:
             raise ConfigurationError(
@@ -103,7 +105,7 @@ class ZendeskConnector:
         session.auth = (f"{email}/token", api_token)
         session.headers.update({"Accept": "application/json", "User-Agent": "deskpilot"})
         self.http = Http(_VENDOR, f"{root.scheme}://{root.netloc}/api/v2", session, timeout=timeout,
-                         max_attempts=max_attempts, backoff_base=backoff_base, sleep=sleep)
+                         max_attempts=max_attempts, backoff_base=backoff_base, sleep=sleep, pace=pace)
         self._field_ids = {name: int(number) for name, number in (field_ids or {}).items()}
         self._group_ids = {name: int(number) for name, number in (group_ids or {}).items()}
         self._field_names = {number: name for name, number in self._field_ids.items()}
@@ -218,7 +220,7 @@ class ZendeskConnector:
         ticket = self._call("GET", f"tickets/{number}.json", ticket=True).get("ticket")
         if not isinstance(ticket, dict):
             raise ConnectorError(f"GET tickets/{number}.json: response has no 'ticket' object")
-        audits, users = self._audits(number)
+        audits, users = self.audits(number)
         types = self.field_types() if self._field_ids else {}
         # The ticket's `status` is its custom status's category already; the custom
         # statuses are read only when status_aliases may name one of their labels.
@@ -317,7 +319,7 @@ class ZendeskConnector:
         call whose answer was lost reached Zendesk.
         """
         number = _ticket_number(ticket_id)
-        audits, _users = self._audits(number)
+        audits, _users = self.audits(number)
         # The bot's comments are the signed ones, whoever the API user is.
         wanted = {" ".join(body.split()), " ".join(signed(body).split())}
         for audit in audits:
@@ -464,7 +466,7 @@ class ZendeskConnector:
 
     # -- HTTP ----------------------------------------------------------------
 
-    def _audits(self, number: int) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
+    def audits(self, number: int) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
         """All audits of a ticket (cursor pages of 100) and the sideloaded users by id."""
         audits: list[dict[str, Any]] = []
         users: dict[int, dict[str, Any]] = {}
@@ -489,9 +491,23 @@ class ZendeskConnector:
                 raise ConnectorError(f"GET tickets/{number}/audits.json: cursor {after!r} repeats")
             seen.add(after)
 
+    def users(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """Users by id, 100 a call (GET users/show_many.json); deleted ones are absent.
+
+        https://developer.zendesk.com/api-reference/ticketing/users/users/#show-many-users
+        """
+        wanted = sorted({int(uid) for uid in ids})
+        found: dict[int, dict[str, Any]] = {}
+        for first in range(0, len(wanted), 100):
+            chunk = ",".join(str(uid) for uid in wanted[first:first + 100])
+            page = self._call("GET", "users/show_many.json", params={"ids": chunk})
+            found.update({user["id"]: user for user in page.get("users") or [] if "id" in user})
+        return found
+
     def _call(
         self, method: str, path: str, payload: dict[str, Any] | None = None, *,
         params: Mapping[str, Any] | str | None = None, replay_safe: bool = True, ticket: bool = False,
+        kind: str = "api",
     ) -> dict[str, Any]:
         """One API call through the shared HTTP layer; the decoded JSON object.
 
@@ -499,7 +515,7 @@ class ZendeskConnector:
         sent twice; `ticket` marks the ticket's own endpoints (a 404 there means gone).
         """
         answer = self.http.json(method, path, params=params, body=payload, replay_safe=replay_safe,
-                                ticket=ticket)
+                                ticket=ticket, kind=kind)
         if not isinstance(answer, dict):
             raise ConnectorError(f"Zendesk {method} {path}: the answer is not a JSON object")
         return answer

@@ -10,6 +10,12 @@ https://developer.zendesk.com/api-reference/ticketing/ticket-management/incremen
 Tickets created before the event stream starts get their audits one ticket
 at a time (GET tickets/{id}/audits.json), the one per-ticket read.
 
+Authors follow the connector's ticket mapping (connectors/zendesk/tickets.py):
+the user's role from the sideload (users missing from it are read with
+users/show_many), -1 the system, deleted or unknown users neither customer
+nor agent; the bot's comments are the signed ones, and an audit carrying one
+is the bot's update, its changes the bot's too.
+
 Each ticket becomes a history document (jobs/history.py describes the
 format): its initial state and its timeline, with vendor ids kept as they
 are, so the same document serves any rule set's field and group mapping.
@@ -17,53 +23,31 @@ are, so the same document serves any rule set's field and group mapping.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import requests
-
-from connectors.base import ConnectorError, RateLimitedError, TransientError
-
-log = logging.getLogger(__name__)
+from connectors.base import ConnectorError
+from connectors.history import HistoryReader, NoPace
+from connectors.history import epoch as _epoch
+from connectors.zendesk.client import ZendeskConnector
+from connectors.zendesk.tickets import SYSTEM_USER_ID, comment_author, engine_status, is_bot_comment
 
 SOURCE = "zendesk"
 EXPORT = "export"  # the incremental exports' own limit: 10 requests a minute
 API = "api"
 EXPORT_LIMIT_PER_MINUTE = 10
-_STATUS = {"hold": "on_hold"}
-# Fields of a Create/Change child event that the timeline keeps.
-_FIELDS = ("status", "priority", "group_id", "tags", "custom_ticket_fields")
 
 
-class _NoPace:
-    calls = 0
-
-    def before(self, kind: str) -> None:
-        self.calls += 1
-
-    def after(self, kind: str, headers: Mapping[str, str]) -> None:
-        pass
-
-
-def _epoch(value: Any) -> int:
-    return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp())
-
-
-def _status(value: Any) -> str:
-    return _STATUS.get(str(value), str(value))
-
-
-class ZendeskHistoryReader:
-    """Reads ticket histories through Zendesk's incremental exports.
+class ZendeskHistoryReader(HistoryReader):
+    """Reads ticket histories through Zendesk's incremental exports, over the Zendesk connector.
 
     Args:
         subdomain, email, api_token: as the connector (ZENDESK_SUBDOMAIN, ...).
         api_url: another API root, e.g. the sandbox's http://127.0.0.1:9100.
         pace: paces calls (`before(kind)`, `after(kind, headers)`); jobs.history.ApiShare.
+        timeout, max_attempts, sleep: the HTTP layer's (connectors/http.py).
         lookback: how far before the window the event stream may start to
             cover older tickets' beginnings (seconds); older ones are read by audits.
     """
@@ -86,19 +70,10 @@ class ZendeskHistoryReader:
         sleep: Callable[[float], None] = time.sleep,
         lookback: int = 30 * 86_400,
     ) -> None:
-        if not email or not api_token:
-            raise ConnectorError("Zendesk credentials missing: set ZENDESK_EMAIL and ZENDESK_API_TOKEN")
-        root = (api_url or f"https://{subdomain}.zendesk.com").rstrip("/")
-        parts = urlsplit(root)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConnectorError(f"Zendesk API root must look like https://host[:port], got {root!r}")
-        self.root = root
-        self.account = root
-        self.session = requests.Session()
-        self.session.auth = (f"{email}/token", api_token)
-        self.session.headers.update({"Accept": "application/json", "User-Agent": "deskpilot-history"})
-        self.pace = pace or _NoPace()
-        self.timeout, self.max_attempts, self.sleep = timeout, max_attempts, sleep
+        pace = pace or NoPace()
+        connector = ZendeskConnector(subdomain, email, api_token, api_url=api_url, timeout=timeout,
+                                     max_attempts=max_attempts, sleep=sleep, pace=pace)
+        super().__init__(connector, api_url or f"https://{subdomain}.zendesk.com", pace)
         self.lookback = lookback
 
     @classmethod
@@ -110,9 +85,6 @@ class ZendeskHistoryReader:
     def ticket_url(self, ticket_id: str) -> str:
         """The ticket in Zendesk's agent interface."""
         return f"{self.root}/agent/tickets/{ticket_id}"
-
-    def close(self) -> None:
-        self.session.close()
 
     # -- reading -------------------------------------------------------------------
 
@@ -128,7 +100,6 @@ class ZendeskHistoryReader:
         its document here then carries only the events from `start` on
         (`partial_from`), to merge. Returns (documents, the instant read up to).
         """
-        bot = self._bot_user_id()
         tickets: dict[int, dict[str, Any]] = {}
         users: dict[int, dict[str, Any]] = {}
         cursor: str | None = None
@@ -140,7 +111,7 @@ class ZendeskHistoryReader:
                 params["cursor"] = cursor
             else:
                 params["start_time"] = int(start)
-            page = self._get("/api/v2/incremental/tickets/cursor.json", params, EXPORT)
+            page = self._get("incremental/tickets/cursor.json", params, EXPORT)
             pages += 1
             for ticket in page.get("tickets") or []:
                 tickets[int(ticket["id"])] = ticket
@@ -157,15 +128,14 @@ class ZendeskHistoryReader:
         audits: dict[int, list[dict[str, Any]]] = {tid: [] for tid in tickets}
         if tickets:
             self._events(events_from, audits, users, progress)
-        docs = []
+        partial = {tid: start for tid, t in tickets.items()
+                   if known(str(tid)) and _epoch(t["created_at"]) < start}
         for tid, ticket in tickets.items():
-            created = _epoch(ticket["created_at"])
-            partial_from = None
-            if known(str(tid)) and created < start:
-                partial_from = start
-            elif created < events_from:
+            if tid not in partial and _epoch(ticket["created_at"]) < events_from:
                 audits[tid] = self._ticket_audits(tid, users)
-            docs.append(self._document(ticket, audits[tid], users, bot, partial_from))
+        self._add_missing_authors(audits.values(), users)
+        docs = [self._document(ticket, audits[tid], users, partial.get(tid))
+                for tid, ticket in tickets.items()]
         return docs, until
 
     def _events(self, start: int, audits: dict[int, list[dict[str, Any]]],
@@ -174,7 +144,7 @@ class ZendeskHistoryReader:
         moment, pages, count = int(start), 0, 0
         seen: set[Any] = set()
         while True:
-            page = self._get("/api/v2/incremental/ticket_events.json",
+            page = self._get("incremental/ticket_events.json",
                              {"start_time": moment, "include": "comment_events"}, EXPORT)
             pages += 1
             for item in page.get("ticket_events") or []:
@@ -200,52 +170,45 @@ class ZendeskHistoryReader:
             moment = int(following)
 
     def _ticket_audits(self, tid: int, users: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
-        """All audits of one ticket, as ticket events (the shape of the event export)."""
+        """All audits of one ticket (the connector's read), as ticket events (the export's shape)."""
+        audits, sideloaded = self.connector.audits(tid)
+        users.update(sideloaded)
         out: list[dict[str, Any]] = []
-        after: str | None = None
-        while True:
-            params: dict[str, Any] = {"include": "users", "page[size]": 100}
-            if after:
-                params["page[after]"] = after
-            page = self._get(f"/api/v2/tickets/{tid}/audits.json", params, API)
-            users.update({u["id"]: u for u in page.get("users") or [] if "id" in u})
-            for audit in page.get("audits") or []:
-                children = []
-                for event in audit.get("events") or []:
-                    kind = event.get("type")
-                    if kind == "Comment":
-                        children.append({**event, "event_type": "Comment"})
-                    elif kind in ("Create", "Change") and event.get("field_name"):
-                        name = str(event["field_name"])
-                        key = {"custom_ticket_fields": {name: event.get("value")}} if name.isdigit() else {
-                            name: event.get("value")}
-                        children.append({"id": event.get("id"), "event_type": kind, **key})
-                out.append({"id": audit.get("id"), "ticket_id": tid, "created_at": audit["created_at"],
-                            "timestamp": _epoch(audit["created_at"]), "updater_id": audit.get("author_id"),
-                            "event_type": "Audit", "child_events": children})
-            meta = page.get("meta") or {}
-            if not meta.get("has_more") or not meta.get("after_cursor"):
-                return out
-            after = meta["after_cursor"]
+        for audit in audits:
+            children = []
+            for event in audit.get("events") or []:
+                kind = event.get("type")
+                if kind == "Comment":
+                    children.append({**event, "event_type": "Comment"})
+                elif kind in ("Create", "Change") and event.get("field_name"):
+                    name = str(event["field_name"])
+                    key = {"custom_ticket_fields": {name: event.get("value")}} if name.isdigit() else {
+                        name: event.get("value")}
+                    children.append({"id": event.get("id"), "event_type": kind, **key})
+            out.append({"id": audit.get("id"), "ticket_id": tid, "created_at": audit["created_at"],
+                        "timestamp": _epoch(audit["created_at"]), "updater_id": audit.get("author_id"),
+                        "event_type": "Audit", "child_events": children})
+        return out
 
-    def _bot_user_id(self) -> int | None:
-        """The API user's id: its comments and changes are the bot's own."""
-        user = (self._get("/api/v2/users/me.json", {}, API).get("user") or {})
-        return user.get("id") if isinstance(user.get("id"), int) else None
+    def _add_missing_authors(self, audits: Iterable[list[dict[str, Any]]],
+                             users: dict[int, dict[str, Any]]) -> None:
+        """Comment authors the sideloads left out, read with users/show_many (deleted ones stay
+        missing, so "unknown")."""
+        missing = {child.get("author_id", audit.get("updater_id")) for items in audits for audit in items
+                   for child in audit.get("child_events") or [] if child.get("event_type") == "Comment"}
+        missing = {uid for uid in missing if isinstance(uid, int) and uid != SYSTEM_USER_ID
+                   and uid not in users}
+        if missing:
+            users.update(self.connector.users(missing))
+
+    def _get(self, path: str, params: Mapping[str, Any], kind: str) -> dict[str, Any]:
+        return self.connector._call("GET", path, params=params, kind=kind)
 
     # -- mapping ---------------------------------------------------------------------
 
     def _document(self, ticket: Mapping[str, Any], audits: Iterable[Mapping[str, Any]],
-                  users: Mapping[int, Mapping[str, Any]], bot: int | None,
-                  partial_from: int | None) -> dict[str, Any]:
-        requester = ticket.get("requester_id")
+                  users: Mapping[int, Mapping[str, Any]], partial_from: int | None) -> dict[str, Any]:
         created = _epoch(ticket["created_at"])
-
-        def author(user_id: Any) -> str:
-            if user_id is not None and user_id == requester:
-                return "customer"
-            return "customer" if (users.get(user_id) or {}).get("role") == "end-user" else "agent"
-
         initial: dict[str, Any] = {"status": None, "priority": None, "group": None, "tags": [],
                                    "fields": {}}
         events: list[dict[str, Any]] = []
@@ -255,15 +218,19 @@ class ZendeskHistoryReader:
         for audit in ordered:
             at = int(audit.get("timestamp") or _epoch(audit["created_at"]))
             updater = audit.get("updater_id")
-            is_bot = bot is not None and updater == bot
-            for child in audit.get("child_events") or []:
+            children = audit.get("child_events") or []
+            authors = {id(child): comment_author(child.get("author_id", updater), users)
+                       for child in children if child.get("event_type") == "Comment"}
+            # The bot signs the comment of each of its updates: the audit's changes are its own.
+            is_bot = any(is_bot_comment(child, authors[id(child)]) for child in children
+                         if id(child) in authors)
+            for child in children:
                 kind = child.get("event_type")
-                cid = child.get("id")
                 if kind == "Comment":
-                    who = child.get("author_id", updater)
+                    who = authors[id(child)]
                     public = child.get("public", child.get("comment_public", True))
-                    events.append({"id": f"c{cid}", "at": at, "type": "comment", "author": author(who),
-                                   "public": bool(public), "bot": bot is not None and who == bot})
+                    events.append({"id": f"c{child.get('id')}", "at": at, "type": "comment", "author": who,
+                                   "public": bool(public), "bot": is_bot_comment(child, who)})
                 elif kind == "Create":
                     saw_create = True
                     _initial(initial, child)
@@ -272,12 +239,12 @@ class ZendeskHistoryReader:
         if not saw_create:
             # No creation audit in what was read: the ticket as it is now stands in
             # for its start (a merge with the cached document replaces it).
-            initial = {"status": _status(ticket.get("status")), "priority": ticket.get("priority"),
+            initial = {"status": ticket.get("status"), "priority": ticket.get("priority"),
                        "group": _raw(ticket.get("group_id")), "tags": list(ticket.get("tags") or ()),
                        "fields": {str(f["id"]): f.get("value") for f in ticket.get("custom_fields") or []
                                   if f.get("value") is not None}}
         if initial["status"]:
-            initial["status"] = _status(initial["status"])
+            initial["status"] = engine_status(initial["status"])
         return {
             "id": str(ticket["id"]), "url": self.ticket_url(str(ticket["id"])), "created_at": created,
             "updated_at": _epoch(ticket.get("updated_at") or ticket["created_at"]),
@@ -285,38 +252,6 @@ class ZendeskHistoryReader:
             "initial": initial, "events": events, "partial_from": partial_from,
             "complete": saw_create or partial_from is None,
         }
-
-    # -- HTTP --------------------------------------------------------------------------
-
-    def _get(self, path: str, params: Mapping[str, Any], kind: str) -> dict[str, Any]:
-        what = f"GET {path}"
-        for attempt in range(1, self.max_attempts + 1):
-            self.pace.before(kind)
-            try:
-                response = self.session.get(self.root + path, params=params, timeout=self.timeout)
-            except (requests.Timeout, requests.ConnectionError) as err:
-                if attempt == self.max_attempts:
-                    raise TransientError(f"Zendesk {what}: {type(err).__name__}") from err
-                self.sleep(2 ** (attempt - 1))
-                continue
-            self.pace.after(kind, response.headers)
-            if response.status_code == 429:
-                wait = _retry_after(response, 60.0)
-                if attempt == self.max_attempts:
-                    raise RateLimitedError(f"Zendesk {what}: rate limited; retry after {wait:g}s", wait)
-                log.warning("Zendesk %s: rate limited, waiting %gs", what, wait)
-                self.sleep(wait)
-                continue
-            if response.status_code >= 500 and attempt < self.max_attempts:
-                self.sleep(2 ** (attempt - 1))
-                continue
-            if response.status_code >= 400:
-                raise ConnectorError(f"Zendesk {what} answered {response.status_code}: {response.text[:200]}")
-            try:
-                return response.json()
-            except ValueError as err:
-                raise ConnectorError(f"Zendesk {what} answered without JSON") from err
-        raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _raw(value: Any) -> str | None:
@@ -342,7 +277,7 @@ def _changes(child: Mapping[str, Any], at: int, bot: bool) -> list[dict[str, Any
     cid = child.get("id")
     out: list[dict[str, Any]] = []
     if "status" in child:
-        out.append({**base, "id": f"s{cid}", "type": "status", "status": _status(child["status"])})
+        out.append({**base, "id": f"s{cid}", "type": "status", "status": engine_status(child["status"])})
     if "priority" in child:
         out.append({**base, "id": f"p{cid}", "type": "priority", "priority": child["priority"] or None})
     if "group_id" in child:
@@ -367,10 +302,3 @@ def _start_time(url: Any) -> int | None:
         return None
     values = parse_qs(urlsplit(url).query).get("start_time")
     return int(values[0]) if values and values[0].isdigit() else None
-
-
-def _retry_after(response: requests.Response, default: float) -> float:
-    try:
-        return max(float(response.headers.get("Retry-After", default)), 0.0)
-    except ValueError:
-        return default

@@ -85,15 +85,10 @@ def ticket_from_zendesk(
             if label in aliases:
                 return str(label)
             category = custom.get("status_category") or category
-        return _engine_status(category)
+        return engine_status(category)
 
     def author(user_id: Any) -> str:
-        if user_id is None or user_id == SYSTEM_USER_ID:
-            return "system"
-        user = users.get(user_id)
-        if user is None or user.get("active") is False:
-            return "unknown"
-        return _ROLE_AUTHORS.get(str(user.get("role")), "unknown")
+        return comment_author(user_id, users)
 
     timeline = sorted(((_epoch(audit["created_at"]), audit) for audit in audits), key=lambda p: p[0])
     events: list[Event] = []
@@ -107,10 +102,10 @@ def ticket_from_zendesk(
             if kind == "Comment":
                 who = author(event.get("author_id", audit.get("author_id")))
                 public = bool(event.get("public", True))
-                bot = who == "agent" and is_signed(event.get("plain_body") or event.get("body"))
+                bot = is_bot_comment(event, who)
                 events.append(Event(at=at, type="comment", author=who, public=public, bot=bot))
             elif kind in ("Create", "Change") and event.get("field_name") == "status" and not custom_changes:
-                events.append(Event(at=at, type="status", status=_engine_status(event.get("value"))))
+                events.append(Event(at=at, type="status", status=engine_status(event.get("value"))))
             elif event in custom_changes:
                 events.append(Event(at=at, type="status", status=status_of(None, _int(event.get("value")))))
     fields = {
@@ -132,6 +127,23 @@ def ticket_from_zendesk(
     )
 
 
+def comment_author(user_id: Any, users: Mapping[int, Mapping[str, Any]]) -> str:
+    """Who wrote a comment, from its user's role: `end-user` the customer, `agent`/`admin`
+    an agent, the system user (-1, triggers and automations) "system", a deleted user or
+    one missing from `users` "unknown"."""
+    if user_id is None or user_id == SYSTEM_USER_ID:
+        return "system"
+    user = users.get(user_id)
+    if user is None or user.get("active") is False:
+        return "unknown"
+    return _ROLE_AUTHORS.get(str(user.get("role")), "unknown")
+
+
+def is_bot_comment(event: Mapping[str, Any], author: str) -> bool:
+    """An agent's comment that carries the bot's signature (whoever's account wrote it)."""
+    return author == "agent" and is_signed(event.get("plain_body") or event.get("body"))
+
+
 def _int(value: Any) -> int | None:
     try:
         return int(value)
@@ -139,7 +151,8 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _engine_status(value: Any) -> str:
+def engine_status(value: Any) -> str:
+    """The engine's name of a Zendesk status (category): `hold` is on_hold."""
     return _FROM_ZENDESK_STATUS.get(str(value), str(value))
 
 
