@@ -91,6 +91,7 @@ def create_sandbox(
         ("/api/v2/custom_statuses.json", _list_custom_statuses, "GET"),
         ("/api/v2/tickets/<int:tid>.json", _delete_ticket, "DELETE"),
         ("/api/v2/users/<int:uid>.json", _show_user, "GET"),
+        ("/api/v2/users/show_many.json", _show_many_users, "GET"),
         ("/_sandbox/tickets/<int:tid>/comments", _admin_comment, "POST"),
         ("/_sandbox/reset", _admin_reset, "POST"),
         ("/_sandbox/requests", _admin_requests, "GET"),
@@ -386,6 +387,16 @@ def _show_user(uid: int) -> Any:
         if uid not in state.users:
             raise ApiError(404, "RecordNotFound", "Not found")
         return jsonify({"user": state.users[uid]})
+
+
+def _show_many_users() -> Any:
+    """Users by `ids` (comma-separated, at most 100); unknown ids are left out, as Zendesk does."""
+    raw = [part for part in (request.args.get("ids") or "").split(",") if part]
+    if not raw or len(raw) > 100 or not all(part.isdigit() for part in raw):
+        raise ApiError(400, "InvalidValue", "ids must be 1 to 100 comma-separated user ids")
+    state = _app().state
+    with state.lock:
+        return jsonify({"users": [state.users[int(uid)] for uid in raw if int(uid) in state.users]})
 
 
 def _show_me() -> Any:

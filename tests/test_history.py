@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
+import responses as responses_lib
 
 from connectors.base import signed
 from connectors.zendesk.history import ZendeskHistoryReader
@@ -184,3 +185,35 @@ def test_progress_goes_to_the_terminal_stream():
     progress("zendesk: 10 tickets")
     progress.done("zendesk: done")
     assert out.getvalue() == "zendesk: 10 tickets\nzendesk: done\n"
+
+
+@responses_lib.activate
+def test_comment_authors_left_out_of_the_sideloads_are_read_by_show_many():
+    """The export sideloads the tickets' requesters, submitters and assignees; another agent's
+    comment names a user read with users/show_many (shapes of Zendesk's API reference)."""
+    root = "https://acme.zendesk.com/api/v2"
+    ticket = {"id": 35436, "created_at": "2024-03-04T09:00:00Z", "updated_at": "2024-03-04T10:00:00Z",
+              "status": "open", "priority": None, "group_id": None, "tags": [], "custom_fields": [],
+              "requester_id": 20978392, "subject": "Help", "description": "Help please"}
+    requester = {"id": 20978392, "role": "end-user", "active": True}
+    colleague = {"id": 1100001, "role": "admin", "active": True}
+    comment = {"id": 71021, "event_type": "Comment", "author_id": 1100001, "body": "On it",
+               "public": True}
+    responses_lib.get(f"{root}/incremental/tickets/cursor.json", json={
+        "tickets": [ticket], "users": [requester], "after_cursor": "MTU3NjYxMzUzOS4wfHw0Njd8",
+        "end_of_stream": True})
+    responses_lib.get(f"{root}/incremental/ticket_events.json", json={
+        "ticket_events": [
+            {"id": 7101, "ticket_id": 35436, "timestamp": epoch(MONDAY), "created_at": "2024-03-04T09:00:00Z",
+             "updater_id": 20978392, "event_type": "Audit", "child_events": [
+                 {"id": 71011, "event_type": "Comment", "author_id": 20978392, "body": "Help please",
+                  "public": True}, {"id": 71012, "event_type": "Create", "status": "open"}]},
+            {"id": 7102, "ticket_id": 35436, "timestamp": epoch(MONDAY) + 3600,
+             "created_at": "2024-03-04T10:00:00Z", "updater_id": 1100001, "event_type": "Audit",
+             "child_events": [comment]}],
+        "end_time": epoch(MONDAY) + 3600, "end_of_stream": True})
+    show_many = responses_lib.get(f"{root}/users/show_many.json", json={"users": [colleague]})
+    history = ZendeskHistoryReader("acme", "bot@acme.example", "token", sleep=lambda s: None)
+    docs, _ = history.read(epoch(MONDAY))
+    assert [e["author"] for e in docs[0]["events"]] == ["customer", "agent"]
+    assert show_many.calls[0].request.params == {"ids": "1100001"}
