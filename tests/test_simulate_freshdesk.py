@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 
-from app import create_app
-from config import load_settings
 from sandbox.freshdesk import SANDBOX_API_KEY, create_sandbox, serve_in_thread
+from tests.simulate_helpers import AUTO_CLOSE, Clock, rules_file, simulate_json, simulation_app
 
 AUTH = (SANDBOX_API_KEY, "X")
 MONDAY = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)
@@ -24,24 +22,6 @@ policies:
     targets:
       first_response: 4h
 """
-AUTO_CLOSE = """
-auto_close:
-  - id: close-pending
-    when: {status: pending}
-    after: 16h
-    calendar: office
-    reply: Closing for now; reply to reopen.
-"""
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def helpdesk():
     clock = Clock(MONDAY)
@@ -51,14 +31,14 @@ def helpdesk():
     h = timedelta(hours=1)
 
     def create(name: str, hours: float) -> None:
-        clock.now = MONDAY + hours * h
+        clock.at(MONDAY + hours * h)
         response = requests.post(f"{url}/api/v2/tickets", auth=AUTH, timeout=5, json={
             "subject": f"Ticket {name}", "description": "Help please", "email": "casey@example.org"})
         response.raise_for_status()
         ids[name] = str(response.json()["id"])
 
     def reply(name: str, hours: float, author: str, status: int | None = None) -> None:
-        clock.now = MONDAY + hours * h
+        clock.at(MONDAY + hours * h)
         requests.post(f"{url}/_sandbox/tickets/{ids[name]}/conversations", timeout=5,
                       json={"author": author, "body": f"{author} writes"}).raise_for_status()
         if status:
@@ -70,7 +50,7 @@ def helpdesk():
     reply("closed", 1, "agent", 3)
     reply("false", 2, "agent", 3)
     reply("false", 97, "customer")  # Friday 10:00: reopens the pending ticket
-    clock.now = MONDAY + 7 * 24 * h
+    clock.at(MONDAY + 7 * 24 * h)
     sandbox.state.requests.clear()
     try:
         yield clock, url, sandbox, ids
@@ -79,24 +59,14 @@ def helpdesk():
 
 
 def _app(tmp_path, clock, url):
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(BASE)
-    settings = load_settings({"HELPDESK": "freshdesk", "HELPDESK_SANDBOX": "1", "FRESHDESK_API_URL": url,
-                              "RULES_PATH": str(rules),
-                              "DATABASE_URL": f"sqlite:///{tmp_path / 'deskpilot.db'}"}, env_file=None)
-    return create_app({"TESTING": True, "SETTINGS": settings, "CLOCK": clock})
+    return simulation_app(tmp_path, clock, BASE, {"HELPDESK": "freshdesk", "FRESHDESK_API_URL": url})
 
 
 def test_auto_close_story_on_freshdesk_and_a_cached_second_run(tmp_path, helpdesk):
     clock, url, sandbox, ids = helpdesk
     app = _app(tmp_path, clock, url)
-    proposed = tmp_path / "new.yaml"
-    proposed.write_text(BASE + AUTO_CLOSE)
-    args = ["simulate", "--rules", str(proposed), "--from", "2024-03-04", "--to", "2024-03-10",
-            "--format", "json"]
-    result = app.test_cli_runner().invoke(args=args)
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
+    proposed = rules_file(tmp_path, "new.yaml", BASE + AUTO_CLOSE)
+    report = simulate_json(app, "--rules", proposed)
     assert report["tickets"] == 2
     assert report["auto_closes"]["proposed"] == {"close-pending": [ids["closed"], ids["false"]]}
     assert [f["ticket"] for f in report["false_closes"]["proposed"]["close-pending"]] == [ids["false"]]
@@ -110,7 +80,6 @@ def test_auto_close_story_on_freshdesk_and_a_cached_second_run(tmp_path, helpdes
         (f"/api/v2/tickets/{ids['false']}/conversations", None, None),
     ]
     calls = len(sandbox.state.requests)
-    again = app.test_cli_runner().invoke(args=args)
-    assert again.exit_code == 0, again.output
+    again = simulate_json(app, "--rules", proposed)
     assert len(sandbox.state.requests) == calls
-    assert json.loads(again.stdout)["history"]["cached"] is True
+    assert again["history"]["cached"] is True

@@ -8,10 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from app import create_app
-from config import load_settings
 from sandbox.zendesk import SANDBOX_TOKEN, create_sandbox, serve_in_thread
 from sandbox.zendesk_state import CUSTOMER_ID, SANDBOX_EMAIL
+from tests.simulate_helpers import AUTO_CLOSE, Clock, rules_file, simulate_json, simulation_app
 
 AUTH = (f"{SANDBOX_EMAIL}/token", SANDBOX_TOKEN)
 MONDAY = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)
@@ -29,28 +28,6 @@ policies:
     targets:
       first_response: 4h
 """
-AUTO_CLOSE = """
-auto_close:
-  - id: close-pending
-    when: {status: pending}
-    after: 16h
-    calendar: office
-    reply: Closing for now; reply to reopen.
-"""
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def at(self, when: datetime) -> None:
-        assert when >= self.now
-        self.now = when
-
-
 @pytest.fixture
 def helpdesk():
     """A sandbox with a week of history: (clock, base url, sandbox app, ticket ids by name)."""
@@ -92,25 +69,7 @@ def helpdesk():
 
 
 def _app(tmp_path, clock, url, rules_text):
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(rules_text)
-    settings = load_settings({"HELPDESK": "zendesk", "HELPDESK_SANDBOX": "1", "ZENDESK_API_URL": url,
-                              "RULES_PATH": str(rules),
-                              "DATABASE_URL": f"sqlite:///{tmp_path / 'deskpilot.db'}"}, env_file=None)
-    return create_app({"TESTING": True, "SETTINGS": settings, "CLOCK": clock})
-
-
-def _rules(tmp_path, name: str, text: str) -> str:
-    path = tmp_path / name
-    path.write_text(text)
-    return str(path)
-
-
-def _simulate(app, *args: str) -> dict:
-    result = app.test_cli_runner().invoke(args=["simulate", *args, "--from", "2024-03-04", "--to",
-                                                "2024-03-10", "--format", "json"])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    return simulation_app(tmp_path, clock, rules_text, {"HELPDESK": "zendesk", "ZENDESK_API_URL": url})
 
 
 def _base(holidays: str = "") -> str:
@@ -120,7 +79,7 @@ def _base(holidays: str = "") -> str:
 def test_adding_an_auto_close_reports_the_tickets_it_closes_and_the_false_closes(tmp_path, helpdesk):
     clock, url, sandbox, ids = helpdesk
     app = _app(tmp_path, clock, url, _base())
-    report = _simulate(app, "--rules", _rules(tmp_path, "new.yaml", _base() + AUTO_CLOSE))
+    report = simulate_json(app, "--rules", rules_file(tmp_path, "new.yaml", _base() + AUTO_CLOSE))
     assert report["window"] == {"from": "2024-03-04T00:00:00Z", "to": "2024-03-10T23:59:59Z"}
     assert report["tickets"] == 4
     closed = [ids["closed"], ids["false"]]
@@ -147,7 +106,7 @@ def test_a_holiday_moves_the_dues_it_covers_and_no_others(tmp_path, helpdesk):
     clock, url, sandbox, ids = helpdesk
     app = _app(tmp_path, clock, url, _base())
     holiday = _base("holidays: {dates: [2024-03-06]}")
-    report = _simulate(app, "--rules", _rules(tmp_path, "new.yaml", holiday))
+    report = simulate_json(app, "--rules", rules_file(tmp_path, "new.yaml", holiday))
     dues = [(c["ticket"], c["baseline"], c["proposed"], c["moved_seconds"])
             for c in report["changes"] if c["type"] == "due"]
     # Tuesday 16:00 + 4 office hours: Wednesday 12:00, with Wednesday off Thursday 12:00.
@@ -159,12 +118,12 @@ def test_a_holiday_moves_the_dues_it_covers_and_no_others(tmp_path, helpdesk):
 def test_an_identical_baseline_reports_no_change_and_the_second_run_no_vendor_call(tmp_path, helpdesk):
     clock, url, sandbox, ids = helpdesk
     app = _app(tmp_path, clock, url, _base())
-    same = _rules(tmp_path, "same.yaml", _base())
-    first = _simulate(app, "--rules", same)
+    same = rules_file(tmp_path, "same.yaml", _base())
+    first = simulate_json(app, "--rules", same)
     assert first["changes"] == [] and first["tickets_changed"] == 0
     assert first["history"]["calls"] > 0 and not first["history"]["cached"]
     calls = len(sandbox.state.requests)
-    second = _simulate(app, "--rules", same, "--baseline", same)
+    second = simulate_json(app, "--rules", same, "--baseline", same)
     assert len(sandbox.state.requests) == calls  # the sandbox's request log: not one call
     assert second["history"] == {"calls": 0, "read": 0, "cached": True}
     assert second["changes"] == [] and second["tickets"] == first["tickets"] == 4
@@ -173,7 +132,7 @@ def test_an_identical_baseline_reports_no_change_and_the_second_run_no_vendor_ca
 def test_history_comes_from_the_incremental_exports(tmp_path, helpdesk):
     clock, url, sandbox, ids = helpdesk
     app = _app(tmp_path, clock, url, _base())
-    _simulate(app, "--rules", _rules(tmp_path, "same.yaml", _base()))
+    simulate_json(app, "--rules", rules_file(tmp_path, "same.yaml", _base()))
     paths = [(r["path"], r["query"].get("include")) for r in sandbox.state.requests]
     assert paths == [
         ("/api/v2/incremental/tickets/cursor.json", "users"),
@@ -203,7 +162,7 @@ def test_html_report_is_one_self_contained_file(tmp_path, helpdesk):
     app = _app(tmp_path, clock, url, _base())
     out = tmp_path / "report.html"
     result = app.test_cli_runner().invoke(args=[
-        "simulate", "--rules", _rules(tmp_path, "new.yaml", _base() + AUTO_CLOSE), "--since", "8d",
+        "simulate", "--rules", rules_file(tmp_path, "new.yaml", _base() + AUTO_CLOSE), "--since", "8d",
         "--format", "html", "--out", str(out)])
     assert result.exit_code == 0, result.output
     page = out.read_text()
@@ -216,7 +175,7 @@ def test_a_bad_rule_file_is_a_one_line_error(tmp_path, helpdesk):
     clock, url, sandbox, ids = helpdesk
     app = _app(tmp_path, clock, url, _base())
     text = "version: 1\npolicies:\n  - id: x\n    targets: {first_response: soon}\n"
-    bad = _rules(tmp_path, "bad.yaml", text)
+    bad = rules_file(tmp_path, "bad.yaml", text)
     result = app.test_cli_runner().invoke(args=["simulate", "--rules", bad, "--since", "7d"])
     assert result.exit_code != 0 and "bad.yaml" in result.output and "Traceback" not in result.output
     assert sandbox.state.requests == []  # nothing read for rules that cannot run
