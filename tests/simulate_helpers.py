@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from app import create_app
 from config import load_settings
 
+MONDAY = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)
+BASE = """
+version: 1
+calendars:
+  office:
+    timezone: UTC
+    hours: {mon-fri: ["09:00-17:00"]}
+    %HOLIDAYS%
+policies:
+  - id: standard
+    calendar: office
+    targets:
+      first_response: 4h
+"""
 AUTO_CLOSE = """
 auto_close:
   - id: close-pending
@@ -19,6 +33,11 @@ auto_close:
     reply: Closing for now; reply to reopen.
 """
 WEEK = ("--from", "2024-03-04", "--to", "2024-03-10")
+
+
+def base_rules(holidays: str = "") -> str:
+    """An office calendar (with `holidays`, a calendar key) and a 4h first response target."""
+    return BASE.replace("%HOLIDAYS%", holidays)
 
 
 class Clock:

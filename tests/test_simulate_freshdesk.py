@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 import requests
 
 from sandbox.freshdesk import SANDBOX_API_KEY, create_sandbox, serve_in_thread
-from tests.simulate_helpers import AUTO_CLOSE, Clock, rules_file, simulate_json, simulation_app
+from tests.simulate_helpers import (
+    AUTO_CLOSE,
+    MONDAY,
+    Clock,
+    base_rules,
+    rules_file,
+    simulate_json,
+    simulation_app,
+)
 
 AUTH = (SANDBOX_API_KEY, "X")
-MONDAY = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)
-BASE = """
-version: 1
-calendars:
-  office: {timezone: UTC, hours: {mon-fri: ["09:00-17:00"]}}
-policies:
-  - id: standard
-    calendar: office
-    targets:
-      first_response: 4h
-"""
+
 @pytest.fixture
 def helpdesk():
     clock = Clock(MONDAY)
@@ -59,13 +57,13 @@ def helpdesk():
 
 
 def _app(tmp_path, clock, url):
-    return simulation_app(tmp_path, clock, BASE, {"HELPDESK": "freshdesk", "FRESHDESK_API_URL": url})
+    return simulation_app(tmp_path, clock, base_rules(), {"HELPDESK": "freshdesk", "FRESHDESK_API_URL": url})
 
 
 def test_auto_close_story_on_freshdesk_and_a_cached_second_run(tmp_path, helpdesk):
     clock, url, sandbox, ids = helpdesk
     app = _app(tmp_path, clock, url)
-    proposed = rules_file(tmp_path, "new.yaml", BASE + AUTO_CLOSE)
+    proposed = rules_file(tmp_path, "new.yaml", base_rules() + AUTO_CLOSE)
     report = simulate_json(app, "--rules", proposed)
     assert report["tickets"] == 2
     assert report["auto_closes"]["proposed"] == {"close-pending": [ids["closed"], ids["false"]]}

@@ -3,31 +3,26 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import requests
 
 from sandbox.zendesk import SANDBOX_TOKEN, create_sandbox, serve_in_thread
 from sandbox.zendesk_state import CUSTOMER_ID, SANDBOX_EMAIL
-from tests.simulate_helpers import AUTO_CLOSE, Clock, rules_file, simulate_json, simulation_app
+from tests.simulate_helpers import (
+    AUTO_CLOSE,
+    MONDAY,
+    Clock,
+    base_rules,
+    rules_file,
+    simulate_json,
+    simulation_app,
+)
 
 AUTH = (f"{SANDBOX_EMAIL}/token", SANDBOX_TOKEN)
-MONDAY = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)
 
-BASE = """
-version: 1
-calendars:
-  office:
-    timezone: UTC
-    hours: {mon-fri: ["09:00-17:00"]}
-    %HOLIDAYS%
-policies:
-  - id: standard
-    calendar: office
-    targets:
-      first_response: 4h
-"""
+
 @pytest.fixture
 def helpdesk():
     """A sandbox with a week of history: (clock, base url, sandbox app, ticket ids by name)."""
@@ -72,14 +67,10 @@ def _app(tmp_path, clock, url, rules_text):
     return simulation_app(tmp_path, clock, rules_text, {"HELPDESK": "zendesk", "ZENDESK_API_URL": url})
 
 
-def _base(holidays: str = "") -> str:
-    return BASE.replace("%HOLIDAYS%", holidays)
-
-
 def test_adding_an_auto_close_reports_the_tickets_it_closes_and_the_false_closes(tmp_path, helpdesk):
     clock, url, sandbox, ids = helpdesk
-    app = _app(tmp_path, clock, url, _base())
-    report = simulate_json(app, "--rules", rules_file(tmp_path, "new.yaml", _base() + AUTO_CLOSE))
+    app = _app(tmp_path, clock, url, base_rules())
+    report = simulate_json(app, "--rules", rules_file(tmp_path, "new.yaml", base_rules() + AUTO_CLOSE))
     assert report["window"] == {"from": "2024-03-04T00:00:00Z", "to": "2024-03-10T23:59:59Z"}
     assert report["tickets"] == 4
     closed = [ids["closed"], ids["false"]]
@@ -104,8 +95,8 @@ def test_adding_an_auto_close_reports_the_tickets_it_closes_and_the_false_closes
 
 def test_a_holiday_moves_the_dues_it_covers_and_no_others(tmp_path, helpdesk):
     clock, url, sandbox, ids = helpdesk
-    app = _app(tmp_path, clock, url, _base())
-    holiday = _base("holidays: {dates: [2024-03-06]}")
+    app = _app(tmp_path, clock, url, base_rules())
+    holiday = base_rules("holidays: {dates: [2024-03-06]}")
     report = simulate_json(app, "--rules", rules_file(tmp_path, "new.yaml", holiday))
     dues = [(c["ticket"], c["baseline"], c["proposed"], c["moved_seconds"])
             for c in report["changes"] if c["type"] == "due"]
@@ -117,8 +108,8 @@ def test_a_holiday_moves_the_dues_it_covers_and_no_others(tmp_path, helpdesk):
 
 def test_an_identical_baseline_reports_no_change_and_the_second_run_no_vendor_call(tmp_path, helpdesk):
     clock, url, sandbox, ids = helpdesk
-    app = _app(tmp_path, clock, url, _base())
-    same = rules_file(tmp_path, "same.yaml", _base())
+    app = _app(tmp_path, clock, url, base_rules())
+    same = rules_file(tmp_path, "same.yaml", base_rules())
     first = simulate_json(app, "--rules", same)
     assert first["changes"] == [] and first["tickets_changed"] == 0
     assert first["history"]["calls"] > 0 and not first["history"]["cached"]
@@ -131,8 +122,8 @@ def test_an_identical_baseline_reports_no_change_and_the_second_run_no_vendor_ca
 
 def test_history_comes_from_the_incremental_exports(tmp_path, helpdesk):
     clock, url, sandbox, ids = helpdesk
-    app = _app(tmp_path, clock, url, _base())
-    simulate_json(app, "--rules", rules_file(tmp_path, "same.yaml", _base()))
+    app = _app(tmp_path, clock, url, base_rules())
+    simulate_json(app, "--rules", rules_file(tmp_path, "same.yaml", base_rules()))
     paths = [(r["path"], r["query"].get("include")) for r in sandbox.state.requests]
     assert paths == [
         ("/api/v2/incremental/tickets/cursor.json", "users"),
@@ -142,7 +133,7 @@ def test_history_comes_from_the_incremental_exports(tmp_path, helpdesk):
 
 def test_sla_report_lists_met_and_breached_per_target_priority_and_policy(tmp_path, helpdesk):
     clock, url, sandbox, ids = helpdesk
-    app = _app(tmp_path, clock, url, _base())
+    app = _app(tmp_path, clock, url, base_rules())
     result = app.test_cli_runner().invoke(args=["report", "sla", "--from", "2024-03-04", "--to", "2024-03-10",
                                                 "--format", "json"])
     assert result.exit_code == 0, result.output
@@ -159,10 +150,10 @@ def test_sla_report_lists_met_and_breached_per_target_priority_and_policy(tmp_pa
 
 def test_html_report_is_one_self_contained_file(tmp_path, helpdesk):
     clock, url, sandbox, ids = helpdesk
-    app = _app(tmp_path, clock, url, _base())
+    app = _app(tmp_path, clock, url, base_rules())
     out = tmp_path / "report.html"
     result = app.test_cli_runner().invoke(args=[
-        "simulate", "--rules", rules_file(tmp_path, "new.yaml", _base() + AUTO_CLOSE), "--since", "8d",
+        "simulate", "--rules", rules_file(tmp_path, "new.yaml", base_rules() + AUTO_CLOSE), "--since", "8d",
         "--format", "html", "--out", str(out)])
     assert result.exit_code == 0, result.output
     page = out.read_text()
@@ -173,7 +164,7 @@ def test_html_report_is_one_self_contained_file(tmp_path, helpdesk):
 
 def test_a_bad_rule_file_is_a_one_line_error(tmp_path, helpdesk):
     clock, url, sandbox, ids = helpdesk
-    app = _app(tmp_path, clock, url, _base())
+    app = _app(tmp_path, clock, url, base_rules())
     text = "version: 1\npolicies:\n  - id: x\n    targets: {first_response: soon}\n"
     bad = rules_file(tmp_path, "bad.yaml", text)
     result = app.test_cli_runner().invoke(args=["simulate", "--rules", bad, "--since", "7d"])
