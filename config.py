@@ -92,7 +92,12 @@ JOB_DEFAULTS = {
     "INBOX_RETENTION_DAYS": 14,
     "WRITE_BUDGET_PER_MINUTE": 80,
     "WRITE_BUDGET_PER_TICKET": 20,
+    "AUDIT_RETENTION_DAYS": 180,
+    # Seconds a history read stays fresh for simulation windows ending now.
+    "HISTORY_MAX_AGE": 3600,
 }
+# Most of the helpdesk's API budget a history read may use (HISTORY_API_SHARE).
+DEFAULT_HISTORY_API_SHARE = 0.30
 
 
 class Settings(BaseSettings):
@@ -137,6 +142,9 @@ class Settings(BaseSettings):
     inbox_retention_days: int = JOB_DEFAULTS["INBOX_RETENTION_DAYS"]
     write_budget_per_minute: int = JOB_DEFAULTS["WRITE_BUDGET_PER_MINUTE"]
     write_budget_per_ticket: int = JOB_DEFAULTS["WRITE_BUDGET_PER_TICKET"]
+    audit_retention_days: int = JOB_DEFAULTS["AUDIT_RETENTION_DAYS"]
+    history_max_age: int = JOB_DEFAULTS["HISTORY_MAX_AGE"]
+    history_api_share: float = DEFAULT_HISTORY_API_SHARE
 
     # The console's first admin, its JSON API's bearer token and the session signing key.
     admin_email: str = ""
@@ -307,6 +315,7 @@ def _parse(env: Mapping[str, str]) -> dict[str, Any]:
         "worker_lease_seconds": _lease_seconds(env),
         "database_timeout_seconds": _database_timeout(env),
         "log_level": _log_level(env.get("LOG_LEVEL", "INFO")),
+        "history_api_share": _share(env, "HISTORY_API_SHARE", DEFAULT_HISTORY_API_SHARE),
         **jobs,
         **{name.lower(): env.get(name, "") for name in ("ADMIN_EMAIL", "ADMIN_PASSWORD", "API_TOKEN",
                                                         "SECRET_KEY")},
@@ -436,6 +445,20 @@ def _database_timeout(env: Mapping[str, str]) -> float:
     if value < 1:
         raise ConfigError("DATABASE_TIMEOUT_SECONDS must be a number of seconds from 1 to 300")
     return value
+
+
+def _share(env: Mapping[str, str], name: str, default: float) -> float:
+    """A share above 0 and at most 1, written 0.3 or 30%; ConfigError names the variable."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        share = float(raw.rstrip("%")) / (100 if raw.endswith("%") else 1)
+    except ValueError:
+        raise ConfigError(f"{name} must be a share like 0.3 or 30%") from None
+    if not 0 < share <= 1:
+        raise ConfigError(f"{name} must be above 0 and at most 1 (100%)")
+    return share
 
 
 def positive_int(env: Mapping[str, str], name: str, default: int) -> int:

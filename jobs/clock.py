@@ -51,6 +51,7 @@ class ClockConfig:
             reconcile_lookback=settings.reconcile_lookback_seconds,
             sweep_limit=settings.sweep_limit,
             inbox_retention_days=settings.inbox_retention_days,
+            audit_retention_days=settings.audit_retention_days,
         )
 
     @classmethod

@@ -31,14 +31,15 @@ from typing import Any, TextIO
 
 import sqlalchemy as sa
 
+from config import DEFAULT_HISTORY_API_SHARE, JOB_DEFAULTS
 from jobs.simulate import in_window
 from store.engine import read_transaction, write_transaction
 from store.models import history_coverage, history_tickets
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SHARE = 0.30  # of the account's API budget (HISTORY_API_SHARE)
-DEFAULT_MAX_AGE = 3600  # seconds a read stays fresh for windows ending now (HISTORY_MAX_AGE)
+DEFAULT_SHARE = DEFAULT_HISTORY_API_SHARE  # of the account's API budget (HISTORY_API_SHARE)
+DEFAULT_MAX_AGE = JOB_DEFAULTS["HISTORY_MAX_AGE"]  # seconds a read stays fresh for windows ending now
 # Documented per-minute limits to assume before the helpdesk's headers tell.
 DEFAULT_LIMITS = {"export": 10, "api": 200}
 _BATCH = 500

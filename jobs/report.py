@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -20,7 +19,6 @@ from typing import Any
 import click
 from flask import Flask
 
-from config import ConfigError, positive_int
 from engine.decision import TARGET_NAMES, iso_utc
 from engine.rulefile import RuleFileError, load_rules
 from engine.ruleset import RuleSet
@@ -434,42 +432,23 @@ def render(report: dict[str, Any], fmt: str, kind: str = "simulation") -> str:
 # -- running them from the app ------------------------------------------------------------
 
 
-def _share(value: float | None) -> float:
-    if value is not None:
-        return value
-    text = os.environ.get("HISTORY_API_SHARE", "").strip()
-    if not text:
-        from jobs.history import DEFAULT_SHARE
-
-        return DEFAULT_SHARE
-    try:
-        share = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
-    except ValueError:
-        raise click.ClickException(
-            f"HISTORY_API_SHARE must be a share like 0.3 or 30%, got {text!r}") from None
-    if not 0 < share <= 1:
-        raise click.ClickException(f"HISTORY_API_SHARE must be above 0 and at most 1 (100%), got {text!r}")
-    return share
-
-
 def history_for(app: Flask, start: int, end: int, rules: RuleSet, *, share: float | None = None,
                 progress=None, reader=None):
-    """(documents, facts) for the window, through the store's history cache."""
-    from jobs.history import DEFAULT_MAX_AGE, HistoryCache, Progress, build_reader, load_history
+    """(documents, facts) for the window, through the store's history cache.
+
+    `share` (--api-share) overrides the settings' HISTORY_API_SHARE; HISTORY_MAX_AGE says how
+    long a read stays fresh."""
+    from jobs.history import HistoryCache, Progress, build_reader, load_history
 
     state = app.extensions["deskpilot"]
     settings, store = state["settings"], state["store"]
     mapping = rules.helpdesk.get(settings.helpdesk)
     if reader is None:
-        reader = build_reader(settings, share=_share(share),
+        reader = build_reader(settings, share=settings.history_api_share if share is None else share,
                               status_map=dict(mapping.statuses) if mapping else None)
     progress = progress or Progress()
-    try:
-        max_age = positive_int(os.environ, "HISTORY_MAX_AGE", DEFAULT_MAX_AGE)
-    except ConfigError as err:
-        raise click.ClickException(str(err)) from None
     docs, facts = load_history(HistoryCache(store.engine), reader, start, end, now=app.config["CLOCK"](),
-                               max_age=max_age, progress=progress)
+                               max_age=settings.history_max_age, progress=progress)
     if hasattr(progress, "done"):
         progress.done(f"{settings.helpdesk}: {len(docs)} tickets in the window"
                       f" ({facts['calls']} vendor calls{', from the cache' if facts['cached'] else ''})")

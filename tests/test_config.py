@@ -125,6 +125,11 @@ def test_partial_credentials_name_what_is_missing(env, message):
     ({"WORKER_LEASE_SECONDS": "2"}, "WORKER_LEASE_SECONDS must be a whole number of seconds from 5"),
     ({"DATABASE_TIMEOUT_SECONDS": "0.5"}, "DATABASE_TIMEOUT_SECONDS must be a number of seconds"),
     ({"DATABASE_TIMEOUT_SECONDS": "nan"}, "DATABASE_TIMEOUT_SECONDS must be a number of seconds"),
+    ({"HISTORY_API_SHARE": "most"}, "HISTORY_API_SHARE must be a share like 0.3 or 30%"),
+    ({"HISTORY_API_SHARE": "150%"}, "HISTORY_API_SHARE must be above 0 and at most 1 (100%)"),
+    ({"HISTORY_API_SHARE": "0"}, "HISTORY_API_SHARE must be above 0 and at most 1 (100%)"),
+    ({"HISTORY_MAX_AGE": "-5"}, "HISTORY_MAX_AGE must be a whole number >= 1"),
+    ({"AUDIT_RETENTION_DAYS": "a year"}, "AUDIT_RETENTION_DAYS must be a whole number >= 1"),
     ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
     ({"DATABASE_URL": "mysql://u@h/db"}, "DATABASE_URL must be sqlite:///PATH or postgresql+psycopg://"),
     ({"DATABASE_URL": "not a url"}, "DATABASE_URL is not a database URL"),
@@ -288,6 +293,18 @@ def test_one_settings_object_carries_every_process_setting():
     with pytest.raises(ConfigError) as raised:
         load({**ZENDESK, "WRITE_BUDGET_PER_MINUTE": "tok_secret_value"})
     assert str(raised.value) == "WRITE_BUDGET_PER_MINUTE must be a whole number >= 1"
+
+
+def test_history_and_retention_settings_are_fields_passed_down():
+    from jobs.clock import ClockConfig
+
+    settings = load({**ZENDESK, "HISTORY_API_SHARE": "20%", "HISTORY_MAX_AGE": "600",
+                     "AUDIT_RETENTION_DAYS": "30"})
+    assert (settings.history_api_share, settings.history_max_age) == (0.2, 600)
+    assert ClockConfig.from_settings(settings).audit_retention_days == 30
+    defaults = load(ZENDESK)
+    assert (defaults.history_api_share, defaults.history_max_age, defaults.audit_retention_days) == (
+        0.3, 3600, 180)
 
 
 def test_settings_read_the_process_environment_natively(monkeypatch, tmp_path):

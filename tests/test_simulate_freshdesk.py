@@ -20,6 +20,7 @@ from tests.simulate_helpers import (
 
 AUTH = (SANDBOX_API_KEY, "X")
 
+
 @pytest.fixture
 def helpdesk():
     clock = Clock(MONDAY)
