@@ -17,11 +17,17 @@ class History:
     event (the helpdesk sent no event for the change, e.g. a customer reply
     reopening a pending ticket), the change is placed at the latest event
     after that status event, or at the status event itself.
+
+    `labels[i]` is the custom status label (casefolded) of `spans[i]`, or None;
+    `label` the current one. Statuses given to `pauses` and `_since` match a
+    span by its engine status or its label.
     """
 
     __slots__ = (
         "status",
         "spans",
+        "labels",
+        "label",
         "first_agent",
         "last_agent",
         "last_human_agent",
@@ -37,6 +43,7 @@ class History:
         self.now = now
         self.events = ticket.events
         spans: list[tuple[int, str]] = [(ticket.created_at, "open")]
+        labels: list[str | None] = [None]
         first_agent = last_agent = last_human_agent = None
         last_public_author = None
         last_event_at = ticket.created_at
@@ -58,14 +65,20 @@ class History:
                             first_agent = at
             elif event.type == "status":
                 value = aliases.get(event.status, event.status) if aliases else event.status
-                if value != spans[-1][1]:
+                label = _fold(event.custom_status)
+                if (value, label) != (spans[-1][1], labels[-1]):
                     spans.append((max(at, spans[-1][0]), value))
+                    labels.append(label)
+        current = _fold(ticket.custom_status)
         if truncated:
             status = spans[-1][1]
-        elif status != spans[-1][1]:
+        elif (status, current) != (spans[-1][1], labels[-1]):
             spans.append((max(last_event_at, spans[-1][0]), status))
+            labels.append(current)
         self.status = status
         self.spans = spans
+        self.labels = labels
+        self.label = labels[-1]
         self.first_agent = first_agent
         self.last_agent = last_agent
         self.last_human_agent = last_human_agent
@@ -77,8 +90,8 @@ class History:
         end_all = self.now if until is None else until
         out: list[tuple[int, int]] = []
         spans = self.spans
-        for i, (start, status) in enumerate(spans):
-            if status not in statuses:
+        for i, (start, _status) in enumerate(spans):
+            if not self.within(i, statuses):
                 continue
             end = spans[i + 1][0] if i + 1 < len(spans) else end_all
             if end > end_all:
@@ -91,6 +104,16 @@ class History:
                 else:
                     out.append((start, end))
         return out
+
+
+    def within(self, index: int, statuses: frozenset[str]) -> bool:
+        """Whether span `index` is in `statuses`, by engine status or custom status label."""
+        label = self.labels[index]
+        return self.spans[index][1] in statuses or (label is not None and label in statuses)
+
+
+def _fold(label: str | None) -> str | None:
+    return label.casefold() if label else None
 
 
 def due_of(target: Target, start: int, pauses=()) -> tuple[int, int]:
@@ -148,13 +171,14 @@ def _result(
 def _since(history: History, statuses: frozenset[str]) -> int | None:
     """When the ticket entered the run of `statuses` it is in now (pending then
     on_hold is one pause; solved then closed is one resolution), else None."""
-    if history.status not in statuses:
+    last = len(history.spans) - 1
+    if not history.within(last, statuses):
         return None
-    start = history.spans[-1][0]
-    for at, status in reversed(history.spans):
-        if status not in statuses:
+    start = history.spans[last][0]
+    for index in range(last, -1, -1):
+        if not history.within(index, statuses):
             break
-        start = at
+        start = history.spans[index][0]
     return start
 
 

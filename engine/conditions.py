@@ -76,7 +76,8 @@ class Matcher:
             if condition.priority is None
             else frozenset(None if p == "none" else p for p in condition.priority)
         )
-        self.statuses = None if condition.status is None else frozenset(condition.status)
+        # Engine statuses and custom status labels, casefolded (labels match case-insensitively).
+        self.statuses = None if condition.status is None else frozenset(_norm(s) for s in condition.status)
         self.tags_all = frozenset(condition.tags_all)
         self.tags_any = frozenset(condition.tags_any)
         self.tags_none = frozenset(condition.tags_none)
@@ -98,14 +99,19 @@ class Matcher:
             or self.text_regex
         )
 
-    def test(self, ticket: Ticket, priority: str | None, status: str) -> list[str] | None:
-        """None if the condition fails, else the reasons worth telling (may be empty)."""
+    def test(self, ticket: Ticket, priority: str | None, status: str,
+             custom_status: str | None = None) -> list[str] | None:
+        """None if the condition fails, else the reasons worth telling (may be empty).
+
+        `custom_status`: the label of the custom status the ticket is in, which a
+        `status:` condition may name instead of the engine status."""
         if self.always:
             return []
         reasons: list[str] = []
         if self.priorities is not None and priority not in self.priorities:
             return None
-        if self.statuses is not None and status not in self.statuses:
+        if self.statuses is not None and status not in self.statuses and (
+                not custom_status or _norm(custom_status) not in self.statuses):
             return None
         tags = ticket.tags
         if self.tags_all and not self.tags_all <= tags:

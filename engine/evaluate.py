@@ -26,20 +26,21 @@ def _clock(name: str, target, history: clocks.History, ticket: Ticket, chosen) -
 class _State:
     """The ticket as the decided actions leave it, so later rules see earlier ones."""
 
-    __slots__ = ("tags", "group", "priority", "status", "holds")
+    __slots__ = ("tags", "group", "priority", "status", "custom_status", "holds")
 
-    def __init__(self, ticket: Ticket, priority: str | None, status: str) -> None:
+    def __init__(self, ticket: Ticket, priority: str | None, status: str, custom_status: str | None) -> None:
         self.holds: Sequence[ownership.Hold] = ()
         self.tags = ticket.tags
         self.group = ticket.group
         self.priority = priority
         self.status = status
+        self.custom_status = custom_status  # the custom status label, while the status is the ticket's
 
 
-def _reclassify(ticket: Ticket, rules: RuleSet, status: str):
+def _reclassify(ticket: Ticket, rules: RuleSet, status: str, custom_status: str | None):
     priority = ticket.priority
     for rule in rules.reclassify:
-        reasons = rule.when.test(ticket, priority, status)
+        reasons = rule.when.test(ticket, priority, status, custom_status)
         if reasons is None:
             continue
         if rule.set == priority:
@@ -110,7 +111,7 @@ def _escalate(
 ) -> int | None:
     if not rule.unless_tags.isdisjoint(state.tags):
         return None
-    if rule.when.test(ticket, state.priority, state.status) is None:
+    if rule.when.test(ticket, state.priority, state.status, state.custom_status) is None:
         return None
     if rule.kind == "before_breach":
         fires, moment, reason = _before_breach(rule, chosen, targets, now)
@@ -173,7 +174,7 @@ def _auto_close(
     a customer comment after the agent's cancels it.
     """
     for rule in rules.auto_close:
-        if rule.when.test(ticket, state.priority, state.status) is None:
+        if rule.when.test(ticket, state.priority, state.status, state.custom_status) is None:
             continue
         # "Any later customer comment cancels it": the latest public comment must be the agent's.
         if history.last_public_author != "agent" or history.last_agent is None:
@@ -233,7 +234,7 @@ def _auto_close(
                 ),
             )
         )
-        state.status = rule.set_status
+        state.status, state.custom_status = rule.set_status, None
         return None
     return None
 
@@ -265,7 +266,7 @@ def evaluate(ticket: Ticket, rules: RuleSet, now: int, holds: Sequence[ownership
     status = history.status
     actions: list[Action] = []
 
-    priority, prule, reasons = _reclassify(ticket, rules, status)
+    priority, prule, reasons = _reclassify(ticket, rules, status, history.label)
     # Agents win: after a hand-set priority the reclassification stands back (engine/ownership.py).
     if prule is not None and (hold := ownership.held(holds, ownership.PRIORITY)) is not None:
         if (stood := ownership.stand_back_note(hold, prule.id, priority)) is not None:
@@ -274,7 +275,7 @@ def evaluate(ticket: Ticket, rules: RuleSet, now: int, holds: Sequence[ownership
 
     policy = None
     for candidate in rules.policies:
-        if candidate.when.test(ticket, priority, status) is not None:
+        if candidate.when.test(ticket, priority, status, history.label) is not None:
             policy = candidate
             break
     targets: dict[str, TargetResult | None] = {}
@@ -308,7 +309,7 @@ def evaluate(ticket: Ticket, rules: RuleSet, now: int, holds: Sequence[ownership
         if result.warn_at is not None and result.warn_at > now:
             checks.append(result.warn_at)
 
-    state = _State(ticket, priority, status)
+    state = _State(ticket, priority, status, history.label)
     state.holds = holds
     for rule in rules.escalations:
         moment = _escalate(rule, ticket, state, targets, chosen, now, actions)

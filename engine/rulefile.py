@@ -278,7 +278,7 @@ def _compile_policy(src: _Source, index: int, policy: Policy, calendars, levels)
                 name=target_name,
                 budget=0 if days is not None else spec.within,
                 calendar=calendar,
-                pause_on=frozenset(spec.pause_on)
+                pause_on=frozenset(status.casefold() for status in spec.pause_on)
                 if spec.pause_on is not None
                 else DEFAULT_PAUSES[target_name],
                 warn_after=spec.warn_after,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -25,6 +26,32 @@ from engine.ticket import PRIORITIES, STATUSES
 TARGET_NAMES = ("first_response", "resolution", "next_update", "next_reply")
 Priority = Literal["low", "normal", "high", "urgent"]
 Status = Literal["new", "open", "pending", "on_hold", "solved", "closed"]
+
+
+def _status_or_label(value: Any) -> str:
+    """An engine status, or the agent label of a helpdesk custom status ("Awaiting vendor"),
+    matched case-insensitively; a near miss of an engine status is a typo, not a label."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("a status is an engine status (" + ", ".join(STATUSES)
+                         + ") or a custom status's agent label")
+    text = value.strip()
+    if text in STATUSES:
+        return text
+    folded = text.casefold()
+    if re.sub(r"[\s_-]+", "_", folded) in STATUSES:
+        return text  # "On-hold", "Pending": a label that spells an engine status (Zendesk's defaults)
+    close = difflib.get_close_matches(folded, STATUSES, n=1, cutoff=0.8)
+    if close:
+        raise ValueError(f"{text!r} is not an engine status; did you mean {close[0]!r}? (a custom status "
+                         "is named by its agent label)")
+    return text
+
+
+_STATUS_OR_LABEL_SCHEMA: dict[str, Any] = {"anyOf": [
+    {"enum": list(STATUSES)},
+    {"type": "string", "minLength": 1, "description": "a custom status's agent label (any case)"},
+]}
+StatusOrLabel = Annotated[str, BeforeValidator(_status_or_label), WithJsonSchema(_STATUS_OR_LABEL_SCHEMA)]
 TargetName = Literal["first_response", "resolution", "next_update", "next_reply"]
 RuleId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)]
 
@@ -387,10 +414,10 @@ class Condition(Strict):
         None, description="one priority or a list; 'none' (or null) matches a ticket with no priority"
     )
     status: Annotated[
-        list[Status],
+        list[StatusOrLabel],
         BeforeValidator(_one_or_many),
-        WithJsonSchema(_one_or_many_schema({"enum": list(STATUSES)})),
-    ] | None = None
+        WithJsonSchema(_one_or_many_schema(_STATUS_OR_LABEL_SCHEMA)),
+    ] | None = Field(None, description="engine statuses or custom status labels (any case)")
     tags_all: list[str] = Field(default_factory=list)
     tags_any: list[str] = Field(default_factory=list)
     tags_none: list[str] = Field(default_factory=list)
@@ -465,8 +492,9 @@ class TargetSpec(Strict):
     within: Span
     calendar: CalendarRef | None = None
     warn_after: Duration | None = Field(None, description="business time after the start to warn at")
-    pause_on: list[Status] | None = Field(
-        None, description="statuses that stop the clock (resolution defaults to pending, on_hold)"
+    pause_on: list[StatusOrLabel] | None = Field(
+        None, description="statuses or custom status labels that stop the clock (resolution defaults to "
+        "pending, on_hold)"
     )
     until_tags: list[str] = Field(default_factory=list, description="next_update stops once any is present")
     start_from: Literal["created", "agent_update"] | None = Field(

@@ -35,7 +35,8 @@ class Event:
 
     A `comment` has an `author` (`customer`, `agent`, or one of OTHER_AUTHORS) and `public`; `bot`
     marks an agent comment Deskpilot itself posted (an auto-close reminder).
-    A `status` event has the `status` the ticket entered at that instant.
+    A `status` event has the `status` the ticket entered at that instant and, for a
+    helpdesk's custom status, its agent label (`custom_status`, e.g. "Awaiting vendor").
     """
 
     at: int
@@ -44,11 +45,17 @@ class Event:
     public: bool = True
     status: str | None = None
     bot: bool = False
+    custom_status: str | None = None
 
 
 @dataclass(slots=True)
 class Ticket:
-    """A ticket as of its latest sync. Instants are UTC epoch seconds."""
+    """A ticket as of its latest sync. Instants are UTC epoch seconds.
+
+    `status` is the engine's status; `custom_status` the agent label of the helpdesk's
+    custom status the ticket is in (Zendesk custom statuses, Freshdesk statuses from 6
+    on), which `status:` conditions and `pause_on` may name instead (case-insensitive).
+    """
 
     id: str
     status: str
@@ -60,6 +67,7 @@ class Ticket:
     fields: dict[str, Any] = field(default_factory=dict)
     events: tuple[Event, ...] = ()
     group: str | None = None
+    custom_status: str | None = None
 
 
 class Choice(str):

@@ -25,6 +25,7 @@ from connectors.base import (
 from connectors.freshdesk import FreshdeskConnector
 from connectors.zendesk import ZendeskConnector
 from engine.conditions import Matcher
+from engine.evaluate import evaluate
 from engine.rulefile import load_rules
 from engine.rules import Condition
 from engine.ticket import Event, Ticket
@@ -391,6 +392,74 @@ def test_a_freshdesk_custom_status_label_named_by_status_aliases_needs_no_id(rsp
     assert connector.check() == []
     with pytest.raises(ConfigurationError, match="status 8"):
         FreshdeskConnector("acme.freshdesk.com", "key", sleep=lambda s: None).fetch_ticket(str(data["id"]))
+
+
+LABEL_RULES = """
+version: 1
+calendars: {c: {timezone: UTC, hours: 24/7}}
+policies:
+  - id: waiting-on-others
+    when: {status: [%LOWER%]}
+    calendar: c
+    targets:
+      resolution: {within: 30h, pause_on: ["%UPPER%"]}
+  - id: rest
+    calendar: c
+    targets:
+      resolution: {within: 30h, pause_on: [pending]}
+"""
+
+
+def _zendesk_in_custom_status(rsps, custom_status_id: int) -> Ticket:
+    zendesk = Zendesk()
+    ticket = load("zendesk_api", "ticket_35436.json")
+    ticket["ticket"]["custom_status_id"] = custom_status_id
+    rsps.get(zendesk.ticket_url(), json=ticket)
+    rsps.get(f"{zendesk.api}/tickets/35436/audits.json",
+             json=load("zendesk_api", "audits_35436_custom_status.json"))
+    zendesk.serve_metadata(rsps)
+    return zendesk.connector().fetch_ticket("35436").ticket
+
+
+def _freshdesk_in_status(rsps, status: int) -> Ticket:
+    freshdesk = Freshdesk()
+    data = dict(load("freshdesk_api", "ticket_custom_status_with_stats.json"), status=status)
+    rsps.get(f"{freshdesk.api}/tickets/{data['id']}", json=data)
+    rsps.get(f"{freshdesk.api}/tickets/{data['id']}/conversations", json=[])
+    freshdesk.serve_metadata(rsps)
+    connector = FreshdeskConnector("acme.freshdesk.com", "key", status_map={8: "on_hold"},
+                                   sleep=lambda s: None)
+    return connector.fetch_ticket(str(data["id"])).ticket
+
+
+# (read the ticket in its custom status, the status's id, its label, another status of one category)
+CUSTOM_STATUS_CASES = {
+    "zendesk": (_zendesk_in_custom_status, 1900000001, "Waiting on vendor", 1900000006),
+    "freshdesk": (_freshdesk_in_status, 7, "Waiting on Third Party", 8),
+}
+
+
+@pytest.mark.parametrize("name", CUSTOM_STATUS_CASES)
+def test_conditions_and_pause_on_name_a_custom_status_by_its_label(name, rsps, tmp_path):
+    read, status_id, label, sibling = CUSTOM_STATUS_CASES[name]
+    text = LABEL_RULES.replace("%LOWER%", label.lower()).replace("%UPPER%", label.upper())
+    (tmp_path / "rules.yaml").write_text(text)
+    rules = load_rules(tmp_path)
+    now = int(NOW.timestamp())
+
+    ticket = read(rsps, status_id)
+    assert (ticket.status, ticket.custom_status) == ("on_hold", label)
+    decision = evaluate(ticket, rules, now)
+    assert decision.policy == "waiting-on-others"
+    assert decision.targets["resolution"].state == "paused"
+
+    # Another custom status of the same category is told apart: its label is not named.
+    rsps.reset()
+    other = read(rsps, sibling)
+    assert other.status == "on_hold" and other.custom_status not in (None, label)
+    decision = evaluate(other, rules, now)
+    assert decision.policy == "rest"
+    assert decision.targets["resolution"].state == "breached"  # on_hold does not pause `rest`
 
 
 # -- batched reads, start-up check, /healthz -------------------------------------------------

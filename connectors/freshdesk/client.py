@@ -245,8 +245,14 @@ class FreshdeskConnector:
             status_map={**self._aliased_statuses(data.get("status")), **self.status_map},
             agent_ids=agents,
             field_types=self.field_types() if self.field_names else {},
+            status_labels=self.status_labels() if data.get("status") not in STATUS_NAMES else {},
         )
         return RemoteTicket(ticket=ticket, stamp=data.get("updated_at"), raw=data)
+
+    def status_labels(self) -> dict[int, str]:
+        """Status id -> agent label, from the status field's choices (GET /ticket_fields, cached
+        for `metadata_seconds`): a custom status's label for conditions and pause_on."""
+        return status_choices(self._ticket_fields())
 
     def _aliased_statuses(self, status: Any) -> dict[int, str]:
         """Custom status id -> its agent label, for the labels the rules' status_aliases name
@@ -254,7 +260,7 @@ class FreshdeskConnector:
         if (not self._status_aliases or status in STATUS_NAMES or status in self.status_map
                 or status in DEFAULT_WAITING_STATUSES):
             return {}
-        return {sid: label for sid, label in status_choices(self._ticket_fields()).items()
+        return {sid: label for sid, label in self.status_labels().items()
                 if label in self._status_aliases and sid not in STATUS_NAMES}
 
     def fetch_tickets(self, ticket_ids: Iterable[str]) -> dict[str, RemoteTicket | ConnectorError]:

@@ -46,6 +46,7 @@ def ticket_from_freshdesk(
     status_map: Mapping[int, str],
     agent_ids: Collection[int] = (),
     field_types: Mapping[str, FieldType] | None = None,
+    status_labels: Mapping[int, str] | None = None,
 ) -> Ticket:
     """The engine's Ticket from a Freshdesk ticket (with `include=stats`) and its conversations.
 
@@ -59,6 +60,10 @@ def ticket_from_freshdesk(
     used: it says the conversation came from outside the portal (an email, or
     an API call that set it), not who wrote it. An agent's reply or note that
     carries the bot's signature is marked `bot`.
+
+    `status_labels` (status id -> agent label, the status field's choices) gives a
+    custom status (6 and up) its label (`custom_status`, on the ticket and on the
+    status event at status_updated_at), which conditions and `pause_on` may name.
     """
     types = field_types or {}
     tid = data.get("id")
@@ -87,7 +92,9 @@ def ticket_from_freshdesk(
             public=not item.get("private", False),
             bot=author == "agent" and is_signed(item.get("body_text") or _text(item.get("body"))),
         ))
-    events.extend(_status_events(data.get("stats") or {}, status, tid))
+    raw_status = data.get("status")
+    label = (status_labels or {}).get(raw_status) if raw_status not in STATUS_NAMES else None
+    events.extend(_status_events(data.get("stats") or {}, status, tid, label))
     events.sort(key=lambda event: (event.at, event.type != "comment"))
     return Ticket(
         id=str(tid),
@@ -100,6 +107,7 @@ def ticket_from_freshdesk(
         fields=fields,
         events=tuple(events),
         group=group_names.get(data.get("group_id")),
+        custom_status=label,
     )
 
 
@@ -116,7 +124,8 @@ def _engine_status(status: Any, tid: Any, status_map: Mapping[int, str]) -> str:
     )
 
 
-def _status_events(stats: Mapping[str, Any], status: str, tid: Any) -> list[Event]:
+def _status_events(stats: Mapping[str, Any], status: str, tid: Any, label: str | None = None
+                   ) -> list[Event]:
     """The status changes that Freshdesk's ticket stats still show.
 
     Freshdesk's API keeps no status history (the activity log is not in API
@@ -151,6 +160,10 @@ def _status_events(stats: Mapping[str, Any], status: str, tid: Any) -> list[Even
     for moment, name in candidates:
         if not events or events[-1].status != name:
             events.append(Event(at=moment, type="status", status=name))
+    if label and current_at is not None and events and events[-1].status == status:
+        # The current status, entered at status_updated_at, is the custom one.
+        last = events[-1]
+        events[-1] = Event(at=last.at, type="status", status=last.status, custom_status=label)
     return events
 
 

@@ -173,8 +173,7 @@ class ZendeskConnector:
 
     def custom_statuses(self, refresh: bool = False) -> dict[int, dict[str, Any]]:
         """The account's custom ticket statuses by id (GET custom_statuses.json), kept for
-        `field_metadata_seconds`; read only with status_aliases, once a ticket carries a
-        custom_status_id.
+        `field_metadata_seconds`; read once a ticket carries a custom_status_id.
 
         https://developer.zendesk.com/api-reference/ticketing/tickets/custom_ticket_statuses/
         """
@@ -223,9 +222,8 @@ class ZendeskConnector:
         audits, users = self.audits(number)
         types = self.field_types() if self._field_ids else {}
         # The ticket's `status` is its custom status's category already; the custom
-        # statuses are read only when status_aliases may name one of their labels.
-        wanted = self._status_aliases and ticket.get("custom_status_id") is not None
-        statuses = self.custom_statuses() if wanted else {}
+        # statuses (one cached read) give its label, for status_aliases, conditions and pause_on.
+        statuses = self.custom_statuses() if ticket.get("custom_status_id") is not None else {}
         try:
             engine_ticket = ticket_from_zendesk(
                 ticket, audits, users, field_names=self._field_names, group_names=self._group_names,

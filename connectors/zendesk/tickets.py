@@ -72,7 +72,9 @@ def ticket_from_zendesk(
     ticket's status is its custom status's agent label when `status_aliases`
     names that label (the engine maps it), else the engine status of its
     category (`hold` -> on_hold), so two custom statuses of one category can be
-    told apart by an alias and every other one still works.
+    told apart by an alias and every other one still works. The ticket and its
+    status events carry the custom status's agent label too (`custom_status`),
+    which `status:` conditions and `pause_on` may name.
     """
     types = field_types or {}
     statuses = custom_statuses or {}
@@ -86,6 +88,11 @@ def ticket_from_zendesk(
                 return str(label)
             category = custom.get("status_category") or category
         return engine_status(category)
+
+    def label_of(custom_id: Any) -> str | None:
+        custom = statuses.get(custom_id) if custom_id is not None else None
+        label = custom.get("agent_label") if custom is not None else None
+        return str(label) if label else None
 
     def author(user_id: Any) -> str:
         return comment_author(user_id, users)
@@ -107,7 +114,9 @@ def ticket_from_zendesk(
             elif kind in ("Create", "Change") and event.get("field_name") == "status" and not custom_changes:
                 events.append(Event(at=at, type="status", status=engine_status(event.get("value"))))
             elif event in custom_changes:
-                events.append(Event(at=at, type="status", status=status_of(None, _int(event.get("value")))))
+                custom_id = _int(event.get("value"))
+                events.append(Event(at=at, type="status", status=status_of(None, custom_id),
+                                    custom_status=label_of(custom_id)))
     fields = {
         field_names[item["id"]]: types.get(item["id"], FieldType()).read(item.get("value"))
         for item in ticket.get("custom_fields") or []
@@ -124,6 +133,7 @@ def ticket_from_zendesk(
         fields=fields,
         events=tuple(events),
         group=group_names.get(ticket.get("group_id")),
+        custom_status=label_of(ticket.get("custom_status_id")),
     )
 
 
