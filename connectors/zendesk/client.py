@@ -1,9 +1,10 @@
 """Zendesk connector: ticket and audit reads, safe updates, bulk jobs, over connectors.http.
 
-zenpy is not used: its public API returns objects without the audits' user
-sideload, the cursors and the raw `updated_at` a safe update needs, and it runs
-its own 429 sleep loop and urllib3 retries, a second retry policy beside the
-work queue's. Every call goes through the shared HTTP layer instead.
+zenpy is not used (nor a dependency): its public API returns objects without the
+audits' user sideload, the cursors and the raw `updated_at` a safe update needs,
+and it runs its own 429 sleep loop and urllib3 retries, a second retry policy
+beside the work queue's. Every call goes through the shared HTTP layer instead
+(docs/webhooks.md, "Zendesk client").
 """
 
 from __future__ import annotations
