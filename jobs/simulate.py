@@ -66,7 +66,8 @@ class Prepared:
     group: str | None
     tags: frozenset[str]
     fields: dict[str, Any]
-    # (at, kind, a, b): comment (author, public) | status (status) | priority (p) |
+    custom_status: str | None
+    # (at, kind, a, b): comment (author, public) | status (status, custom status label) | priority (p) |
     # group (name) | tags (added, removed) | field (name, value)
     events: list[tuple]
     customer_comments: list[int]
@@ -92,7 +93,7 @@ def prepare(doc: Mapping[str, Any], mapping: Mapping_) -> Prepared:
             if item["author"] == "customer" and public:
                 customer.append(at)
         elif kind == "status":
-            events.append((at, "status", item["status"], None))
+            events.append((at, "status", item["status"], item.get("custom_status")))
         elif kind == "priority":
             events.append((at, "priority", item.get("priority"), None))
         elif kind == "group":
@@ -115,6 +116,7 @@ def prepare(doc: Mapping[str, Any], mapping: Mapping_) -> Prepared:
         group=group_name(initial.get("group")),
         tags=frozenset(initial.get("tags") or ()),
         fields=fields,
+        custom_status=initial.get("custom_status"),
         events=events,
         customer_comments=customer,
     )
@@ -199,9 +201,10 @@ def replay(prep: Prepared, rules: RuleSet, start: int, end: int) -> Run:
     i = 0
     status, priority, group = prep.status, prep.priority, prep.group
     tags, fields = prep.tags, prep.fields
+    custom = prep.custom_status  # the custom status label, while the status is the helpdesk's own
     timeline: list[Event] = []
     if status:
-        timeline.append(Event(prep.created, "status", status=status))
+        timeline.append(Event(prep.created, "status", status=status, custom_status=custom))
     bot_closed = False
     firings: list[Firing] = []
     closes: list[Firing] = []
@@ -221,12 +224,12 @@ def replay(prep: Prepared, rules: RuleSet, start: int, end: int) -> Run:
             if kind == "comment":
                 timeline.append(Event(at, "comment", a, b))
                 if bot_closed and a == "customer" and b and status == "solved":
-                    status = "open"  # a requester's reply reopens a solved ticket
+                    status, custom = "open", None  # a requester's reply reopens a solved ticket
                     timeline.append(Event(at, "status", status="open"))
                     bot_closed = False
             elif kind == "status":
-                status = a
-                timeline.append(Event(at, "status", status=a))
+                status, custom = a, b
+                timeline.append(Event(at, "status", status=a, custom_status=b))
                 bot_closed = False
             elif kind == "priority":
                 priority = a
@@ -238,7 +241,7 @@ def replay(prep: Prepared, rules: RuleSet, start: int, end: int) -> Run:
                 fields = {**fields, a: b}
         for _ in range(0 if inert else _SETTLE_ROUNDS):
             ticket = Ticket(prep.id, status, prep.created, priority, prep.subject, prep.description,
-                            tags, fields, tuple(timeline), group)
+                            tags, fields, tuple(timeline), group, custom)
             decision = evaluate(ticket, rules, t)
             evaluations += 1
             result = decision.targets.get("next_update")
@@ -264,7 +267,7 @@ def replay(prep: Prepared, rules: RuleSet, start: int, end: int) -> Run:
                     priority = action.value
                 elif kind == "set_status":
                     changed |= status != action.value
-                    status = action.value
+                    status, custom = action.value, None
                     timeline.append(Event(t, "status", status=action.value))
                     bot_closed = action.rule in close_ids
                 elif kind == "assign_group":

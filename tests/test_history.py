@@ -99,7 +99,7 @@ def test_a_later_window_reads_only_what_changed_since_and_merges_it(store, zende
     docs, facts = load_history(cache, reader(url), epoch(MONDAY), epoch(first_now), now=first_now)
     assert facts["cached"] is False and [d["id"] for d in docs] == [tid]
     assert docs[0]["initial"] == {"status": "open", "priority": "high", "group": None, "tags": ["vip"],
-                                  "fields": {}}
+                                  "fields": {}, "custom_status": "Open"}
     comment(tid, MONDAY + timedelta(days=3), "customer", "open")
     later = MONDAY + timedelta(days=4)
     clock["now"] = later
@@ -217,3 +217,17 @@ def test_comment_authors_left_out_of_the_sideloads_are_read_by_show_many():
     docs, _ = history.read(epoch(MONDAY))
     assert [e["author"] for e in docs[0]["events"]] == ["customer", "agent"]
     assert show_many.calls[0].request.params == {"ids": "1100001"}
+
+
+def test_custom_status_changes_carry_their_labels(store, zendesk):
+    sandbox, url, clock, create, comment = zendesk
+    tid = create(MONDAY)
+    for hours, custom_status_id in ((1, 106), (5, 104)):  # "Waiting on vendor", then "On-hold"
+        clock["now"] = MONDAY + timedelta(hours=hours)
+        body = {"ticket": {"custom_status_id": custom_status_id}}
+        requests.put(f"{url}/api/v2/tickets/{tid}.json", json=body, auth=AUTH, timeout=5).raise_for_status()
+    now = MONDAY + timedelta(hours=6)
+    docs, _ = load_history(HistoryCache(store.engine), reader(url), epoch(MONDAY), epoch(now), now=now)
+    assert docs[0]["initial"]["custom_status"] == "Open"
+    assert [(e["status"], e.get("custom_status")) for e in docs[0]["events"] if e["type"] == "status"] == [
+        ("on_hold", "Waiting on vendor"), ("on_hold", "On-hold")]

@@ -194,3 +194,14 @@ def test_the_table_says_when_nothing_changes():
     text = format_simulation_table(report)
     assert "1 tickets replayed, 0 would change" in text
     assert "no change: the proposed rules decide every ticket as the baseline does" in text
+
+
+def test_an_auto_close_on_a_custom_status_label_replays_only_that_custom_status():
+    vendor_close = CLOSE.replace("when: {status: pending}", "when: {status: waiting on customer reply}")
+    waiting = {"at": at("2024-03-04T11:00:00"), "type": "status", "status": "pending", "bot": False,
+               "custom_status": "Waiting on customer reply"}
+    doc = ticket([comment("2024-03-04T11:00:00", "agent"), waiting])
+    run = replay(prepare(doc, NO_IDS), rules(vendor_close), *WINDOW)
+    assert [c.at for c in run.closes] == [at("2024-03-05T11:00:00")]
+    other = ticket([comment("2024-03-04T11:00:00", "agent"), {**waiting, "custom_status": "Pending"}])
+    assert replay(prepare(other, NO_IDS), rules(vendor_close), *WINDOW).closes == []

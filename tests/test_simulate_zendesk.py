@@ -128,6 +128,7 @@ def test_history_comes_from_the_incremental_exports(tmp_path, helpdesk):
     assert paths == [
         ("/api/v2/incremental/tickets/cursor.json", "users"),
         ("/api/v2/incremental/ticket_events.json", "comment_events"),
+        ("/api/v2/custom_statuses.json", None),  # once: the custom statuses' labels
     ]
 
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.freshdesk.client import FreshdeskConnector
-from connectors.freshdesk.tickets import ticket_from_freshdesk
+from connectors.freshdesk.tickets import STATUS_NAMES, ticket_from_freshdesk
 from connectors.history import HistoryReader, NoPace
 from connectors.history import epoch as _epoch
 
@@ -81,15 +81,19 @@ class FreshdeskHistoryReader(HistoryReader):
 
     def _document(self, data: Mapping[str, Any], conversations: list[dict[str, Any]],
                   agents: frozenset[int]) -> dict[str, Any]:
+        # A custom status's label (the status field's choices, read once) rides on its status event.
+        labels = self.connector.status_labels() if data.get("status") not in STATUS_NAMES else {}
         ticket = ticket_from_freshdesk(data, conversations, field_names={}, group_names={},
-                                       status_map=self.connector.status_map, agent_ids=agents)
+                                       status_map=self.connector.status_map, agent_ids=agents,
+                                       status_labels=labels)
         events = []
         for event in ticket.events:
             if event.type == "comment":
                 events.append({"at": event.at, "type": "comment", "author": event.author,
                                "public": event.public, "bot": event.bot})
             else:
-                events.append({"at": event.at, "type": "status", "status": event.status, "bot": False})
+                events.append({"at": event.at, "type": "status", "status": event.status, "bot": False,
+                               **({"custom_status": event.custom_status} if event.custom_status else {})})
         # The stats keep the start of the latest pending run after the ticket left it;
         # the run ends at the next transition they show.
         stats = data.get("stats") or {}

@@ -224,6 +224,10 @@ class ZendeskHistoryReader(HistoryReader):
             # The bot signs the comment of each of its updates: the audit's changes are its own.
             is_bot = any(is_bot_comment(child, authors[id(child)]) for child in children
                          if id(child) in authors)
+            # Accounts with custom statuses record a custom_status_id change beside the status one.
+            custom = next((child for child in children if child.get("custom_status_id") is not None
+                           and child.get("event_type") in ("Create", "Change")), None)
+            first = len(events)
             for child in children:
                 kind = child.get("event_type")
                 if kind == "Comment":
@@ -236,6 +240,18 @@ class ZendeskHistoryReader(HistoryReader):
                     _initial(initial, child)
                 elif kind == "Change":
                     events.extend(_changes(child, at, is_bot))
+            if custom is not None:
+                category, label = self._custom_status(custom["custom_status_id"])
+                if custom.get("event_type") == "Create":
+                    initial["custom_status"] = label
+                    initial["status"] = category or initial["status"]
+                    continue
+                status_events = [e for e in events[first:] if e["type"] == "status"]
+                if status_events:
+                    status_events[-1]["custom_status"] = label
+                elif category:
+                    events.append({"id": f"s{custom.get('id')}", "at": at, "type": "status",
+                                   "status": engine_status(category), "custom_status": label, "bot": is_bot})
         if not saw_create:
             # No creation audit in what was read: the ticket as it is now stands in
             # for its start (a merge with the cached document replaces it).
@@ -243,6 +259,8 @@ class ZendeskHistoryReader(HistoryReader):
                        "group": _raw(ticket.get("group_id")), "tags": list(ticket.get("tags") or ()),
                        "fields": {str(f["id"]): f.get("value") for f in ticket.get("custom_fields") or []
                                   if f.get("value") is not None}}
+            if ticket.get("custom_status_id") is not None:
+                initial["custom_status"] = self._custom_status(ticket["custom_status_id"])[1]
         if initial["status"]:
             initial["status"] = engine_status(initial["status"])
         return {
@@ -252,6 +270,19 @@ class ZendeskHistoryReader(HistoryReader):
             "initial": initial, "events": events, "partial_from": partial_from,
             "complete": saw_create or partial_from is None,
         }
+
+    def _custom_status(self, custom_id: Any) -> tuple[str | None, str | None]:
+        """(status category, agent label) of a custom status (GET custom_statuses.json, read once
+        and cached by the connector); (None, None) for one the account does not have."""
+        try:
+            number = int(custom_id)
+        except (TypeError, ValueError):
+            return None, None
+        custom = self.connector.custom_statuses().get(number)
+        if custom is None:
+            return None, None
+        label = custom.get("agent_label")
+        return custom.get("status_category"), (str(label) if label else None)
 
 
 def _raw(value: Any) -> str | None:
