@@ -27,7 +27,8 @@ def build(settings: Any, mapping: Any = None, **options: Any) -> Helpdesk:
     """The connector of `settings.helpdesk`, configured from `mapping` (rules' `helpdesk:` entry).
 
     Every factory also takes `status_aliases` (the rules' helpdesk status labels ->
-    engine statuses) among the options.
+    engine statuses) and `status_labels` (the custom status labels the rules' conditions
+    and pause_on name, which check() looks up) among the options.
     """
     factory = CONNECTORS.get(settings.helpdesk)
     if factory is None:

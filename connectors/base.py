@@ -117,6 +117,17 @@ def signed(text: str) -> str:
     return f"{text.rstrip()}\n\n{BOT_SIGNATURE}"
 
 
+def unknown_labels(named: Iterable[str], known: Iterable[str], vendor: str, source: str) -> list[str]:
+    """One problem naming the custom status labels the rules name (casefolded) that no status
+    of the account has (`known`), so a rule that can never match is said at start-up."""
+    missing = sorted(set(named) - {label.casefold() for label in known})
+    if not missing:
+        return []
+    return [f"status label(s) {', '.join(repr(m) for m in missing)} in the rule files' status: conditions "
+            f"or pause_on are neither engine statuses nor custom statuses of this {vendor} account "
+            f"({source}); fix the spelling or add the status"]
+
+
 def is_signed(text: str | None) -> bool:
     """True when a comment's plain text ends with the bot's signature."""
     return bool(text) and text.rstrip().endswith(BOT_SIGNATURE)  # type: ignore[union-attr]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from engine.calendar import Calendar
 from engine.conditions import Matcher
 from engine.rules import HelpdeskMapping
+from engine.ticket import STATUSES
 
 DEFAULT_PAUSES = {
     "first_response": frozenset(),
@@ -126,3 +127,15 @@ class RuleSet:
     auto_close: list[AutoCloseRule] = field(default_factory=list)
     sla_fields: dict[str, dict[str, str]] = field(default_factory=dict)
     helpdesk: dict[str, HelpdeskMapping] = field(default_factory=dict)
+
+    def status_labels(self) -> frozenset[str]:
+        """The custom status labels (casefolded) that `status:` conditions and `pause_on` name:
+        every name there that is not an engine status."""
+        names: set[str] = set()
+        for rule in (*self.reclassify, *self.policies, *self.escalations, *self.auto_close):
+            names |= rule.when.statuses or frozenset()
+        for policy in self.policies:
+            for by_priority in policy.targets.values():
+                for target in by_priority.values():
+                    names |= target.pause_on
+        return frozenset(names) - frozenset(STATUSES)

@@ -9,10 +9,14 @@ A history document is one ticket, vendor-neutral but with the vendor's ids
                  "fields": {"9001": "professional"}},
      "events": [{"id": "c1", "at": 1793703600, "type": "comment", "author": "agent", "public": true,
                  "bot": false},
-                {"id": "s2", "at": 1793703600, "type": "status", "status": "pending", "bot": false},
+                {"id": "s2", "at": 1793703600, "type": "status", "status": "pending", "bot": false,
+                 "custom_status": "Waiting on customer reply"},
                 ... "priority" (priority), "group" (group), "tags" (added, removed), "field" (field, value)]}
 
-`bot` marks what the API user (Deskpilot) did; the replay leaves it out.
+`bot` marks what Deskpilot did (its signed comments and the changes of the
+updates that carry one); the replay leaves it out. `custom_status` (on
+`initial` and status events, when the helpdesk has one) is the custom status's
+agent label, which rules may name.
 
 The store keeps every document read and the span of time read completely
 (`history_coverage`): a window inside that span is served without a vendor

@@ -155,7 +155,8 @@ def build_connector(settings: Settings, rules: RuleSet | None = None, **options)
 
     mapping = rules.helpdesk.get(settings.helpdesk) if rules is not None else None
     aliases = dict(rules.status_aliases) if rules is not None else {}
-    return connectors.build(settings, mapping, status_aliases=aliases, **options)
+    labels = rules.status_labels() if rules is not None else frozenset()
+    return connectors.build(settings, mapping, status_aliases=aliases, status_labels=labels, **options)
 
 
 def check_connector(helpdesk: Helpdesk, store: Store, now: datetime) -> list[str]:

@@ -462,6 +462,24 @@ def test_conditions_and_pause_on_name_a_custom_status_by_its_label(name, rsps, t
     assert decision.targets["resolution"].state == "breached"  # on_hold does not pause `rest`
 
 
+def test_the_start_up_check_names_rule_labels_no_custom_status_has(rsps):
+    zendesk, freshdesk = Zendesk(), Freshdesk()
+    admin = next(u for u in load("zendesk_api", "audits_authors.json")["users"] if u["role"] == "admin")
+    rsps.get(f"{zendesk.api}/users/me.json", json={"user": admin})
+    zendesk.serve_metadata(rsps)
+    rsps.get(f"{freshdesk.api}/agents/me", json=load("freshdesk_api", "agents.json")[1])
+    freshdesk.serve_metadata(rsps)
+    named = {"waiting on vendor", "waiting on third party", "awaiting legal"}
+    [zd_problem] = ZendeskConnector("acme", "bot@acme.test", "token", status_labels=named,
+                                    sleep=lambda s: None).check()
+    [fd_problem] = FreshdeskConnector("acme.freshdesk.com", "key", status_map={8: "on_hold"},
+                                      status_labels=named, sleep=lambda s: None).check()
+    assert "'awaiting legal', 'waiting on third party'" in zd_problem and "custom_statuses" in zd_problem
+    assert "'awaiting legal'" in fd_problem and "third party" not in fd_problem
+    assert FreshdeskConnector("acme.freshdesk.com", "key", status_map={8: "on_hold"},
+                              status_labels={"Waiting on Third Party"}, sleep=lambda s: None).check() == []
+
+
 # -- batched reads, start-up check, /healthz -------------------------------------------------
 
 

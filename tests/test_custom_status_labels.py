@@ -82,3 +82,9 @@ def test_a_label_that_spells_an_engine_status_is_accepted(tmp_path):
     ruleset = rules(tmp_path, RULES.replace("[Waiting on Vendor]", "[On-hold]"))
     target = ruleset.policies[0].targets["resolution"]
     assert any("on-hold" in t.pause_on for t in target.values())
+
+
+def test_the_rule_set_lists_the_labels_it_names(tmp_path):
+    assert rules(tmp_path).status_labels() == {"waiting on vendor"}
+    assert rules(tmp_path, RULES.replace("status: waiting on vendor", "status: on_hold")).status_labels() == {
+        "waiting on vendor"}  # still named by pause_on

@@ -23,6 +23,7 @@ from connectors.base import (
     TicketChanges,
     fetch_each,
     signed,
+    unknown_labels,
 )
 from connectors.fields import FieldType
 from connectors.freshdesk.tickets import (
@@ -83,6 +84,8 @@ class FreshdeskConnector:
             custom status whose agent label (the status field's choices) is named
             here needs no `statuses:` id.
         pace: keeps a run of calls to a share of the API budget (connectors.http.Pace).
+        status_labels: custom status labels the rules name; check() reports those no
+            status of the account has.
 
     `rate_limit_remaining` holds the last X-RateLimit-Remaining seen (None before any).
     """
@@ -107,6 +110,7 @@ class FreshdeskConnector:
         metadata_seconds: float = METADATA_SECONDS,
         status_aliases: Mapping[str, str] | None = None,
         pace: Pace | None = None,
+        status_labels: Iterable[str] = (),
     ) -> None:
         if not api_key:
             raise ConfigurationError("Freshdesk API key is empty: set FRESHDESK_API_KEY")
@@ -131,6 +135,7 @@ class FreshdeskConnector:
                          pace=pace)
         self._monotonic = monotonic
         self._status_aliases = dict(status_aliases or {})
+        self._status_labels = frozenset(label.casefold() for label in status_labels)
         self._metadata_seconds = metadata_seconds
         self._agents: tuple[float, frozenset[int]] | None = None
         self._fields: tuple[float, list[dict[str, Any]]] | None = None
@@ -196,6 +201,8 @@ class FreshdeskConnector:
                 f"field(s) {', '.join(missing)} under helpdesk: freshdesk: fields: name custom "
                 "fields this Freshdesk account does not have (GET /ticket_fields)"
             )
+        problems.extend(unknown_labels(self._status_labels, status_choices(fields).values(), "Freshdesk",
+                                       "the status field's choices in GET /ticket_fields"))
         return problems
 
     def agent_ids(self, refresh: bool = False) -> frozenset[int]:

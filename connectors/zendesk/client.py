@@ -29,6 +29,7 @@ from connectors.base import (
     TicketChanges,
     fetch_each,
     signed,
+    unknown_labels,
 )
 from connectors.fields import FieldType
 from connectors.http import Http, Pace, Vendor
@@ -75,6 +76,7 @@ class ZendeskConnector:
         field_metadata_seconds: float = FIELD_METADATA_SECONDS,
         status_aliases: Mapping[str, str] | None = None,
         pace: Pace | None = None,
+        status_labels: Iterable[str] = (),
     ) -> None:
         """Args:
             subdomain: the `acme` of acme.zendesk.com (ZENDESK_SUBDOMAIN).
@@ -91,6 +93,8 @@ class ZendeskConnector:
             status_aliases: the rules' helpdesk status names -> engine statuses; a
                 custom status whose agent label is named here keeps its label.
             pace: keeps a run of calls to a share of the API budget (connectors.http.Pace).
+            status_labels: custom status labels the rules name; check() reports those no
+                custom status of the account has.
         """
         if not subdomain and not api_url:
             raise ConfigurationError(
@@ -117,6 +121,7 @@ class ZendeskConnector:
         self._field_types_at = 0.0
         self._status_aliases = dict(status_aliases or {})
         self._custom_statuses: tuple[float, dict[int, dict[str, Any]]] | None = None
+        self._status_labels = frozenset(label.casefold() for label in status_labels)
 
     @classmethod
     def from_settings(cls, settings: Any, mapping: Any = None, **options: Any) -> ZendeskConnector:
@@ -170,6 +175,13 @@ class ZendeskConnector:
                 f"custom field(s) {', '.join(missing)} under helpdesk: zendesk: fields: have ids this "
                 "Zendesk account does not have (GET ticket_fields.json)"
             )
+        if self._status_labels:
+            try:
+                known = {str(item.get("agent_label") or "").casefold()
+                         for item in self.custom_statuses(refresh=True).values()}
+            except ConnectorError as err:
+                return [*problems, str(err)]
+            problems.extend(unknown_labels(self._status_labels, known, "Zendesk", "GET custom_statuses.json"))
         return problems
 
     def custom_statuses(self, refresh: bool = False) -> dict[int, dict[str, Any]]:
