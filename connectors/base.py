@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from connectors.fields import FieldType
 from engine.ticket import Ticket
 
 
@@ -115,6 +117,20 @@ BOT_SIGNATURE = "— Deskpilot"
 def signed(text: str) -> str:
     """`text` with the bot's signature as its last line."""
     return f"{text.rstrip()}\n\n{BOT_SIGNATURE}"
+
+
+def prepared(remote: RemoteTicket, changes: TicketChanges,
+             kind_of: Callable[[str], FieldType]) -> TicketChanges:
+    """`changes` with each field value in its field's own format (`kind_of(engine name)`),
+    without the values and tags the ticket already holds (Helpdesk.prepare)."""
+    fields: dict[str, Any] = {}
+    for name, value in changes.fields.items():
+        kind = kind_of(name)
+        written = kind.write(value)
+        if not kind.same(remote.ticket.fields.get(name), written):
+            fields[name] = written
+    tags = tuple(tag for tag in changes.add_tags if tag not in remote.ticket.tags)
+    return dataclasses.replace(changes, fields=fields, add_tags=tags)
 
 
 def unknown_labels(named: Iterable[str], known: Iterable[str], vendor: str, source: str) -> list[str]:

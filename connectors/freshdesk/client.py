@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import json
 import logging
@@ -22,6 +21,7 @@ from connectors.base import (
     RemoteTicket,
     TicketChanges,
     fetch_each,
+    prepared,
     signed,
     unknown_labels,
 )
@@ -277,15 +277,8 @@ class FreshdeskConnector:
     def prepare(self, remote: RemoteTicket, changes: TicketChanges) -> TicketChanges:
         """Field values in each field's own format (a date field's day for an instant),
         without those the ticket already holds; tags it has are not added again."""
-        fields: dict[str, Any] = {}
         types = self.field_types() if changes.fields else {}
-        for name, value in changes.fields.items():
-            kind = types.get(self.field_names.get(name, ""), FieldType())
-            written = kind.write(value)
-            if not kind.same(remote.ticket.fields.get(name), written):
-                fields[name] = written
-        tags = tuple(tag for tag in changes.add_tags if tag not in remote.ticket.tags)
-        return dataclasses.replace(changes, fields=fields, add_tags=tags)
+        return prepared(remote, changes, lambda name: types.get(self.field_names.get(name, ""), FieldType()))
 
     def _conversations(self, number: int) -> list[dict[str, Any]]:
         return [item for batch in self.pages(f"/tickets/{number}/conversations", {}, ticket=True)

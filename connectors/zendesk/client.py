@@ -9,7 +9,6 @@ beside the work queue's. Every call goes through the shared HTTP layer instead
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import re
@@ -28,6 +27,7 @@ from connectors.base import (
     RemoteTicket,
     TicketChanges,
     fetch_each,
+    prepared,
     signed,
     unknown_labels,
 )
@@ -260,16 +260,13 @@ class ZendeskConnector:
         """Field values in each field's own format (a dropdown's tag for its title, a date
         field's day for an instant), without those the ticket already holds; tags it has
         are not added again."""
-        fields: dict[str, Any] = {}
         types = self.field_types() if changes.fields else {}
-        for name, value in changes.fields.items():
+
+        def kind_of(name: str) -> FieldType:
             number = self._field_ids.get(name)
-            kind = types.get(number, FieldType()) if number is not None else FieldType()
-            written = kind.write(value)
-            if not kind.same(remote.ticket.fields.get(name), written):
-                fields[name] = written
-        tags = tuple(tag for tag in changes.add_tags if tag not in remote.ticket.tags)
-        return dataclasses.replace(changes, fields=fields, add_tags=tags)
+            return types.get(number, FieldType()) if number is not None else FieldType()
+
+        return prepared(remote, changes, kind_of)
 
     def apply(self, remote: RemoteTicket, changes: TicketChanges) -> None:
         """Write `changes` as a safe update; on success `remote.stamp`/`raw` hold the new state.
