@@ -23,7 +23,6 @@ are, so the same document serves any rule set's field and group mapping.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -47,7 +46,8 @@ class ZendeskHistoryReader(HistoryReader):
         subdomain, email, api_token: as the connector (ZENDESK_SUBDOMAIN, ...).
         api_url: another API root, e.g. the sandbox's http://127.0.0.1:9100.
         pace: paces calls (`before(kind)`, `after(kind, headers)`); jobs.history.ApiShare.
-        timeout, max_attempts, sleep: the HTTP layer's (connectors/http.py).
+        timeout, max_attempts: the HTTP layer's (connectors/http.py); other options
+            (api_url, sleep, ...) go to the connector.
         lookback: how far before the window the event stream may start to
             cover older tickets' beginnings (seconds); older ones are read by audits.
     """
@@ -57,23 +57,12 @@ class ZendeskHistoryReader(HistoryReader):
     # (https://developer.zendesk.com/documentation/ticketing/managing-tickets/using-the-incremental-export-api)
     lag = 60
 
-    def __init__(
-        self,
-        subdomain: str,
-        email: str,
-        api_token: str,
-        *,
-        api_url: str | None = None,
-        pace: Any = None,
-        timeout: float = 30,
-        max_attempts: int = 5,
-        sleep: Callable[[float], None] = time.sleep,
-        lookback: int = 30 * 86_400,
-    ) -> None:
+    def __init__(self, subdomain: str, email: str, api_token: str, *, pace: Any = None, timeout: float = 30,
+                 max_attempts: int = 5, lookback: int = 30 * 86_400, **options: Any) -> None:
         pace = pace or NoPace()
-        connector = ZendeskConnector(subdomain, email, api_token, api_url=api_url, timeout=timeout,
-                                     max_attempts=max_attempts, sleep=sleep, pace=pace)
-        super().__init__(connector, api_url or f"https://{subdomain}.zendesk.com", pace)
+        connector = ZendeskConnector(subdomain, email, api_token, timeout=timeout, max_attempts=max_attempts,
+                                     pace=pace, **options)
+        super().__init__(connector, options.get("api_url") or f"https://{subdomain}.zendesk.com", pace)
         self.lookback = lookback
 
     @classmethod
