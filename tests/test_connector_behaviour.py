@@ -410,7 +410,7 @@ policies:
 """
 
 
-def _zendesk_in_custom_status(rsps, custom_status_id: int) -> Ticket:
+def _zendesk_in_custom_status(rsps, custom_status_id: int, labels: frozenset[str]) -> Ticket:
     zendesk = Zendesk()
     ticket = load("zendesk_api", "ticket_35436.json")
     ticket["ticket"]["custom_status_id"] = custom_status_id
@@ -418,17 +418,18 @@ def _zendesk_in_custom_status(rsps, custom_status_id: int) -> Ticket:
     rsps.get(f"{zendesk.api}/tickets/35436/audits.json",
              json=load("zendesk_api", "audits_35436_custom_status.json"))
     zendesk.serve_metadata(rsps)
-    return zendesk.connector().fetch_ticket("35436").ticket
+    connector = ZendeskConnector("acme", "bot@acme.test", "token", status_labels=labels, sleep=lambda s: None)
+    return connector.fetch_ticket("35436").ticket
 
 
-def _freshdesk_in_status(rsps, status: int) -> Ticket:
+def _freshdesk_in_status(rsps, status: int, labels: frozenset[str]) -> Ticket:
     freshdesk = Freshdesk()
     data = dict(load("freshdesk_api", "ticket_custom_status_with_stats.json"), status=status)
     rsps.get(f"{freshdesk.api}/tickets/{data['id']}", json=data)
     rsps.get(f"{freshdesk.api}/tickets/{data['id']}/conversations", json=[])
     freshdesk.serve_metadata(rsps)
     connector = FreshdeskConnector("acme.freshdesk.com", "key", status_map={8: "on_hold"},
-                                   sleep=lambda s: None)
+                                   status_labels=labels, sleep=lambda s: None)
     return connector.fetch_ticket(str(data["id"])).ticket
 
 
@@ -447,7 +448,8 @@ def test_conditions_and_pause_on_name_a_custom_status_by_its_label(name, rsps, t
     rules = load_rules(tmp_path)
     now = int(NOW.timestamp())
 
-    ticket = read(rsps, status_id)
+    # As jobs/runtime.py builds it: the labels the rules name make the connector read them.
+    ticket = read(rsps, status_id, rules.status_labels())
     assert (ticket.status, ticket.custom_status) == ("on_hold", label)
     decision = evaluate(ticket, rules, now)
     assert decision.policy == "waiting-on-others"
@@ -455,11 +457,17 @@ def test_conditions_and_pause_on_name_a_custom_status_by_its_label(name, rsps, t
 
     # Another custom status of the same category is told apart: its label is not named.
     rsps.reset()
-    other = read(rsps, sibling)
+    other = read(rsps, sibling, rules.status_labels())
     assert other.status == "on_hold" and other.custom_status not in (None, label)
     decision = evaluate(other, rules, now)
     assert decision.policy == "rest"
     assert decision.targets["resolution"].state == "breached"  # on_hold does not pause `rest`
+
+    # Rules that name no label cost no metadata read for them.
+    rsps.reset()
+    assert read(rsps, status_id, frozenset()).custom_status is None
+    metadata = ("custom_statuses", "ticket_fields")
+    assert not [c for c in rsps.calls if any(path in c.request.url for path in metadata)]
 
 
 def test_the_start_up_check_names_rule_labels_no_custom_status_has(rsps):

@@ -252,9 +252,13 @@ class FreshdeskConnector:
             status_map={**self._aliased_statuses(data.get("status")), **self.status_map},
             agent_ids=agents,
             field_types=self.field_types() if self.field_names else {},
-            status_labels=self.status_labels() if data.get("status") not in STATUS_NAMES else {},
+            status_labels=self._labels_for(data.get("status")),
         )
         return RemoteTicket(ticket=ticket, stamp=data.get("updated_at"), raw=data)
+
+    def _labels_for(self, status: Any) -> dict[int, str]:
+        """The status labels, read only for a custom status and when the rules name labels."""
+        return self.status_labels() if self._status_labels and status not in STATUS_NAMES else {}
 
     def status_labels(self) -> dict[int, str]:
         """Status id -> agent label, from the status field's choices (GET /ticket_fields, cached

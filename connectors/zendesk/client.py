@@ -186,7 +186,8 @@ class ZendeskConnector:
 
     def custom_statuses(self, refresh: bool = False) -> dict[int, dict[str, Any]]:
         """The account's custom ticket statuses by id (GET custom_statuses.json), kept for
-        `field_metadata_seconds`; read once a ticket carries a custom_status_id.
+        `field_metadata_seconds`; read only when the rules name custom status labels, once
+        a ticket carries a custom_status_id.
 
         https://developer.zendesk.com/api-reference/ticketing/tickets/custom_ticket_statuses/
         """
@@ -235,8 +236,10 @@ class ZendeskConnector:
         audits, users = self.audits(number)
         types = self.field_types() if self._field_ids else {}
         # The ticket's `status` is its custom status's category already; the custom
-        # statuses (one cached read) give its label, for status_aliases, conditions and pause_on.
-        statuses = self.custom_statuses() if ticket.get("custom_status_id") is not None else {}
+        # statuses (one cached read) give its label, read only when the rules name labels
+        # (status_aliases, status conditions, pause_on).
+        wanted = (self._status_aliases or self._status_labels) and ticket.get("custom_status_id") is not None
+        statuses = self.custom_statuses() if wanted else {}
         try:
             engine_ticket = ticket_from_zendesk(
                 ticket, audits, users, field_names=self._field_names, group_names=self._group_names,
