@@ -231,3 +231,15 @@ def test_custom_status_changes_carry_their_labels(store, zendesk):
     assert docs[0]["initial"]["custom_status"] == "Open"
     assert [(e["status"], e.get("custom_status")) for e in docs[0]["events"] if e["type"] == "status"] == [
         ("on_hold", "Waiting on vendor"), ("on_hold", "On-hold")]
+
+
+def test_deleted_tickets_in_the_export_are_left_out_unread(store, zendesk):
+    sandbox, url, clock, create, comment = zendesk
+    kept, gone = create(MONDAY), create(MONDAY + timedelta(minutes=5))
+    clock["now"] = MONDAY + timedelta(hours=1)
+    requests.delete(f"{url}/api/v2/tickets/{gone}.json", auth=AUTH, timeout=5).raise_for_status()
+    now = MONDAY + timedelta(hours=2)
+    sandbox.state.requests.clear()
+    docs, _ = load_history(HistoryCache(store.engine), reader(url), epoch(MONDAY), epoch(now), now=now)
+    assert [d["id"] for d in docs] == [kept]
+    assert not [r for r in sandbox.state.requests if f"/tickets/{gone}" in r["path"]]

@@ -103,8 +103,11 @@ class ZendeskHistoryReader(HistoryReader):
             page = self._get("incremental/tickets/cursor.json", params, EXPORT)
             pages += 1
             for ticket in page.get("tickets") or []:
-                tickets[int(ticket["id"])] = ticket
                 until = max(until, _epoch(ticket.get("updated_at") or ticket["created_at"]))
+                if ticket.get("status") == "deleted":  # the export lists deleted tickets too
+                    tickets.pop(int(ticket["id"]), None)
+                    continue
+                tickets[int(ticket["id"])] = ticket
             users.update({u["id"]: u for u in page.get("users") or [] if "id" in u})
             progress(f"zendesk: {len(tickets)} tickets ({pages} export pages)")
             cursor = page.get("after_cursor") or cursor
