@@ -161,6 +161,19 @@ def take_write_budget(
     return BudgetGrant(tuple(granted), tuple(denied), min(waits) if waits else 0.0)
 
 
+def refund_write_budget(conn: Connection, source: str, ticket_id: str, at: datetime, units: int) -> int:
+    """Remove one reservation of `units` for `ticket_id` recorded at `at` (the newest such row)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key(f"write-budget:{source}"))))
+    w = write_log
+    newest = (
+        sa.select(sa.func.max(w.c.id))
+        .where(w.c.source == source, w.c.ticket_id == ticket_id, w.c.at == at, w.c.units == units)
+        .scalar_subquery()
+    )
+    return conn.execute(sa.delete(w).where(w.c.id == newest)).rowcount or 0
+
+
 def _wait(rows: list[tuple[datetime, int]], excess: int, window: float, now: datetime) -> float:
     """Seconds until the oldest rows free `excess` units by leaving the window."""
     freed = 0

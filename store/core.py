@@ -565,6 +565,12 @@ class Store:
                 ticket_window_seconds=ticket_window_seconds,
             )
 
+    def refund_write_budget(self, source: str, ticket_id: str, at: datetime, units: int) -> int:
+        """Give back a reservation made at `at` and not spent on a vendor call; rows removed."""
+        _aware(at, "at")
+        with write_transaction(self.engine) as conn:
+            return coordination.refund_write_budget(conn, source, str(ticket_id), at, units)
+
     # -- monitoring -------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
