@@ -1,0 +1,177 @@
+"""API economy of the worker: echoes of its own writes cost no read, the budget is asked before reading."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from connectors.zendesk import ZendeskConnector
+from engine.rulefile import load_rules
+from jobs.budget import BudgetLimits, WriteBudget
+from jobs.worker import Worker, payload_updated_at
+from sandbox import serve_in_thread
+from sandbox.zendesk import SANDBOX_TOKEN, create_sandbox
+from sandbox.zendesk_state import CUSTOMER_ID, SANDBOX_EMAIL
+from store.models import write_log
+
+RULES = load_rules(Path(__file__).resolve().parent.parent / "rules" / "deskpilot.yaml")
+FIELDS = {name: int(i) for name, i in RULES.helpdesk["zendesk"].fields.items()}
+START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # Mon 09:00 in Bratislava
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def tick(self, seconds: float = 5) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def sandbox(clock):
+    app = create_sandbox(clock=clock)
+    base, stop = serve_in_thread(app)
+    yield app, base
+    stop()
+
+
+def connector(base: str) -> ZendeskConnector:
+    return ZendeskConnector("sandbox", SANDBOX_EMAIL, SANDBOX_TOKEN, api_url=base, field_ids=FIELDS,
+                            sleep=lambda s: None, backoff_base=0)
+
+
+def create(app, subject="How do I record calls?", priority="urgent") -> str:
+    response = app.test_client().post(
+        "/api/v2/tickets.json",
+        json={"ticket": {"subject": subject, "priority": priority, "requester_id": CUSTOMER_ID,
+                         "comment": {"body": "help", "author_id": CUSTOMER_ID},
+                         "custom_fields": [{"id": FIELDS["plan"], "value": "professional"}]}},
+        auth=(f"{SANDBOX_EMAIL}/token", SANDBOX_TOKEN),
+    )
+    assert response.status_code == 201, response.json
+    return str(response.json["ticket"]["id"])
+
+
+def event(store, clock, ticket_id: str, key: str, updated_at: str | None, actor: str = "1") -> None:
+    """An event-subscription webhook as Zendesk sends it (detail carries the ticket's updated_at)."""
+    body = {"type": "zen:event-type:ticket.priority_changed", "id": key,
+            "subject": f"zen:ticket:{ticket_id}", "time": updated_at,
+            "detail": {"id": ticket_id, "actor_id": actor, "updated_at": updated_at}}
+    store.enqueue(source="zendesk", dedupe_key=key, ticket_id=ticket_id, event_type="ticket.priority_changed",
+                  payload={"event_type": "ticket.priority_changed", "body": body}, received_at=clock())
+
+
+def calls(app) -> int:
+    return len(app.state.requests)
+
+
+def worker(store, base, clock, **kw) -> Worker:
+    return Worker(store, connector(base), lambda: RULES, clock=clock, **kw)
+
+
+def test_payload_updated_at_reads_each_vendor_shape():
+    assert payload_updated_at({"body": {"detail": {"updated_at": "2026-11-23T08:00:05Z"}}}) == \
+        datetime(2026, 11, 23, 8, 0, 5, tzinfo=UTC)
+    assert payload_updated_at({"body": {"freshdesk_webhook": {"ticket_updated_at": "2026-11-23T08:00:05Z"}}}) \
+        == datetime(2026, 11, 23, 8, 0, 5, tzinfo=UTC)
+    assert payload_updated_at({"body": {"deskpilot": 1, "updated_at": "2026-11-23T08:00:05+00:00"}}) == \
+        datetime(2026, 11, 23, 8, 0, 5, tzinfo=UTC)
+    assert payload_updated_at({"body": {"detail": {"updated_at": "{{ticket.updated_at}}"}}}) is None
+    assert payload_updated_at({"event_type": "ticket.updated"}) is None
+
+
+def test_echo_of_the_bots_write_costs_no_call(store, sandbox, clock):
+    app, base = sandbox
+    ticket_id = create(app)
+    clock.tick()
+    event(store, clock, ticket_id, "e1", app.state.tickets[int(ticket_id)]["updated_at"], actor="9")
+    clock.tick()
+    [first] = worker(store, base, clock).run_once()
+    assert first.wrote
+    echo_stamp = app.state.tickets[int(ticket_id)]["updated_at"]
+    before = calls(app)
+    clock.tick()
+    event(store, clock, ticket_id, "echo-1", echo_stamp)
+    event(store, clock, ticket_id, "echo-2", echo_stamp)
+    [echo] = worker(store, base, clock).run_once()
+    assert echo.echo and echo.error is None and not echo.wrote
+    assert calls(app) == before  # no read, no write
+    assert store.claim("w", clock(), limit=10, lease_seconds=60) == []  # settled, nothing left queued
+
+
+def test_a_change_after_the_bots_write_is_read(store, sandbox, clock):
+    app, base = sandbox
+    ticket_id = create(app)
+    clock.tick()
+    event(store, clock, ticket_id, "e1", app.state.tickets[int(ticket_id)]["updated_at"], actor="9")
+    clock.tick()
+    worker(store, base, clock).run_once()
+    echo_stamp = app.state.tickets[int(ticket_id)]["updated_at"]
+    clock.tick()
+    # An agent edits the ticket: its updated_at moves past the stamp the bot's write returned.
+    later = (datetime.fromisoformat(echo_stamp.replace("Z", "+00:00")) + timedelta(seconds=5))
+    event(store, clock, ticket_id, "echo", echo_stamp)
+    event(store, clock, ticket_id, "agent", later.strftime("%Y-%m-%dT%H:%M:%SZ"), actor="9")
+    before = calls(app)
+    [outcome] = worker(store, base, clock).run_once()
+    assert not outcome.echo and calls(app) > before
+
+
+def test_an_event_without_a_stamp_is_read(store, sandbox, clock):
+    app, base = sandbox
+    ticket_id = create(app)
+    clock.tick()
+    event(store, clock, ticket_id, "e1", None)
+    clock.tick()
+    worker(store, base, clock).run_once()
+    clock.tick()
+    event(store, clock, ticket_id, "e2", None)
+    before = calls(app)
+    [outcome] = worker(store, base, clock).run_once()
+    assert not outcome.echo and calls(app) > before
+
+
+def test_budget_is_asked_before_the_read(store, sandbox, clock):
+    app, base = sandbox
+    budget = WriteBudget(store, BudgetLimits(per_minute=1))
+    budget.spend("zendesk", "other", 1, clock())  # the minute's one update is taken
+    ticket_id = create(app)
+    clock.tick(10)
+    event(store, clock, ticket_id, "e1", app.state.tickets[int(ticket_id)]["updated_at"])
+    before = calls(app)
+    [outcome] = worker(store, base, clock, budget=budget).run_once()
+    assert outcome.error and "write budget" in outcome.error
+    assert calls(app) == before  # deferred without reading the ticket
+    # It waits for the window to free (the reservation 10 s ago leaves after 51 s), not a second.
+    assert store.claim("w", clock() + timedelta(seconds=45), limit=10, lease_seconds=60) == []
+    clock.tick(52)
+    [done] = worker(store, base, clock, budget=budget).run_once()
+    assert done.wrote
+
+
+def test_a_read_with_nothing_to_write_gives_the_budget_back(store, sandbox, clock):
+    app, base = sandbox
+    budget = WriteBudget(store, BudgetLimits(per_minute=5))
+    ticket_id = create(app)
+    clock.tick()
+    event(store, clock, ticket_id, "e1", None)
+    [first] = worker(store, base, clock, budget=budget).run_once()
+    assert first.wrote
+    clock.tick()
+    event(store, clock, ticket_id, "e2", None)
+    [second] = worker(store, base, clock, budget=budget).run_once()
+    assert not second.wrote and second.error is None
+    with store.engine.connect() as conn:
+        units = conn.execute(sa.select(sa.func.sum(write_log.c.units))).scalar()
+    assert units == 1  # the first write's update only; the second read's reservation went back
