@@ -83,8 +83,8 @@ def worker(store, base, clock, **kw) -> Worker:
 def test_payload_updated_at_reads_each_vendor_shape():
     assert payload_updated_at({"body": {"detail": {"updated_at": "2026-11-23T08:00:05Z"}}}) == \
         datetime(2026, 11, 23, 8, 0, 5, tzinfo=UTC)
-    assert payload_updated_at({"body": {"freshdesk_webhook": {"ticket_updated_at": "2026-11-23T08:00:05Z"}}}) \
-        == datetime(2026, 11, 23, 8, 0, 5, tzinfo=UTC)
+    freshdesk = {"body": {"freshdesk_webhook": {"ticket_updated_at": "2026-11-23T08:00:05Z"}}}
+    assert payload_updated_at(freshdesk) == datetime(2026, 11, 23, 8, 0, 5, tzinfo=UTC)
     assert payload_updated_at({"body": {"deskpilot": 1, "updated_at": "2026-11-23T08:00:05+00:00"}}) == \
         datetime(2026, 11, 23, 8, 0, 5, tzinfo=UTC)
     assert payload_updated_at({"body": {"detail": {"updated_at": "{{ticket.updated_at}}"}}}) is None
