@@ -435,6 +435,21 @@ class Store:
             ).first()
         return None if row is None else dict(row._mapping)
 
+    def snapshot_stamps(self, source: str, ticket_ids: Iterable[str]) -> dict[str, str | None]:
+        """ticket id -> the vendor stamp (updated_at) of its stored snapshot, for the ids stored."""
+        ids = sorted({str(ticket_id) for ticket_id in ticket_ids})
+        s = ticket_snapshots
+        out: dict[str, str | None] = {}
+        with read_transaction(self.engine) as conn:
+            for start in range(0, len(ids), 500):
+                rows = conn.execute(
+                    sa.select(s.c.ticket_id, s.c.ticket)
+                    .where(s.c.source == source, s.c.ticket_id.in_(ids[start : start + 500]))
+                )
+                for row in rows:
+                    out[row.ticket_id] = (row.ticket or {}).get("stamp")
+        return out
+
     def due_tickets(self, now: datetime, limit: int = 1000) -> list[tuple[str, str]]:
         """(source, ticket_id) whose next_check <= now, most overdue first.
 

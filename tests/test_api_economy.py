@@ -175,3 +175,33 @@ def test_a_read_with_nothing_to_write_gives_the_budget_back(store, sandbox, cloc
     with store.engine.connect() as conn:
         units = conn.execute(sa.select(sa.func.sum(write_log.c.units))).scalar()
     assert units == 1  # the first write's update only; the second read's reservation went back
+
+
+class Export:
+    """A connector stand-in whose export lists three tickets with their updated_at."""
+
+    name = "zendesk"
+
+    def changed_since(self, cursor, since):
+        from connectors.base import ChangePage
+
+        return ChangePage(["1", "2", "3", "4"], "c1", True,
+                          updated_at={"1": "2026-11-23T08:00:00Z", "2": "2026-11-23T08:05:00Z",
+                                      "3": "2026-11-23T08:00:00Z"})
+
+
+def test_reconciliation_queues_only_tickets_newer_than_their_snapshot(store, clock):
+    from jobs.reconcile import Reconciler
+
+    def snap(ticket_id, stamp):
+        store.save_snapshot("zendesk", ticket_id, ticket={"id": ticket_id, "stamp": stamp, "events": []},
+                            decision={}, next_check=None, rules_version="v", now=clock())
+
+    snap("1", "2026-11-23T08:00:00Z")  # already current: the export's updated_at is the one stored
+    snap("2", "2026-11-23T08:00:00Z")  # changed since
+    # 3 was never stored; 4 was listed without an updated_at
+    clock.tick(3600)
+    report = Reconciler(store, Export(), clock=clock).run()
+    assert (report.seen, report.queued, report.current) == (4, 3, 1)
+    queued = sorted(c.ticket_id for c in store.claim("w", clock(), limit=10, lease_seconds=60))
+    assert queued == ["2", "3", "4"]

@@ -312,11 +312,14 @@ class FreshdeskConnector:
                 start = datetime.fromisoformat(cursor.replace("Z", "+00:00"))
             except ValueError:
                 log.warning("Freshdesk change cursor %r is not an instant; listing from %s", cursor, since)
-        ids, latest = self._updated_since(start)
+        stamps: dict[str, str] = {}
+        ids, latest = self._updated_since(start, stamps)
         nxt = max(latest, start) if latest is not None else start
-        return ChangePage(ticket_ids=ids, cursor=nxt.astimezone(UTC).strftime(_TIMESTAMP), done=True)
+        return ChangePage(ticket_ids=ids, cursor=nxt.astimezone(UTC).strftime(_TIMESTAMP), done=True,
+                          updated_at=stamps)
 
-    def _updated_since(self, updated_since: datetime) -> tuple[list[str], datetime | None]:
+    def _updated_since(self, updated_since: datetime, stamps: dict[str, str] | None = None
+                       ) -> tuple[list[str], datetime | None]:
         """Ids of tickets updated at or after `updated_since`, oldest update first, and the
         latest updated_at seen.
 
@@ -336,6 +339,8 @@ class FreshdeskConnector:
                 pages += 1
                 for item in last_batch:
                     seen[str(item["id"])] = None
+                    if stamps is not None and item.get("updated_at"):
+                        stamps[str(item["id"])] = str(item["updated_at"])  # the latest listed
                     last_updated = item.get("updated_at") or last_updated
             if last_updated is not None:
                 moment = datetime.fromtimestamp(instant(last_updated, "updated_at"), UTC)

@@ -455,11 +455,16 @@ class ZendeskConnector:
         page = self._call("GET", "incremental/tickets/cursor.json", params=params)
         live: dict[str, None] = {}
         deleted: dict[str, None] = {}
+        stamps: dict[str, str] = {}
         for ticket in page.get("tickets") or []:
             (deleted if ticket.get("status") == "deleted" else live)[str(ticket["id"])] = None
+            if ticket.get("updated_at"):
+                stamps[str(ticket["id"])] = str(ticket["updated_at"])
+        ids = [tid for tid in live if tid not in deleted]
         return ChangePage(
-            ticket_ids=[tid for tid in live if tid not in deleted], deleted_ids=list(deleted),
+            ticket_ids=ids, deleted_ids=list(deleted),
             cursor=page.get("after_cursor") or cursor, done=bool(page.get("end_of_stream")),
+            updated_at={tid: stamps[tid] for tid in ids if tid in stamps},
         )
 
     # -- HTTP ----------------------------------------------------------------
