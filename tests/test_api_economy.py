@@ -182,6 +182,9 @@ class Export:
 
     name = "zendesk"
 
+    def fetch_ticket(self, ticket_id):  # pragma: no cover - reconciliation never reads a ticket
+        raise AssertionError("not expected")
+
     def changed_since(self, cursor, since):
         from connectors.base import ChangePage
 
