@@ -155,8 +155,12 @@ class Worker:
         lease_seconds: int = DEFAULT_LEASE_SECONDS,
         backoff_base: float = 30.0,
         budget: WriteBudget | None = None,
+        economy: bool = True,
     ) -> None:
         self.store = store
+        # Echoes settled without a read and the budget asked before reading; False is the
+        # read-first behaviour, kept for benchmarks/api_economy.py's in-process baseline.
+        self.economy = economy
         # A connector, or a factory that builds one for the rules in use (their
         # `helpdesk:` section holds the account's field and group ids).
         self._helpdesk = helpdesk
@@ -359,7 +363,7 @@ class Worker:
                          claim.source, claim.ticket_id, write.id, write.rules_version, left, len(write.parts))
                 writer.complete(helpdesk, write, remote)
             outcome.wrote = True
-        elif self._echo_only(claim, rules):
+        elif self.economy and self._echo_only(claim, rules):
             # Only the bot's own write came back: the stored snapshot already holds its result.
             log.info("%s ticket %s: %d event(s) of the bot's own write; settled without a read",
                      claim.source, claim.ticket_id, len(claim.payloads))
@@ -372,7 +376,8 @@ class Worker:
         # Budget before reads: one update is reserved before the ticket is read, so a
         # ticket the budget would defer costs no read; unused, it is given back.
         held: list[tuple[datetime, int]] = []
-        self._reserve(claim, 1, self.clock(), held)
+        if self.economy:
+            self._reserve(claim, 1, self.clock(), held)
         try:
             remote, decision, written, holds = self._decide_loop(claim, outcome, rules, helpdesk, held)
         finally:
@@ -465,7 +470,8 @@ class Worker:
                                          "the ticket changed before the first call; decided again")
                 if attempt == CONFLICT_RETRIES:
                     raise
-                self._reserve(claim, 1, self.clock(), held)
+                if self.economy:
+                    self._reserve(claim, 1, self.clock(), held)
                 log.info(
                     "%s ticket %s: changed while deciding; reading it again", claim.source, claim.ticket_id
                 )

@@ -1,0 +1,232 @@
+"""Vendor API calls over a simulated day: calls per external webhook, per ticket, reads per write.
+
+A day on the Zendesk sandbox (sandbox/zendesk.py, whose request log counts every
+API call): new tickets from customers, agents' public replies, customers'
+answers, agents setting tickets pending and solving them, and the webhooks
+all of that sends, including the echoes of the bot's own writes. Every
+webhook is normalised as the web process does (connectors.zendesk.events) and
+queued in a SQLite store; the worker drains the queue under the default write
+budget while the clock runs. Then a reconciliation lists the day's changes.
+
+Run twice in one process: with the API economy (echoes settled without a
+read, the budget asked before reading) and, as the baseline, the read-first
+worker (Worker(economy=False)). The floor beside them: one read per new
+ticket, the writes the bot really makes, nothing for anything else.
+
+    python -m benchmarks.api_economy [--tickets 200] [--seed 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import random
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from connectors.zendesk import ZendeskConnector
+from connectors.zendesk.events import NormalizedEvent, normalize
+from engine.rulefile import load_rules
+from jobs.budget import WriteBudget
+from jobs.reconcile import Reconciler
+from jobs.worker import Worker
+from sandbox import serve_in_thread
+from sandbox.zendesk import SANDBOX_TOKEN, create_sandbox
+from sandbox.zendesk_state import CUSTOMER_ID, SANDBOX_EMAIL
+from store import Store
+
+RULES = load_rules(Path(__file__).resolve().parent.parent / "rules" / "deskpilot.yaml")
+FIELDS = {name: int(i) for name, i in RULES.helpdesk["zendesk"].fields.items()}
+START = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)  # Monday 08:00 in Bratislava
+GOAL_PER_WEBHOOK = 0.8
+GOAL_PER_MINUTE = 700
+SUBJECTS = ["How do I record calls?", "Outage: calls drop", "Invoice question", "Cannot log in",
+            "Feature request: export", "Our system is down", "Billing address change"]
+PLANS = ["professional", "enterprise", "basic"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Collector:
+    """Stands in for the sandbox's webhook sender: keeps each delivery's body."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    def send(self, body: bytes) -> None:
+        self.bodies.append(body)
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        return True
+
+
+@dataclass
+class Day:
+    label: str
+    tickets: int = 0
+    external_webhooks: int = 0
+    echo_webhooks: int = 0
+    calls: Counter = field(default_factory=Counter)  # GET / PUT ... made by the bot
+    echo_calls: int = 0  # bot calls made while only echoes were queued
+    writes_made: int = 0  # ticket updates (PUT) by the bot
+    reconcile_seen: int = 0
+    reconcile_queued: int = 0
+    reconcile_calls: int = 0
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+    @property
+    def reads(self) -> int:
+        return self.calls["GET"]
+
+
+def _queue(store: Store, bodies: list[bytes], now: datetime) -> int:
+    queued = 0
+    for raw in bodies:
+        body = json.loads(raw)
+        event = normalize(body, raw, {})
+        if isinstance(event, NormalizedEvent):
+            queued += store.enqueue(source="zendesk", dedupe_key=event.dedupe_key, ticket_id=event.ticket_id,
+                                    event_type=event.event_type, payload=event.payload(body), received_at=now)
+    return queued
+
+
+def play(tickets: int, seed: int, *, economy: bool) -> Day:
+    """One simulated day; returns the bot's vendor calls."""
+    rng = random.Random(seed)
+    clock = Clock()
+    app = create_sandbox(clock=clock)
+    hooks = Collector()
+    app.webhooks = hooks  # type: ignore[assignment]
+    base, stop = serve_in_thread(app)
+    day = Day("API economy" if economy else "read-first (baseline)")
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(f"sqlite:///{tmp}/bench.db")
+        store.migrate()
+        helpdesk = ZendeskConnector("sandbox", SANDBOX_EMAIL, SANDBOX_TOKEN, api_url=base, field_ids=FIELDS,
+                                    sleep=lambda s: None, backoff_base=0)
+        worker = Worker(store, helpdesk, lambda: RULES, clock=clock, budget=WriteBudget(store), economy=economy)
+        client = app.test_client()
+        auth = (f"{SANDBOX_EMAIL}/token", SANDBOX_TOKEN)
+        # Each ticket's life: created, then a few of agent reply / customer answer / pending / solved.
+        plan: list[tuple[float, int, str]] = []
+        for n in range(tickets):
+            at = rng.uniform(0, 8 * 3600)
+            plan.append((at, n, "create"))
+            t = at
+            for step in rng.choice([["agent", "customer", "agent", "solve"],
+                                    ["agent", "pending", "customer", "agent", "solve"],
+                                    ["customer", "agent", "customer"], ["agent"]]):
+                t += rng.uniform(300, 5400)
+                plan.append((t, n, step))
+        plan.sort()
+        ids: dict[int, int] = {}
+        started = time.perf_counter()
+        for at, n, step in plan:
+            clock.now = START + timedelta(seconds=at)
+            hooks.bodies.clear()
+            if step == "create":
+                answer = client.post("/api/v2/tickets.json", auth=auth, json={"ticket": {
+                    "subject": rng.choice(SUBJECTS), "requester_id": CUSTOMER_ID,
+                    "priority": rng.choice(["low", "normal", "high", "urgent", None]),
+                    "comment": {"body": "Hello, we need help.", "author_id": CUSTOMER_ID},
+                    "custom_fields": [{"id": FIELDS["plan"], "value": rng.choice(PLANS)}]}})
+                ids[n] = answer.json["ticket"]["id"]
+                day.tickets += 1
+            elif n in ids and app.state.tickets[ids[n]]["status"] not in ("solved", "closed"):
+                tid = ids[n]
+                body = {"agent": {"author": "agent", "body": "Thanks, looking into it.", "public": True},
+                        "customer": {"author": "customer", "body": "Any news?"},
+                        "pending": {"author": "agent", "body": "Could you send logs?", "status": "pending"},
+                        "solve": {"author": "agent", "body": "Fixed.", "status": "solved"}}[step]
+                client.post(f"/_sandbox/tickets/{tid}/comments", json=body)
+            else:
+                continue
+            day.external_webhooks += _queue(store, hooks.bodies, clock())
+            _drain(worker, app, hooks, store, clock, day)
+        # The clock runs on: re-checks that fell due, then a reconciliation of the whole day.
+        for _ in range(6):
+            clock.now += timedelta(minutes=10)
+            for source, ticket_id in store.due_tickets(clock()):
+                store.request_sync(source, [ticket_id], clock(), "due")
+            _drain(worker, app, hooks, store, clock, day)
+        clock.now += timedelta(minutes=5)
+        before = len(app.state.requests)
+        report = Reconciler(store, helpdesk, clock=clock, lookback_seconds=86400).run()
+        day.reconcile_seen, day.reconcile_queued = report.seen, report.queued
+        _drain(worker, app, hooks, store, clock, day)
+        day.reconcile_calls = len(app.state.requests) - before
+        day.seconds = time.perf_counter() - started
+        helpdesk.close()
+        store.engine.dispose()
+    stop()
+    return day
+
+
+def _drain(worker: Worker, app, hooks: Collector, store: Store, clock: Clock, day: Day) -> None:
+    """Run the worker until nothing is queued; the webhooks its writes cause are queued as echoes."""
+    for _ in range(1000):
+        hooks.bodies.clear()
+        before = len(app.state.requests)
+        outcomes = worker.run_once(limit=50)
+        made = app.state.requests[before:]
+        for request in made:
+            day.calls[request["method"]] += 1
+        day.writes_made += sum(1 for r in made if r["method"] == "PUT")
+        day.echo_calls += sum(1 for r in made if r["method"] == "GET") if outcomes and all(
+            o.echo or not o.decision for o in outcomes) else 0
+        day.echo_webhooks += _queue(store, hooks.bodies, clock())
+        if not outcomes:
+            deferred = store.claim("peek", clock() + timedelta(minutes=2), limit=1, lease_seconds=1)
+            if not deferred:
+                return
+            for claim in deferred:
+                store.release(claim, clock())
+            clock.now += timedelta(seconds=5)  # a budget deferral: time passes until its window frees
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tickets", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    logging.disable(logging.INFO)
+    print(f"# API economy, Zendesk sandbox, {args.tickets} tickets, Python {platform.python_version()}")
+    days = [play(args.tickets, args.seed, economy=False), play(args.tickets, args.seed, economy=True)]
+    floor = days[1].tickets + days[1].writes_made
+    for day in days:
+        webhooks = day.external_webhooks
+        per_webhook = day.total / webhooks if webhooks else 0.0
+        # At 20 external webhooks a second the same mix costs this many calls a minute.
+        per_minute = per_webhook * 20 * 60
+        print(f"{day.label}:")
+        print(f"  external webhooks {webhooks}, echoes {day.echo_webhooks}, tickets {day.tickets}")
+        print(f"  vendor calls {day.total} ({dict(day.calls)}), reads {day.reads}, writes {day.writes_made}")
+        print(f"  calls per external webhook {per_webhook:.2f} (goal <= {GOAL_PER_WEBHOOK}), "
+              f"per ticket {day.total / max(day.tickets, 1):.2f}, "
+              f"reads per write {day.reads / max(day.writes_made, 1):.2f}")
+        print(f"  calls per minute at 20 webhooks/s {per_minute:.0f} (goal <= {GOAL_PER_MINUTE})")
+        print(f"  reconciliation: {day.reconcile_seen} listed, {day.reconcile_queued} queued, "
+              f"{day.reconcile_calls} calls; {day.seconds:.1f} s")
+    base, new = days
+    print(f"floor: {floor} calls ({floor / max(new.external_webhooks, 1):.2f} per external webhook)")
+    print(f"ratio baseline/economy: {base.total / max(new.total, 1):.2f}x fewer calls")
+
+
+if __name__ == "__main__":
+    main()
