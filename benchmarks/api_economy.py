@@ -120,7 +120,8 @@ def play(tickets: int, seed: int, *, economy: bool) -> Day:
         store.migrate()
         helpdesk = ZendeskConnector("sandbox", SANDBOX_EMAIL, SANDBOX_TOKEN, api_url=base, field_ids=FIELDS,
                                     sleep=lambda s: None, backoff_base=0)
-        worker = Worker(store, helpdesk, lambda: RULES, clock=clock, budget=WriteBudget(store), economy=economy)
+        worker = Worker(store, helpdesk, lambda: RULES, clock=clock, budget=WriteBudget(store),
+                        economy=economy)
         client = app.test_client()
         auth = (f"{SANDBOX_EMAIL}/token", SANDBOX_TOKEN)
         # Each ticket's life: created, then a few of agent reply / customer answer / pending / solved.

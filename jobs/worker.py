@@ -136,6 +136,7 @@ class Outcome:
     calls: dict[str, int] = field(default_factory=dict)
     read_only: str | None = None  # why nothing was written although the decision had actions
     echo: bool = False  # only the bot's own write came back: settled without a read
+    incremental: bool = False  # decided on the stored ticket extended by the webhooks, no read
 
 
 class Worker:
@@ -424,6 +425,20 @@ class Worker:
                 return False
         return True
 
+    def _extended(self, claim: Claim, helpdesk: Helpdesk) -> RemoteTicket | None:
+        extend = getattr(helpdesk, "extend", None)
+        if not self.economy or extend is None or not claim.payloads:
+            return None
+        snapshot = self.store.get_snapshot(claim.source, claim.ticket_id)
+        if snapshot is None or not snapshot.get("ticket"):
+            return None
+        try:
+            return extend(snapshot["ticket"], claim.payloads)
+        except (KeyError, TypeError, ValueError) as err:  # an odd payload: the full read decides
+            log.info("%s ticket %s: webhooks not applied to the stored ticket (%r); reading it",
+                     claim.source, claim.ticket_id, err)
+            return None
+
     def _decide_loop(self, claim: Claim, outcome: Outcome, rules: RuleSet, helpdesk: Helpdesk,
                      held: list[tuple[datetime, int]]) -> tuple:
         """Read, decide and write (re-read on a conflict); `held` is the budget reserved and unspent."""
@@ -433,7 +448,11 @@ class Worker:
         holds: tuple[ownership.Hold, ...] = ()
         read_stamp: str | None = None
         for attempt in range(1, CONFLICT_RETRIES + 1):
-            remote = helpdesk.fetch_ticket(claim.ticket_id)
+            # The stored timeline extended by the webhooks where they suffice; else (and after a
+            # conflict, which says the webhooks did not tell everything) a full read.
+            extended = self._extended(claim, helpdesk) if attempt == 1 else None
+            remote = extended if extended is not None else helpdesk.fetch_ticket(claim.ticket_id)
+            outcome.incremental = extended is not None
             read_stamp = remote.stamp
             now = self.clock()
             holds = holds_for(self.store, claim.source, remote, rules, now)

@@ -32,6 +32,7 @@ from connectors.base import (
 from connectors.fields import FieldType
 from connectors.http import Http, Vendor
 from connectors.zendesk.tickets import field_types_from_zendesk, ticket_from_zendesk
+from connectors.zendesk.timeline import extend_ticket
 from engine.ticket import to_epoch
 
 log = logging.getLogger(__name__)
@@ -238,6 +239,23 @@ class ZendeskConnector:
             read_only = "closed in Zendesk, which refuses every update of a closed ticket"
         return RemoteTicket(ticket=engine_ticket, stamp=ticket.get("updated_at"), raw=ticket,
                             read_only=read_only)
+
+    def extend(self, snapshot: Mapping[str, Any], payloads: Iterable[Mapping[str, Any]]
+               ) -> RemoteTicket | None:
+        """The stored ticket extended by its queued webhooks, without a read; None when they do not
+        suffice (connectors/zendesk/timeline.py says when) and the ticket must be read."""
+        if self._status_aliases:
+            return None  # a custom status label the rules name is not in the webhook
+        types = self.field_types() if self._field_ids else {}
+        extended = extend_ticket(snapshot, payloads, field_names=self._field_names,
+                                 group_names=self._group_names, field_types=types)
+        if extended is None:
+            return None
+        ticket, stamp = extended
+        read_only = None
+        if ticket.status == "closed":
+            read_only = "closed in Zendesk, which refuses every update of a closed ticket"
+        return RemoteTicket(ticket=ticket, stamp=stamp, raw={}, read_only=read_only)
 
     def fetch_tickets(self, ticket_ids: Iterable[str]) -> dict[str, RemoteTicket | ConnectorError]:
         """Several tickets, one fetch_ticket each (see connectors.base.Helpdesk.fetch_tickets)."""
