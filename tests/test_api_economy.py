@@ -208,3 +208,155 @@ def test_reconciliation_queues_only_tickets_newer_than_their_snapshot(store, clo
     assert (report.seen, report.queued, report.current) == (4, 3, 1)
     queued = sorted(c.ticket_id for c in store.claim("w", clock(), limit=10, lease_seconds=60))
     assert queued == ["2", "3", "4"]
+
+
+# -- the incremental timeline gives the decision a full read gives ---------------------------------
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "zendesk"
+
+
+class Hooks:
+    """The sandbox's webhook sender replaced by a list of delivered bodies."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    def send(self, body: bytes) -> None:
+        self.bodies.append(body)
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        return True
+
+    def take(self) -> list[dict]:
+        import json
+
+        out = [{"body": json.loads(raw)} for raw in self.bodies]
+        self.bodies.clear()
+        return out
+
+
+def _state(ticket) -> tuple:
+    return (ticket.status, ticket.priority, sorted(ticket.tags), ticket.group, dict(ticket.fields),
+            [(e.type, e.author, e.public, e.status, e.bot) for e in ticket.events])
+
+
+STEPS = [
+    ("customer reply", "comment", {"author": "customer", "body": "Still broken"}),
+    ("agent public reply", "comment", {"author": "agent", "body": "Looking into it", "public": True}),
+    ("agent internal note", "comment", {"author": "agent", "body": "Escalating", "public": False}),
+    ("priority change", "put", {"priority": "high"}),
+    ("tags change", "put", {"tags": ["vip", "voice"]}),
+    ("custom field change", "put", {"custom_fields": [{"id": FIELDS["plan"], "value": "enterprise"}]}),
+    ("set pending with a reply", "comment", {"author": "agent", "body": "Could you send logs?",
+                                             "status": "pending"}),
+    ("customer answers", "comment", {"author": "customer", "body": "Here they are"}),
+    ("solved", "comment", {"author": "agent", "body": "Fixed", "status": "solved"}),
+]
+
+
+def test_webhooks_extend_the_timeline_to_the_decision_a_full_read_gives(store, clock):
+    from engine.evaluate import evaluate
+    from engine.ticket import to_epoch
+    from jobs.worker import holds_for
+
+    app = create_sandbox(clock=clock)
+    hooks = Hooks()
+    app.webhooks = hooks  # type: ignore[assignment]
+    base, stop = serve_in_thread(app)
+    try:
+        helpdesk = connector(base)
+        bot = worker(store, base, clock)
+        ticket_id = create(app)
+        clock.tick()
+        event(store, clock, ticket_id, "created", None)
+        bot.run_once()  # the first sight of a ticket is a full read
+        hooks.take()  # its own write's echoes
+        client = app.test_client()
+        auth = (f"{SANDBOX_EMAIL}/token", SANDBOX_TOKEN)
+        for name, how, data in STEPS:
+            clock.tick(600)
+            if how == "comment":
+                assert client.post(f"/_sandbox/tickets/{ticket_id}/comments", json=data).status_code == 201
+            else:
+                assert client.put(f"/api/v2/tickets/{ticket_id}.json", json={"ticket": data},
+                                  auth=auth).status_code == 200
+            payloads = hooks.take()
+            assert payloads, name
+            snapshot = store.get_snapshot("zendesk", ticket_id)
+            extended = helpdesk.extend(snapshot["ticket"], payloads)
+            assert extended is not None, name
+            full = helpdesk.fetch_ticket(ticket_id)
+            assert _state(extended.ticket) == _state(full.ticket), name
+            assert extended.stamp == full.stamp, name
+            now = to_epoch(clock())
+            decided = [evaluate(remote.ticket, RULES, now, holds_for(store, "zendesk", remote, RULES, clock()))
+                       for remote in (full, extended)]
+            assert decided[0].to_dict() == decided[1].to_dict(), name
+            # The worker takes the same webhooks: decided without a read, then its echoes settle free.
+            for n, payload in enumerate(payloads):
+                store.enqueue(source="zendesk", dedupe_key=f"{name}-{n}", ticket_id=ticket_id,
+                              event_type="ticket.updated", payload=payload, received_at=clock())
+            before = len(app.state.requests)
+            [outcome] = bot.run_once()
+            assert outcome.incremental and outcome.error is None, name
+            assert all(r["method"] == "PUT" for r in app.state.requests[before:]), name
+            echoes = hooks.take()
+            if echoes:
+                for n, payload in enumerate(echoes):
+                    store.enqueue(source="zendesk", dedupe_key=f"{name}-echo-{n}", ticket_id=ticket_id,
+                                  event_type="ticket.updated", payload=payload, received_at=clock())
+                before = len(app.state.requests)
+                [echo] = bot.run_once()
+                assert echo.echo and len(app.state.requests) == before, name
+    finally:
+        stop()
+
+
+def _recorded(name: str) -> dict:
+    import json
+
+    return json.loads((FIXTURES / name).read_text())
+
+
+def _snapshot_before(body: dict) -> dict:
+    """A stored ticket one minute older than the fixture's update, in the state before it."""
+    detail = body["detail"]
+    return {"id": detail["id"], "status": "open", "priority": "normal", "subject": detail["subject"],
+            "description": detail["description"], "tags": [], "fields": {}, "group": None,
+            "created_at": 1795703400, "stamp": "2026-11-20T14:59:00Z",
+            "events": [[1795703400, "comment", "customer", True, None, False]], "holds": []}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("ticket_*.json")))
+def test_each_recorded_webhook_extends_the_timeline_or_asks_for_a_read(name):
+    from connectors.zendesk.timeline import extend_ticket
+
+    body = _recorded(name)
+    if not isinstance(body.get("detail"), dict) or not body["detail"].get("updated_at") \
+            or not isinstance((body.get("event") or {}).get("meta"), dict):
+        pytest.skip("not a ticket event body with updated_at and a sequence")
+    kind = body["type"].removeprefix("zen:event-type:ticket.")
+    out = extend_ticket(_snapshot_before(body), [{"body": body}], field_names={}, group_names={},
+                        field_types={})
+    suffices = kind in {"status_changed", "priority_changed", "comment_added", "custom_field_changed",
+                        "tags_changed", "group_assignment_changed", "agent_assignment_changed",
+                        "subject_changed", "description_changed", "custom_status_changed"}
+    if not suffices:
+        assert out is None, kind  # a merge, a deletion, a comment made private...: a full read
+        return
+    assert out is not None, kind
+    ticket, stamp = out
+    detail = body["detail"]
+    assert stamp == detail["updated_at"]
+    assert ticket.status == detail["status"].lower().replace("hold", "on_hold")
+    assert ticket.priority == (detail["priority"] or "").lower() or None
+    assert sorted(ticket.tags) == sorted(detail["tags"])
+    if kind == "comment_added":
+        comment = body["event"]["comment"]
+        added = ticket.events[-1]
+        assert (added.type, added.public) == ("comment", comment["is_public"])
+        assert added.author == ("agent" if comment["author"]["is_staff"] else "customer")
+    # An update whose other webhooks have not arrived is read in full.
+    partial = dict(body, event=dict(body["event"], meta={"sequence": {"id": "x", "position": 1, "total": 2}}))
+    assert extend_ticket(_snapshot_before(body), [{"body": partial}], field_names={}, group_names={},
+                         field_types={}) is None

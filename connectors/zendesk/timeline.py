@@ -118,7 +118,9 @@ def extend_ticket(
         fields[name] = field_types.get(ids.get(name, -1), FieldType()).read(value)
     ordered = sorted((to_epoch(instant(items[0][2]["updated_at"])), key) for key, items in updates.items())
     for at, key in ordered:
-        for _position, event, _detail, name in sorted(updates[key], key=lambda item: item[0]):
+        # One update's audit lists its comment before its field changes: the timeline keeps that order.
+        for _position, event, _detail, name in sorted(
+                updates[key], key=lambda item: (item[3] != "comment_added", item[0])):
             if name == "comment_added":
                 comment = event.get("comment") or {}
                 author = comment.get("author") or {}
