@@ -289,7 +289,8 @@ def test_webhooks_extend_the_timeline_to_the_decision_a_full_read_gives(store, c
             assert _state(extended.ticket) == _state(full.ticket), name
             assert extended.stamp == full.stamp, name
             now = to_epoch(clock())
-            decided = [evaluate(remote.ticket, RULES, now, holds_for(store, "zendesk", remote, RULES, clock()))
+            decided = [evaluate(remote.ticket, RULES, now,
+                                holds_for(store, "zendesk", remote, RULES, clock()))
                        for remote in (full, extended)]
             assert decided[0].to_dict() == decided[1].to_dict(), name
             # The worker takes the same webhooks: decided without a read, then its echoes settle free.
