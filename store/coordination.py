@@ -140,7 +140,8 @@ def take_write_budget(
     inserts = []
     for ticket_id, asked in wants:
         # A single write larger than a whole window would never fit; it waits for an empty one.
-        units = max(1, min(asked, per_minute, per_ticket))
+        # A ticket riding on another's call (a bulk job's share) asks for 0 and is granted free.
+        units = max(1, min(asked, per_minute, per_ticket)) if asked > 0 else 0
         history = per_ticket_rows.setdefault(ticket_id, [])
         ticket_used = sum(u for _, u in history)
         if ticket_used + units > per_ticket:
@@ -155,7 +156,8 @@ def take_write_budget(
         account.append((now, units))
         history.append((now, units))
         granted.append(ticket_id)
-        inserts.append({"source": source, "ticket_id": ticket_id, "units": units, "at": now})
+        if units:
+            inserts.append({"source": source, "ticket_id": ticket_id, "units": units, "at": now})
     if inserts:
         conn.execute(sa.insert(w), inserts)
     return BudgetGrant(tuple(granted), tuple(denied), min(waits) if waits else 0.0)

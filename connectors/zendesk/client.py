@@ -439,6 +439,8 @@ class ZendeskConnector:
                         log.warning("ticket %s: closed, but its internal note failed: %s", ticket_id, error)
         return results
 
+    notes_in_bulk = True  # note_many is one bulk job per 100 tickets (what the write budget counts)
+
     def note_many(self, ticket_ids: Iterable[str], note: str, *, wait_seconds: float = 60
                   ) -> dict[str, str | None]:
         """One internal note on up to 100 tickets (one bulk job); ticket id -> None when added, else the
