@@ -450,6 +450,17 @@ class Store:
                     out[row.ticket_id] = (row.ticket or {}).get("stamp")
         return out
 
+    def fell_due(self, after: datetime, now: datetime) -> bool:
+        """Whether some ticket's next_check lies in (after, now]: one range probe on its index."""
+        _aware(after, "after")
+        _aware(now, "now")
+        s = ticket_snapshots
+        with read_transaction(self.engine) as conn:
+            row = conn.execute(
+                sa.select(s.c.ticket_id).where(s.c.next_check > after, s.c.next_check <= now).limit(1)
+            ).first()
+        return row is not None
+
     def due_tickets(self, now: datetime, limit: int = 1000) -> list[tuple[str, str]]:
         """(source, ticket_id) whose next_check <= now, most overdue first.
 

@@ -361,3 +361,19 @@ def test_each_recorded_webhook_extends_the_timeline_or_asks_for_a_read(name):
     partial = dict(body, event=dict(body["event"], meta={"sequence": {"id": "x", "position": 1, "total": 2}}))
     assert extend_ticket(_snapshot_before(body), [{"body": partial}], field_names={}, group_names={},
                          field_types={}) is None
+
+
+def test_the_timer_sweeps_when_a_next_check_comes_not_every_second(store, clock):
+    from jobs.clock import DueTimer
+
+    store.save_snapshot("zendesk", "7", ticket={"id": "7", "stamp": None, "events": []}, decision={},
+                        next_check=START + timedelta(seconds=5), rules_version="v", now=START)
+    sweeps = []
+    timer = DueTimer(store, lambda: sweeps.append(clock()), clock)
+    ticks = []
+    for _ in range(9):
+        ticks.append(timer.tick())
+        clock.tick(1)
+    # Ticks at +0 (the mark) .. +8: the sweep runs on the first tick at or after +5, once.
+    assert ticks == [False, False, False, False, False, True, False, False, False]
+    assert sweeps == [START + timedelta(seconds=5)]
