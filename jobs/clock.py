@@ -34,13 +34,13 @@ class ClockConfig:
     """Intervals and sizes of the clock's jobs, from the environment."""
 
     sweep_interval: int = 30
-    timer_interval: int = 1  # seconds between probes for a next_check that has come
     reconcile_interval: int = 180
     rules_reload_interval: int = 10
     reconcile_lookback: int = 3600
     sweep_limit: int = 500
     inbox_retention_days: int = 14
     audit_retention_days: int = 180
+    timer_interval: int = 1  # seconds between probes for a next_check that has come
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ClockConfig:
