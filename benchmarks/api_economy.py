@@ -201,10 +201,45 @@ def _drain(worker: Worker, app, hooks: Collector, store: Store, clock: Clock, da
             clock.now += timedelta(seconds=5)  # a budget deferral: time passes until its window frees
 
 
+def due_closes(count: int) -> dict[str, float]:
+    """`count` Choozle auto-closes falling due at once, swept under the default write budget
+    (80 updates a minute) until all are closed: simulated minutes, reads per closed ticket."""
+    from jobs.sweeps import Sweeper
+    from tests.sweep_helpers import Clock as SweepClock
+    from tests.sweep_helpers import at, choozle, zendesk_world
+    from tests.test_sweeps import due_closes as seed
+
+    clock, rules = SweepClock("2026-11-04T16:00:00Z"), choozle()
+    with tempfile.TemporaryDirectory() as tmp, zendesk_world(clock) as world:
+        store = Store(f"sqlite:///{tmp}/due.db")
+        store.migrate()
+        ids = seed(store, world, clock, count, via_worker=False)
+        clock.set("2026-11-09T18:00:00Z")
+        moment = at("2026-11-09T18:00:00Z")
+        sweeper = Sweeper(store, world.connector(), lambda: rules, clock=clock, budget=WriteBudget(store),
+                          limit=count)
+        before = len(world.app.state.requests)
+        closed: set[str] = set()
+        started = time.perf_counter()
+        sweeps = 0
+        while len(closed) < len(ids) and sweeps < 200:
+            closed |= set(sweeper.sweep().closed)
+            sweeps += 1
+            if len(closed) < len(ids):
+                clock.advance(30)  # the interval sweep
+        made = world.app.state.requests[before:]
+        store.engine.dispose()
+    return {"closed": len(closed), "minutes": (clock() - moment).total_seconds() / 60,
+            "reads": sum(1 for r in made if r["method"] == "GET" and "job_statuses" not in r["path"]),
+            "writes": sum(1 for r in made if r["method"] == "PUT"), "seconds": time.perf_counter() - started,
+            "sweeps": sweeps}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tickets", type=int, default=200)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--due", type=int, default=1000, help="due auto-closes to sweep (0: skip)")
     args = parser.parse_args()
     logging.disable(logging.INFO)
     print(f"# API economy, Zendesk sandbox, {args.tickets} tickets, Python {platform.python_version()}")
@@ -227,6 +262,12 @@ def main() -> None:
     base, new = days
     print(f"floor: {floor} calls ({floor / max(new.external_webhooks, 1):.2f} per external webhook)")
     print(f"ratio baseline/economy: {base.total / max(new.total, 1):.2f}x fewer calls")
+    if args.due:
+        due = due_closes(args.due)
+        print(f"{args.due} due auto-closes under the default budget: {due['closed']} closed within "
+              f"{due['minutes']:.1f} simulated minutes ({due['sweeps']} sweeps, {due['seconds']:.1f} s); "
+              f"{due['reads'] / max(due['closed'], 1):.2f} ticket/audit GETs and "
+              f"{due['writes'] / max(due['closed'], 1):.3f} update calls per closed ticket (goal < 2 min)")
 
 
 if __name__ == "__main__":
