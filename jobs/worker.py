@@ -364,7 +364,7 @@ class Worker:
                          claim.source, claim.ticket_id, write.id, write.rules_version, left, len(write.parts))
                 writer.complete(helpdesk, write, remote)
             outcome.wrote = True
-        elif self.economy and self._echo_only(claim, rules):
+        elif self.economy and self._echo_only(claim, rules, helpdesk):
             # Only the bot's own write came back: the stored snapshot already holds its result.
             log.info("%s ticket %s: %d event(s) of the bot's own write; settled without a read",
                      claim.source, claim.ticket_id, len(claim.payloads))
@@ -397,7 +397,7 @@ class Worker:
         if self.budget is not None:
             self.budget.refund(claim.source, claim.ticket_id, reservation[0], reservation[1])
 
-    def _echo_only(self, claim: Claim, rules: RuleSet) -> bool:
+    def _echo_only(self, claim: Claim, rules: RuleSet, helpdesk: Helpdesk) -> bool:
         """Every queued event is the bot's own write coming back, and nothing else is owed.
 
         An event is an echo when the ticket's updated_at it carries lies within the
@@ -405,7 +405,9 @@ class Worker:
         the write returned): a safe update refuses any change in between. The
         ticket must not be due and its snapshot decided under the rules in force.
         """
-        if not claim.payloads:
+        if not claim.payloads or not getattr(helpdesk, "safe_updates", False):
+            # Without conditional updates another change could land between the read and the
+            # write with a stamp inside the write's: only a read tells them apart.
             return False
         snapshot = self.store.get_snapshot(claim.source, claim.ticket_id)
         if snapshot is None or snapshot.get("rules_version") != rules.version:

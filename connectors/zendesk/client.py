@@ -439,6 +439,8 @@ class ZendeskConnector:
                         log.warning("ticket %s: closed, but its internal note failed: %s", ticket_id, error)
         return results
 
+    # Every update is a safe update (updated_stamp): a change made meanwhile is refused with 409.
+    safe_updates = True
     notes_in_bulk = True  # note_many is one bulk job per 100 tickets (what the write budget counts)
 
     def note_many(self, ticket_ids: Iterable[str], note: str, *, wait_seconds: float = 60
