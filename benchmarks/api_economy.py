@@ -19,6 +19,7 @@ ticket, the writes the bot really makes, nothing for anything else.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import platform
@@ -30,6 +31,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from connectors.freshdesk import FreshdeskConnector
+from connectors.freshdesk.events import NormalizedEvent as FreshdeskEvent
+from connectors.freshdesk.events import normalize as freshdesk_normalize
 from connectors.zendesk import ZendeskConnector
 from connectors.zendesk.events import NormalizedEvent, normalize
 from engine.rulefile import load_rules
@@ -37,6 +41,8 @@ from jobs.budget import WriteBudget
 from jobs.reconcile import Reconciler
 from jobs.worker import Worker
 from sandbox import serve_in_thread
+from sandbox.freshdesk import SANDBOX_API_KEY as FRESHDESK_KEY
+from sandbox.freshdesk import create_sandbox as freshdesk_sandbox
 from sandbox.zendesk import SANDBOX_TOKEN, create_sandbox
 from sandbox.zendesk_state import CUSTOMER_ID, SANDBOX_EMAIL
 from store import Store
@@ -95,35 +101,100 @@ class Day:
         return self.calls["GET"]
 
 
-def _queue(store: Store, bodies: list[bytes], now: datetime) -> int:
+def _queue(store: Store, source: str, bodies: list[bytes], now: datetime) -> int:
     queued = 0
     for raw in bodies:
         body = json.loads(raw)
-        event = normalize(body, raw, {})
-        if isinstance(event, NormalizedEvent):
-            queued += store.enqueue(source="zendesk", dedupe_key=event.dedupe_key, ticket_id=event.ticket_id,
+        if source == "zendesk":
+            event = normalize(body, raw, {})
+        else:
+            event = freshdesk_normalize(body, raw, {}, now)
+        if isinstance(event, (NormalizedEvent, FreshdeskEvent)):
+            queued += store.enqueue(source=source, dedupe_key=event.dedupe_key, ticket_id=event.ticket_id,
                                     event_type=event.event_type, payload=event.payload(body), received_at=now)
     return queued
 
 
-def play(tickets: int, seed: int, *, economy: bool) -> Day:
+class ZendeskDay:
+    source = "zendesk"
+
+    def __init__(self, clock: Clock) -> None:
+        self.app = create_sandbox(clock=clock)
+        self.client = self.app.test_client()
+        self.auth = (f"{SANDBOX_EMAIL}/token", SANDBOX_TOKEN)
+
+    def connector(self, base: str):
+        return ZendeskConnector("sandbox", SANDBOX_EMAIL, SANDBOX_TOKEN, api_url=base, field_ids=FIELDS,
+                                sleep=lambda s: None, backoff_base=0)
+
+    def create(self, rng: random.Random) -> int:
+        answer = self.client.post("/api/v2/tickets.json", auth=self.auth, json={"ticket": {
+            "subject": rng.choice(SUBJECTS), "requester_id": CUSTOMER_ID,
+            "priority": rng.choice(["low", "normal", "high", "urgent", None]),
+            "comment": {"body": "Hello, we need help.", "author_id": CUSTOMER_ID},
+            "custom_fields": [{"id": FIELDS["plan"], "value": rng.choice(PLANS)}]}})
+        return answer.json["ticket"]["id"]
+
+    def done(self, tid: int) -> bool:
+        return self.app.state.tickets[tid]["status"] in ("solved", "closed")
+
+    def act(self, tid: int, step: str) -> None:
+        body = {"agent": {"author": "agent", "body": "Thanks, looking into it.", "public": True},
+                "customer": {"author": "customer", "body": "Any news?"},
+                "pending": {"author": "agent", "body": "Could you send logs?", "status": "pending"},
+                "solve": {"author": "agent", "body": "Fixed.", "status": "solved"}}[step]
+        self.client.post(f"/_sandbox/tickets/{tid}/comments", json=body)
+
+
+class FreshdeskDay:
+    source = "freshdesk"
+
+    def __init__(self, clock: Clock) -> None:
+        self.app = freshdesk_sandbox(clock=clock)
+        self.client = self.app.test_client()
+        self.client.environ_base["HTTP_AUTHORIZATION"] = "Basic " + base64.b64encode(
+            f"{FRESHDESK_KEY}:X".encode()).decode()
+
+    def connector(self, base: str):
+        fields = RULES.helpdesk["freshdesk"].fields
+        return FreshdeskConnector("sandbox", FRESHDESK_KEY, api_url=base, field_names=fields,
+                                  sleep=lambda s: None, timeout=5, backoff_base=0)
+
+    def create(self, rng: random.Random) -> int:
+        answer = self.client.post("/api/v2/tickets", json={
+            "subject": rng.choice(SUBJECTS), "description": "Hello, we need help.",
+            "priority": rng.choice([1, 2, 3, 4]), "status": 2, "email": "casey@example.org",
+            "custom_fields": {"cf_plan": rng.choice(PLANS)}})
+        return answer.json["id"]
+
+    def done(self, tid: int) -> bool:
+        return self.app.state.tickets[tid]["status"] in (4, 5)
+
+    def act(self, tid: int, step: str) -> None:
+        if step in ("agent", "customer"):
+            self.client.post(f"/_sandbox/tickets/{tid}/conversations",
+                             json={"author": step, "body": "Any news?" if step == "customer" else "On it."})
+        else:
+            self.client.put(f"/api/v2/tickets/{tid}", json={"status": 3 if step == "pending" else 4})
+
+
+def play(tickets: int, seed: int, *, economy: bool, vendor: str = "zendesk") -> Day:
     """One simulated day; returns the bot's vendor calls."""
     rng = random.Random(seed)
     clock = Clock()
-    app = create_sandbox(clock=clock)
+    world = (ZendeskDay if vendor == "zendesk" else FreshdeskDay)(clock)
+    app = world.app
     hooks = Collector()
     app.webhooks = hooks  # type: ignore[assignment]
     base, stop = serve_in_thread(app)
-    day = Day("API economy" if economy else "read-first (baseline)")
+    day = Day(f"{vendor}, " + ("API economy" if economy else "read-first (baseline)"))
+    source = world.source
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{tmp}/bench.db")
         store.migrate()
-        helpdesk = ZendeskConnector("sandbox", SANDBOX_EMAIL, SANDBOX_TOKEN, api_url=base, field_ids=FIELDS,
-                                    sleep=lambda s: None, backoff_base=0)
+        helpdesk = world.connector(base)
         worker = Worker(store, helpdesk, lambda: RULES, clock=clock, budget=WriteBudget(store),
                         economy=economy)
-        client = app.test_client()
-        auth = (f"{SANDBOX_EMAIL}/token", SANDBOX_TOKEN)
         # Each ticket's life: created, then a few of agent reply / customer answer / pending / solved.
         plan: list[tuple[float, int, str]] = []
         for n in range(tickets):
@@ -142,35 +213,25 @@ def play(tickets: int, seed: int, *, economy: bool) -> Day:
             clock.now = START + timedelta(seconds=at)
             hooks.bodies.clear()
             if step == "create":
-                answer = client.post("/api/v2/tickets.json", auth=auth, json={"ticket": {
-                    "subject": rng.choice(SUBJECTS), "requester_id": CUSTOMER_ID,
-                    "priority": rng.choice(["low", "normal", "high", "urgent", None]),
-                    "comment": {"body": "Hello, we need help.", "author_id": CUSTOMER_ID},
-                    "custom_fields": [{"id": FIELDS["plan"], "value": rng.choice(PLANS)}]}})
-                ids[n] = answer.json["ticket"]["id"]
+                ids[n] = world.create(rng)
                 day.tickets += 1
-            elif n in ids and app.state.tickets[ids[n]]["status"] not in ("solved", "closed"):
-                tid = ids[n]
-                body = {"agent": {"author": "agent", "body": "Thanks, looking into it.", "public": True},
-                        "customer": {"author": "customer", "body": "Any news?"},
-                        "pending": {"author": "agent", "body": "Could you send logs?", "status": "pending"},
-                        "solve": {"author": "agent", "body": "Fixed.", "status": "solved"}}[step]
-                client.post(f"/_sandbox/tickets/{tid}/comments", json=body)
+            elif n in ids and not world.done(ids[n]):
+                world.act(ids[n], step)
             else:
                 continue
-            day.external_webhooks += _queue(store, hooks.bodies, clock())
-            _drain(worker, app, hooks, store, clock, day)
+            day.external_webhooks += _queue(store, source, hooks.bodies, clock())
+            _drain(worker, app, hooks, store, clock, day, source)
         # The clock runs on: re-checks that fell due, then a reconciliation of the whole day.
         for _ in range(6):
             clock.now += timedelta(minutes=10)
-            for source, ticket_id in store.due_tickets(clock()):
-                store.request_sync(source, [ticket_id], clock(), "due")
-            _drain(worker, app, hooks, store, clock, day)
+            for due_source, ticket_id in store.due_tickets(clock()):
+                store.request_sync(due_source, [ticket_id], clock(), "due")
+            _drain(worker, app, hooks, store, clock, day, source)
         clock.now += timedelta(minutes=5)
         before = len(app.state.requests)
         report = Reconciler(store, helpdesk, clock=clock, lookback_seconds=86400).run()
         day.reconcile_seen, day.reconcile_queued = report.seen, report.queued
-        _drain(worker, app, hooks, store, clock, day)
+        _drain(worker, app, hooks, store, clock, day, source)
         day.reconcile_calls = len(app.state.requests) - before
         day.seconds = time.perf_counter() - started
         helpdesk.close()
@@ -179,19 +240,19 @@ def play(tickets: int, seed: int, *, economy: bool) -> Day:
     return day
 
 
-def _drain(worker: Worker, app, hooks: Collector, store: Store, clock: Clock, day: Day) -> None:
+def _drain(worker: Worker, app, hooks: Collector, store: Store, clock: Clock, day: Day, source: str) -> None:
     """Run the worker until nothing is queued; the webhooks its writes cause are queued as echoes."""
     for _ in range(1000):
         hooks.bodies.clear()
         before = len(app.state.requests)
         outcomes = worker.run_once(limit=50)
-        made = app.state.requests[before:]
+        made = [r for r in app.state.requests[before:] if r.get("method")]
         for request in made:
             day.calls[request["method"]] += 1
-        day.writes_made += sum(1 for r in made if r["method"] == "PUT")
+        day.writes_made += sum(1 for r in made if r["method"] in ("PUT", "POST"))
         day.echo_calls += sum(1 for r in made if r["method"] == "GET") if outcomes and all(
             o.echo or not o.decision for o in outcomes) else 0
-        day.echo_webhooks += _queue(store, hooks.bodies, clock())
+        day.echo_webhooks += _queue(store, source, hooks.bodies, clock())
         if not outcomes:
             deferred = store.claim("peek", clock() + timedelta(minutes=2), limit=1, lease_seconds=1)
             if not deferred:
@@ -235,15 +296,7 @@ def due_closes(count: int) -> dict[str, float]:
             "sweeps": sweeps}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tickets", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--due", type=int, default=1000, help="due auto-closes to sweep (0: skip)")
-    args = parser.parse_args()
-    logging.disable(logging.INFO)
-    print(f"# API economy, Zendesk sandbox, {args.tickets} tickets, Python {platform.python_version()}")
-    days = [play(args.tickets, args.seed, economy=False), play(args.tickets, args.seed, economy=True)]
+def report(days: list[Day]) -> None:
     floor = days[1].tickets + days[1].writes_made
     for day in days:
         webhooks = day.external_webhooks
@@ -262,6 +315,21 @@ def main() -> None:
     base, new = days
     print(f"floor: {floor} calls ({floor / max(new.external_webhooks, 1):.2f} per external webhook)")
     print(f"ratio baseline/economy: {base.total / max(new.total, 1):.2f}x fewer calls")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tickets", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--due", type=int, default=1000, help="due auto-closes to sweep (0: skip)")
+    args = parser.parse_args()
+    logging.disable(logging.INFO)
+    print(f"# API economy, Zendesk and Freshdesk sandboxes, {args.tickets} tickets, "
+          f"Python {platform.python_version()}")
+    for vendor in ("zendesk", "freshdesk"):
+        days = [play(args.tickets, args.seed, economy=False, vendor=vendor),
+                play(args.tickets, args.seed, economy=True, vendor=vendor)]
+        report(days)
     if args.due:
         due = due_closes(args.due)
         print(f"{args.due} due auto-closes under the default budget: {due['closed']} closed within "
