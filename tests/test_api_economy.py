@@ -377,3 +377,35 @@ def test_the_timer_sweeps_when_a_next_check_comes_not_every_second(store, clock)
     # Ticks at +0 (the mark) .. +8: the sweep runs on the first tick at or after +5, once.
     assert ticks == [False, False, False, False, False, True, False, False, False]
     assert sweeps == [START + timedelta(seconds=5)]
+
+
+def test_bulk_charges_count_vendor_calls():
+    from types import SimpleNamespace
+
+    from jobs.sweeps import bulk_charges
+
+    chunk = [SimpleNamespace(ticket_id=str(n)) for n in range(100)]
+
+    class BulkNotes:
+        notes_in_bulk = True
+
+        def note_many(self, *args, **kwargs):  # pragma: no cover - not called
+            raise AssertionError
+
+    class NotePerTicket:
+        def note_many(self, *args, **kwargs):  # pragma: no cover - not called
+            raise AssertionError
+
+    class NoteInTheJob:
+        def bulk_writes_per_ticket(self, *, reply, note):
+            return 2 if note else 1
+
+    # Zendesk: the close job and the note job, one call each for 100 tickets.
+    zendesk = bulk_charges(BulkNotes(), chunk, reply="r", note="n")
+    assert sum(u for _, u in zendesk) == 2 and zendesk[0] == ("0", 2)
+    assert sum(u for _, u in bulk_charges(BulkNotes(), chunk, reply="r", note=None)) == 1
+    # Freshdesk: one bulk job, then a note per ticket.
+    freshdesk = bulk_charges(NotePerTicket(), chunk, reply=None, note="n")
+    assert freshdesk[0] == ("0", 2) and all(u == 1 for _, u in freshdesk[1:])
+    # A connector that notes inside close_many says what it costs per ticket.
+    assert {u for _, u in bulk_charges(NoteInTheJob(), chunk, reply=None, note="n")} == {2}
