@@ -106,6 +106,9 @@ class ChangePage:
     cursor: str | None
     done: bool
     deleted_ids: list[str] = field(default_factory=list)
+    # The `updated_at` the helpdesk listed for each ticket id, where it said: a ticket whose
+    # stored snapshot already holds that state needs no sync.
+    updated_at: dict[str, str] = field(default_factory=dict)
 
 
 # The last line of every note and reply Deskpilot writes. A comment is the bot's

@@ -86,4 +86,6 @@ class WriteBudget:
         if grant.denied:
             raise OverBudget(ticket_id, grant.retry_after)
 
-
+    def refund(self, source: str, ticket_id: str, at: datetime, units: int) -> None:
+        """Give back updates reserved at `at` that no vendor call used (a read found nothing to write)."""
+        self.store.refund_write_budget(source, ticket_id, at, units)

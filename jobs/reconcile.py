@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from connectors.base import ConnectorError, Helpdesk, RateLimitedError
+from connectors.base import ChangePage, ConnectorError, Helpdesk, RateLimitedError
 from engine.ticket import to_epoch
 from jobs.runtime import resolve_helpdesk
 from jobs.worker import utc_now
@@ -35,6 +35,7 @@ class ReconcileReport:
     seen: int = 0  # changed tickets listed
     deleted: int = 0  # deleted tickets listed, skipped without a fetch
     queued: int = 0  # of those, newly put in the work queue
+    current: int = 0  # listed, but the stored snapshot already holds that updated_at: not queued
     caught_up: bool = False  # the helpdesk has nothing older left to list
     error: str | None = None
 
@@ -43,7 +44,8 @@ class ReconcileReport:
             return f"{self.source} reconciliation skipped: {self.skipped}"
         state = "caught up" if self.caught_up else "more to list next run"
         text = (f"{self.source} reconciliation: {self.requests} request(s), {self.seen} changed "
-                f"ticket(s), {self.queued} newly queued, {self.deleted} deleted skipped, {state}")
+                f"ticket(s), {self.queued} newly queued, {self.current} already current, "
+                f"{self.deleted} deleted skipped, {state}")
         return text + (f"; error: {self.error}" if self.error else "")
 
 
@@ -134,7 +136,9 @@ class Reconciler:
             report.requests += 1
             report.seen += len(page.ticket_ids)
             report.deleted += len(page.deleted_ids)
-            report.queued += self.store.request_sync(source, page.ticket_ids, now, REASON,
+            changed = self._changed(source, page)
+            report.current += len(page.ticket_ids) - len(changed)
+            report.queued += self.store.request_sync(source, changed, now, REASON,
                                                      revive_dead_before=revive_before)
             if page.cursor:
                 cursor = page.cursor
@@ -144,6 +148,22 @@ class Reconciler:
                 break
         return report
 
+    def _changed(self, source: str, page: ChangePage) -> list[str]:
+        """The listed tickets whose exported updated_at is newer than their stored snapshot's.
+
+        A ticket listed without an updated_at, never stored, or stored without a
+        stamp is queued; so is one whose stamps cannot be compared.
+        """
+        if not page.updated_at:
+            return list(page.ticket_ids)
+        stored = self.store.snapshot_stamps(source, page.ticket_ids)
+        out = []
+        for ticket_id in page.ticket_ids:
+            listed, known = _instant(page.updated_at.get(ticket_id)), _instant(stored.get(ticket_id))
+            if listed is None or known is None or listed > known:
+                out.append(ticket_id)
+        return out
+
     def _recent_requests(self, source: str) -> list[int]:
         raw = self.store.get_cursor(source, REQUESTS)
         try:
@@ -151,3 +171,14 @@ class Reconciler:
             return [int(value) for value in values]
         except (ValueError, TypeError):
             return []
+
+
+def _instant(value: object) -> datetime | None:
+    """A vendor's updated_at (ISO-8601) as an aware instant; None when absent or unreadable."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -117,6 +117,26 @@ class _Read:
     holds: tuple = ()  # fields an agent set by hand (engine/ownership.py)
 
 
+def bulk_charges(helpdesk: Any, chunk: list, *, reply: str | None, note: str | None) -> list[tuple[str, int]]:
+    """(ticket id, updates) a bulk close of `chunk` costs, as the vendor counts its calls.
+
+    The bulk job is one update call for the whole chunk (up to 100 tickets), carried by
+    its first ticket. A separate note is one more bulk call where the connector notes in
+    bulk (`notes_in_bulk`), else one call per ticket. A connector that closes and notes
+    in one close_many is charged what it says per ticket (bulk_writes_per_ticket).
+    """
+    if not hasattr(helpdesk, "note_many"):
+        units = helpdesk.bulk_writes_per_ticket(reply=reply, note=note)
+        return [(r.ticket_id, units) for r in chunk]
+    bulk_notes = bool(getattr(helpdesk, "notes_in_bulk", False))
+    out = []
+    for n, read in enumerate(chunk):
+        units = (1 + (1 if note and bulk_notes else 0)) if n == 0 else 0
+        units += 1 if note and not bulk_notes else 0
+        out.append((read.ticket_id, units))
+    return out
+
+
 class Sweeper:
     """Finds tickets whose time-based rules are due and acts on them, once, across processes.
 
@@ -360,9 +380,12 @@ class Sweeper:
         status, tags, reply, note = key
         source = helpdesk.name
         if self.budget is not None:
-            units = helpdesk.bulk_writes_per_ticket(reply=reply, note=note)
-            grant = self.budget.reserve(source, [(r.ticket_id, units) for r in chunk], now)
-            allowed = set(grant.granted)
+            charges = bulk_charges(helpdesk, chunk, reply=reply, note=note)
+            # The ticket carrying the bulk job's calls first: without it, nothing rides on the job.
+            carrier = self.budget.reserve(source, charges[:1], now)
+            allowed = set(carrier.granted)
+            if allowed:
+                allowed |= set(self.budget.reserve(source, charges[1:], now).granted)
             waiting = [r for r in chunk if r.ticket_id not in allowed]
             if waiting:
                 # Released untouched: the snapshot still says due, so the next sweep takes them.

@@ -135,6 +135,8 @@ class Outcome:
     error: str | None = None
     calls: dict[str, int] = field(default_factory=dict)
     read_only: str | None = None  # why nothing was written although the decision had actions
+    echo: bool = False  # only the bot's own write came back: settled without a read
+    incremental: bool = False  # decided on the stored ticket extended by the webhooks, no read
 
 
 class Worker:
@@ -154,8 +156,12 @@ class Worker:
         lease_seconds: int = DEFAULT_LEASE_SECONDS,
         backoff_base: float = 30.0,
         budget: WriteBudget | None = None,
+        economy: bool = True,
     ) -> None:
         self.store = store
+        # Echoes settled without a read and the budget asked before reading; False is the
+        # read-first behaviour, kept for benchmarks/api_economy.py's in-process baseline.
+        self.economy = economy
         # A connector, or a factory that builds one for the rules in use (their
         # `helpdesk:` section holds the account's field and group ids).
         self._helpdesk = helpdesk
@@ -358,11 +364,98 @@ class Worker:
                          claim.source, claim.ticket_id, write.id, write.rules_version, left, len(write.parts))
                 writer.complete(helpdesk, write, remote)
             outcome.wrote = True
+        elif self.economy and self._echo_only(claim, rules, helpdesk):
+            # Only the bot's own write came back: the stored snapshot already holds its result.
+            log.info("%s ticket %s: %d event(s) of the bot's own write; settled without a read",
+                     claim.source, claim.ticket_id, len(claim.payloads))
+            outcome.echo = True
+            self.store.complete(claim, self.clock())
+            return
         decision: Decision | None = None
         written: Decision | None = None
         holds: tuple[ownership.Hold, ...] = ()
+        # Budget before reads: one update is reserved before the ticket is read, so a
+        # ticket the budget would defer costs no read; unused, it is given back.
+        held: list[tuple[datetime, int]] = []
+        if self.economy:
+            self._reserve(claim, 1, self.clock(), held)
+        try:
+            remote, decision, written, holds = self._decide_loop(claim, outcome, rules, helpdesk, held)
+        finally:
+            for reservation in held:  # reserved and not spent on a call
+                self._refund(claim, reservation)
+        self._finish(claim, rules, remote, decision, written, holds)
+
+    def _reserve(self, claim: Claim, units: int, now: datetime, held: list[tuple[datetime, int]]) -> None:
+        """Reserve `units` updates (OverBudget when there is no room), remembered in `held`."""
+        if self.budget is None or units <= 0:
+            return
+        self.budget.spend(claim.source, claim.ticket_id, units, now)
+        held.append((now, units))
+
+    def _refund(self, claim: Claim, reservation: tuple[datetime, int]) -> None:
+        if self.budget is not None:
+            self.budget.refund(claim.source, claim.ticket_id, reservation[0], reservation[1])
+
+    def _echo_only(self, claim: Claim, rules: RuleSet, helpdesk: Helpdesk) -> bool:
+        """Every queued event is the bot's own write coming back, and nothing else is owed.
+
+        An event is an echo when the ticket's updated_at it carries lies within the
+        stamps of the bot's last write (after the stamp it read, at most the stamp
+        the write returned): a safe update refuses any change in between. The
+        ticket must not be due and its snapshot decided under the rules in force.
+        """
+        if not claim.payloads or not getattr(helpdesk, "safe_updates", False):
+            # Without conditional updates another change could land between the read and the
+            # write with a stamp inside the write's: only a read tells them apart.
+            return False
+        snapshot = self.store.get_snapshot(claim.source, claim.ticket_id)
+        if snapshot is None or snapshot.get("rules_version") != rules.version:
+            return False
+        due = snapshot.get("next_check")
+        if due is not None and due <= self.clock():
+            return False
+        wrote = (snapshot.get("ticket") or {}).get("wrote")
+        if not wrote or len(wrote) != 2:
+            return False
+        before, after = _instant(wrote[0]), _instant(wrote[1])
+        if after is None:
+            return False
+        for payload in claim.payloads:
+            at = payload_updated_at(payload)
+            if at is None or at > after or (before is not None and at <= before):
+                return False
+        return True
+
+    def _extended(self, claim: Claim, helpdesk: Helpdesk) -> RemoteTicket | None:
+        extend = getattr(helpdesk, "extend", None)
+        if not self.economy or extend is None or not claim.payloads:
+            return None
+        snapshot = self.store.get_snapshot(claim.source, claim.ticket_id)
+        if snapshot is None or not snapshot.get("ticket"):
+            return None
+        try:
+            return extend(snapshot["ticket"], claim.payloads)
+        except (KeyError, TypeError, ValueError) as err:  # an odd payload: the full read decides
+            log.info("%s ticket %s: webhooks not applied to the stored ticket (%r); reading it",
+                     claim.source, claim.ticket_id, err)
+            return None
+
+    def _decide_loop(self, claim: Claim, outcome: Outcome, rules: RuleSet, helpdesk: Helpdesk,
+                     held: list[tuple[datetime, int]]) -> tuple:
+        """Read, decide and write (re-read on a conflict); `held` is the budget reserved and unspent."""
+        writer = OutboxWriter(self.store, self.clock)
+        decision: Decision | None = None
+        written: Decision | None = None
+        holds: tuple[ownership.Hold, ...] = ()
+        read_stamp: str | None = None
         for attempt in range(1, CONFLICT_RETRIES + 1):
-            remote = helpdesk.fetch_ticket(claim.ticket_id)
+            # The stored timeline extended by the webhooks where they suffice; else (and after a
+            # conflict, which says the webhooks did not tell everything) a full read.
+            extended = self._extended(claim, helpdesk) if attempt == 1 else None
+            remote = extended if extended is not None else helpdesk.fetch_ticket(claim.ticket_id)
+            outcome.incremental = extended is not None
+            read_stamp = remote.stamp
             now = self.clock()
             holds = holds_for(self.store, claim.source, remote, rules, now)
             decision = evaluate(remote.ticket, rules, to_epoch(now), holds)
@@ -387,17 +480,19 @@ class Worker:
                 outcome.read_only = remote.read_only
                 break
             parts = split_parts(helpdesk, changes)
-            if self.budget is not None:
-                self.budget.spend(claim.source, claim.ticket_id, len(parts), now)
+            self._reserve(claim, len(parts) - sum(units for _, units in held), now, held)
             write = writer.record(claim.source, claim.ticket_id, rules_version=rules.version,
                                   audit=_action_log(decision, remote), helpdesk=helpdesk, changes=changes)
+            held.clear()  # the calls are made: the reservation is spent
             try:
-                OutboxWriter(self.store, self.clock).complete(helpdesk, write, remote, fresh=True)
+                writer.complete(helpdesk, write, remote, fresh=True)
             except ConflictError:
                 self.store.outbox.cancel(write.id, self.clock(),
                                          "the ticket changed before the first call; decided again")
                 if attempt == CONFLICT_RETRIES:
                     raise
+                if self.economy:
+                    self._reserve(claim, 1, self.clock(), held)
                 log.info(
                     "%s ticket %s: changed while deciding; reading it again", claim.source, claim.ticket_id
                 )
@@ -417,6 +512,12 @@ class Worker:
                 or "a comment",
             )
             break
+        if written is not None:
+            remote.raw = {**(remote.raw or {}), "_deskpilot_wrote": [read_stamp, remote.stamp]}
+        return remote, decision, written, holds
+
+    def _finish(self, claim: Claim, rules: RuleSet, remote: RemoteTicket, decision: Decision | None,
+                written: Decision | None, holds: tuple[ownership.Hold, ...]) -> None:
         now = self.clock()
         next_check = None
         if decision is not None and decision.next_check is not None and not remote.read_only:
@@ -425,10 +526,13 @@ class Worker:
         if written is not None:
             after = apply_actions(remote.ticket, written.actions, to_epoch(now))
             holds = ownership.announce(holds, [a.body for a in written.actions])
+        stored = ticket_json(after, remote.stamp, holds)
+        if written is not None:
+            stored["wrote"] = (remote.raw or {}).get("_deskpilot_wrote")
         self.store.save_snapshot(
             claim.source,
             claim.ticket_id,
-            ticket=ticket_json(after, remote.stamp, holds),
+            ticket=stored,
             decision=decision.to_dict() if decision is not None else {},
             next_check=next_check,
             rules_version=rules.version,
@@ -438,6 +542,38 @@ class Worker:
         if self._config_error:
             clear_config_error(self.store, claim.source, now)
             self._config_error = False
+
+
+def _instant(value: Any) -> datetime | None:
+    """An ISO-8601 instant (a vendor's updated_at) as an aware datetime, else None."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def payload_updated_at(payload: Any) -> datetime | None:
+    """The ticket's updated_at an inbox event carries (None when it carries none).
+
+    Zendesk event subscriptions: detail.updated_at; Deskpilot trigger bodies:
+    updated_at; Freshdesk automation webhooks: freshdesk_webhook.ticket_updated_at.
+    """
+    if not isinstance(payload, dict):
+        return None
+    body = payload.get("body")
+    if isinstance(body, dict):
+        detail = body.get("detail")
+        if isinstance(detail, dict) and detail.get("updated_at"):
+            return _instant(detail.get("updated_at"))
+        fresh = body.get("freshdesk_webhook")
+        if isinstance(fresh, dict) and fresh.get("ticket_updated_at"):
+            return _instant(fresh.get("ticket_updated_at"))
+        if "deskpilot" in body and body.get("updated_at"):
+            return _instant(body.get("updated_at"))
+    return None
 
 
 def _first_line(err: BaseException) -> str:

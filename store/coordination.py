@@ -115,50 +115,74 @@ def take_write_budget(
     longest = max(account_span, ticket_span)
     conn.execute(sa.delete(w).where(w.c.source == source, w.c.at <= now - timedelta(seconds=longest)))
     minute_start = now - timedelta(seconds=account_span)
-    account = [
-        (row.at, row.units)
-        for row in conn.execute(
-            sa.select(w.c.at, w.c.units).where(w.c.source == source, w.c.at > minute_start).order_by(w.c.at)
-        )
-    ]
     ticket_start = now - timedelta(seconds=ticket_span)
-    ids = sorted({ticket_id for ticket_id, _ in wants})
-    per_ticket_rows: dict[str, list[tuple[datetime, int]]] = {ticket_id: [] for ticket_id in ids}
+    # Sums, not rows: a reservation costs two aggregate reads on the indexed window, however
+    # many writes it holds. The rows are read only to say how long a denied ticket waits.
+    used = int(conn.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(w.c.units), 0))
+        .where(w.c.source == source, w.c.at > minute_start)
+    ).scalar() or 0)
+    ids = sorted({ticket_id for ticket_id, asked in wants if asked > 0})
+    ticket_used: dict[str, int] = {}
     for start in range(0, len(ids), 500):
         rows = conn.execute(
-            sa.select(w.c.ticket_id, w.c.at, w.c.units)
+            sa.select(w.c.ticket_id, sa.func.sum(w.c.units))
             .where(w.c.source == source, w.c.ticket_id.in_(ids[start : start + 500]), w.c.at > ticket_start)
-            .order_by(w.c.at)
+            .group_by(w.c.ticket_id)
         )
-        for row in rows:
-            per_ticket_rows[row.ticket_id].append((row.at, row.units))
+        for ticket_id, units in rows:
+            ticket_used[ticket_id] = int(units or 0)
+    added: list[tuple[datetime, int]] = []  # granted in this call, account-wide
+    added_for: dict[str, list[tuple[datetime, int]]] = {}
 
-    used = sum(units for _, units in account)
+    def rows_since(since: datetime, ticket_id: str | None) -> list[tuple[datetime, int]]:
+        query = sa.select(w.c.at, w.c.units).where(w.c.source == source, w.c.at > since)
+        if ticket_id is not None:
+            query = query.where(w.c.ticket_id == ticket_id)
+        stored = [(row.at, row.units) for row in conn.execute(query.order_by(w.c.at))]
+        return stored + (added if ticket_id is None else added_for.get(ticket_id, []))
+
     granted: list[str] = []
     denied: list[str] = []
     waits: list[float] = []
     inserts = []
     for ticket_id, asked in wants:
         # A single write larger than a whole window would never fit; it waits for an empty one.
-        units = max(1, min(asked, per_minute, per_ticket))
-        history = per_ticket_rows.setdefault(ticket_id, [])
-        ticket_used = sum(u for _, u in history)
-        if ticket_used + units > per_ticket:
+        # A ticket riding on another's call (a bulk job's share) asks for 0 and is granted free.
+        units = max(1, min(asked, per_minute, per_ticket)) if asked > 0 else 0
+        mine = ticket_used.get(ticket_id, 0)
+        if units and mine + units > per_ticket:
             denied.append(ticket_id)
-            waits.append(_wait(history, ticket_used + units - per_ticket, ticket_span, now))
+            history = rows_since(ticket_start, ticket_id)
+            waits.append(_wait(history, mine + units - per_ticket, ticket_span, now))
             continue
-        if used + units > per_minute:
+        if units and used + units > per_minute:
             denied.append(ticket_id)
-            waits.append(_wait(account, used + units - per_minute, account_span, now))
+            waits.append(_wait(rows_since(minute_start, None), used + units - per_minute, account_span, now))
             continue
-        used += units
-        account.append((now, units))
-        history.append((now, units))
         granted.append(ticket_id)
-        inserts.append({"source": source, "ticket_id": ticket_id, "units": units, "at": now})
+        if units:
+            used += units
+            ticket_used[ticket_id] = mine + units
+            added.append((now, units))
+            added_for.setdefault(ticket_id, []).append((now, units))
+            inserts.append({"source": source, "ticket_id": ticket_id, "units": units, "at": now})
     if inserts:
         conn.execute(sa.insert(w), inserts)
     return BudgetGrant(tuple(granted), tuple(denied), min(waits) if waits else 0.0)
+
+
+def refund_write_budget(conn: Connection, source: str, ticket_id: str, at: datetime, units: int) -> int:
+    """Remove one reservation of `units` for `ticket_id` recorded at `at` (the newest such row)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key(f"write-budget:{source}"))))
+    w = write_log
+    newest = (
+        sa.select(sa.func.max(w.c.id))
+        .where(w.c.source == source, w.c.ticket_id == ticket_id, w.c.at == at, w.c.units == units)
+        .scalar_subquery()
+    )
+    return conn.execute(sa.delete(w).where(w.c.id == newest)).rowcount or 0
 
 
 def _wait(rows: list[tuple[datetime, int]], excess: int, window: float, now: datetime) -> float:

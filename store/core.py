@@ -435,6 +435,32 @@ class Store:
             ).first()
         return None if row is None else dict(row._mapping)
 
+    def snapshot_stamps(self, source: str, ticket_ids: Iterable[str]) -> dict[str, str | None]:
+        """ticket id -> the vendor stamp (updated_at) of its stored snapshot, for the ids stored."""
+        ids = sorted({str(ticket_id) for ticket_id in ticket_ids})
+        s = ticket_snapshots
+        out: dict[str, str | None] = {}
+        with read_transaction(self.engine) as conn:
+            for start in range(0, len(ids), 500):
+                rows = conn.execute(
+                    sa.select(s.c.ticket_id, s.c.ticket)
+                    .where(s.c.source == source, s.c.ticket_id.in_(ids[start : start + 500]))
+                )
+                for row in rows:
+                    out[row.ticket_id] = (row.ticket or {}).get("stamp")
+        return out
+
+    def fell_due(self, after: datetime, now: datetime) -> bool:
+        """Whether some ticket's next_check lies in (after, now]: one range probe on its index."""
+        _aware(after, "after")
+        _aware(now, "now")
+        s = ticket_snapshots
+        with read_transaction(self.engine) as conn:
+            row = conn.execute(
+                sa.select(s.c.ticket_id).where(s.c.next_check > after, s.c.next_check <= now).limit(1)
+            ).first()
+        return row is not None
+
     def due_tickets(self, now: datetime, limit: int = 1000) -> list[tuple[str, str]]:
         """(source, ticket_id) whose next_check <= now, most overdue first.
 
@@ -564,6 +590,12 @@ class Store:
                 per_ticket=per_ticket,
                 ticket_window_seconds=ticket_window_seconds,
             )
+
+    def refund_write_budget(self, source: str, ticket_id: str, at: datetime, units: int) -> int:
+        """Give back a reservation made at `at` and not spent on a vendor call; rows removed."""
+        _aware(at, "at")
+        with write_transaction(self.engine) as conn:
+            return coordination.refund_write_budget(conn, source, str(ticket_id), at, units)
 
     # -- monitoring -------------------------------------------------------------------
 

@@ -88,7 +88,9 @@ def test_live_round_counts_echo_bursts(database_url):
     assert live.written == 3 and live.errors == 0
     # A created event per ticket, then the echoes of the bot's own writes.
     assert live.events > live.tickets
-    assert live.ideal == 4 + 3 and live.evaluations >= live.ideal
+    # One read per new ticket; the echo bursts of the bot's own writes settle without one
+    # (an echo stamped in the same second as the read it follows is read, to be safe).
+    assert live.ideal == 4 + 3 and live.tickets <= live.evaluations <= live.ideal
 
 
 def test_count_calls_reads_the_request_log():

@@ -37,7 +37,7 @@ def test_build_scheduler_makes_four_unstarted_jobs(store, database_url):
     jobs = {job.id: job for job in scheduler.get_jobs()}
     assert {name: job.trigger.interval.total_seconds() for name, job in jobs.items()} == {
         "sweep": 20, "reconcile": 240, "rules-reload": 10, "purge": 3600, "replan": 10,
-        "audit-retention": 21600, "outbox-resume": 300}
+        "audit-retention": 21600, "outbox-resume": 300, "timer": 1}
     assert all((job.max_instances, job.coalesce) == (1, True) for job in jobs.values())
     assert jobs["rules-reload"].kwargs == {"force": False}
 

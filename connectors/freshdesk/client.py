@@ -325,11 +325,14 @@ class FreshdeskConnector:
                 start = datetime.fromisoformat(cursor.replace("Z", "+00:00"))
             except ValueError:
                 log.warning("Freshdesk change cursor %r is not an instant; listing from %s", cursor, since)
-        ids, latest = self._updated_since(start)
+        stamps: dict[str, str] = {}
+        ids, latest = self._updated_since(start, stamps)
         nxt = max(latest, start) if latest is not None else start
-        return ChangePage(ticket_ids=ids, cursor=nxt.astimezone(UTC).strftime(_TIMESTAMP), done=True)
+        return ChangePage(ticket_ids=ids, cursor=nxt.astimezone(UTC).strftime(_TIMESTAMP), done=True,
+                          updated_at=stamps)
 
-    def _updated_since(self, updated_since: datetime) -> tuple[list[str], datetime | None]:
+    def _updated_since(self, updated_since: datetime, stamps: dict[str, str] | None = None
+                       ) -> tuple[list[str], datetime | None]:
         """Ids of tickets updated at or after `updated_since`, oldest update first, and the
         latest updated_at seen.
 
@@ -342,6 +345,8 @@ class FreshdeskConnector:
         latest: int | None = None
         for item in self.updated_tickets(updated_since):
             seen[str(item["id"])] = None
+            if stamps is not None and item.get("updated_at"):
+                stamps[str(item["id"])] = str(item["updated_at"])  # the latest listed
             if item.get("updated_at"):
                 moment = instant(item["updated_at"], "updated_at")
                 latest = moment if latest is None else max(latest, moment)

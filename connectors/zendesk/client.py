@@ -34,6 +34,7 @@ from connectors.base import (
 from connectors.fields import FieldType
 from connectors.http import Http, Pace, Vendor
 from connectors.zendesk.tickets import field_types_from_zendesk, ticket_from_zendesk
+from connectors.zendesk.timeline import extend_ticket
 from engine.ticket import to_epoch
 
 log = logging.getLogger(__name__)
@@ -255,6 +256,23 @@ class ZendeskConnector:
         return RemoteTicket(ticket=engine_ticket, stamp=ticket.get("updated_at"), raw=ticket,
                             read_only=read_only)
 
+    def extend(self, snapshot: Mapping[str, Any], payloads: Iterable[Mapping[str, Any]]
+               ) -> RemoteTicket | None:
+        """The stored ticket extended by its queued webhooks, without a read; None when they do not
+        suffice (connectors/zendesk/timeline.py says when) and the ticket must be read."""
+        if self._status_aliases:
+            return None  # a custom status label the rules name is not in the webhook
+        types = self.field_types() if self._field_ids else {}
+        extended = extend_ticket(snapshot, payloads, field_names=self._field_names,
+                                 group_names=self._group_names, field_types=types)
+        if extended is None:
+            return None
+        ticket, stamp = extended
+        read_only = None
+        if ticket.status == "closed":
+            read_only = "closed in Zendesk, which refuses every update of a closed ticket"
+        return RemoteTicket(ticket=ticket, stamp=stamp, raw={}, read_only=read_only)
+
     def fetch_tickets(self, ticket_ids: Iterable[str]) -> dict[str, RemoteTicket | ConnectorError]:
         """Several tickets, one fetch_ticket each (see connectors.base.Helpdesk.fetch_tickets)."""
         return fetch_each(self, ticket_ids)
@@ -434,6 +452,10 @@ class ZendeskConnector:
                         log.warning("ticket %s: closed, but its internal note failed: %s", ticket_id, error)
         return results
 
+    # Every update is a safe update (updated_stamp): a change made meanwhile is refused with 409.
+    safe_updates = True
+    notes_in_bulk = True  # note_many is one bulk job per 100 tickets (what the write budget counts)
+
     def note_many(self, ticket_ids: Iterable[str], note: str, *, wait_seconds: float = 60
                   ) -> dict[str, str | None]:
         """One internal note on up to 100 tickets (one bulk job); ticket id -> None when added, else the
@@ -468,11 +490,16 @@ class ZendeskConnector:
         page = self._call("GET", "incremental/tickets/cursor.json", params=params)
         live: dict[str, None] = {}
         deleted: dict[str, None] = {}
+        stamps: dict[str, str] = {}
         for ticket in page.get("tickets") or []:
             (deleted if ticket.get("status") == "deleted" else live)[str(ticket["id"])] = None
+            if ticket.get("updated_at"):
+                stamps[str(ticket["id"])] = str(ticket["updated_at"])
+        ids = [tid for tid in live if tid not in deleted]
         return ChangePage(
-            ticket_ids=[tid for tid in live if tid not in deleted], deleted_ids=list(deleted),
+            ticket_ids=ids, deleted_ids=list(deleted),
             cursor=page.get("after_cursor") or cursor, done=bool(page.get("end_of_stream")),
+            updated_at={tid: stamps[tid] for tid in ids if tid in stamps},
         )
 
     # -- HTTP ----------------------------------------------------------------
