@@ -21,7 +21,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from connectors.base import RemoteTicket, TicketChanges
+from connectors.base import ChangePage, ConnectorError, RemoteTicket, TicketChanges, fetch_each, prepared
+from connectors.fields import FieldType
 from engine.rulefile import load_rules
 from engine.ticket import Event, Ticket, to_epoch
 from jobs.budget import BudgetLimits, WriteBudget
@@ -42,9 +43,11 @@ GOAL_REPLAN_SECONDS = 10.0
 
 
 class FakeZendesk:
-    """An in-process helpdesk that keeps Zendesk's call pattern: a read is the ticket and
-    its audits (2 GETs); apply is 1 PUT (2 when it carries a reply and a note); a bulk
-    close is update_many + job poll for status and reply, and again for the note."""
+    """An in-process helpdesk (the whole connectors.base.Helpdesk Protocol) that keeps
+    Zendesk's call pattern: a read is the ticket and its audits (2 GETs); apply is 1 PUT
+    per part (the reply rides with the fields, a note beside a reply is a second PUT,
+    write_parts as ZendeskConnector splits them); a bulk close is update_many + job poll
+    for status and reply, and again for the note. Its fields are plain values."""
 
     name = SOURCE
 
@@ -54,15 +57,32 @@ class FakeZendesk:
         self.closed: Counter[str] = Counter()
         self._lock = threading.Lock()
 
+    def check(self) -> list[str]:
+        return []
+
     def fetch_ticket(self, ticket_id: str) -> RemoteTicket:
         with self._lock:
             self.calls["read"] += 2
             return RemoteTicket(ticket=self.tickets[ticket_id], stamp="stamp")
 
+    def fetch_tickets(self, ticket_ids: Iterable[str]) -> dict[str, RemoteTicket | ConnectorError]:
+        return fetch_each(self, ticket_ids)
+
+    def prepare(self, remote: RemoteTicket, changes: TicketChanges) -> TicketChanges:
+        return prepared(remote, changes, lambda _name: FieldType())
+
+    def write_parts(self, changes: TicketChanges) -> list[TicketChanges]:
+        if changes.is_empty():
+            return []
+        first = dataclasses.replace(changes, note=None if changes.reply else changes.note)
+        return [first] + ([TicketChanges(note=changes.note)] if changes.reply and changes.note else [])
+
     def writes_for(self, changes: TicketChanges) -> int:
-        return 2 if changes.reply and changes.note else 1
+        return len(self.write_parts(changes))
 
     def apply(self, remote: RemoteTicket, changes: TicketChanges) -> None:
+        if changes.is_empty():
+            return
         with self._lock:
             self.calls["write"] += self.writes_for(changes)
             if changes.status:
@@ -83,6 +103,12 @@ class FakeZendesk:
             for ticket_id in ids:
                 self._close(ticket_id, status)
         return {ticket_id: None for ticket_id in ids}
+
+    def changed_since(self, cursor: str | None, since: datetime) -> ChangePage:
+        return ChangePage(ticket_ids=[], cursor=cursor, done=True)  # the sweep never asks
+
+    def close(self) -> None:
+        pass
 
     def _close(self, ticket_id: str, status: str) -> None:
         self.closed[ticket_id] += 1

@@ -230,22 +230,40 @@ def deskpilot_target(label: str, database_url: str) -> Target:
     return Target(f"deskpilot {label}", "app:create_app()", env, secret, database_url)
 
 
+CONFIG = ROOT / "gunicorn.conf.py"  # what the Procfile's `web:` line runs
+
+
 @dataclass(frozen=True)
 class Gunicorn:
-    """How every target is served: the same worker count and class for each.
+    """How every target is served: the Procfile's gunicorn, `--config gunicorn.conf.py`.
 
-    The default is the Procfile's: 4 sync workers. On 2 cores, two workers per
-    core keep both busy while others wait on the database; gthread (2 x 4)
-    measured no faster for Deskpilot and faster for the bare app (keep-alive).
+    That is the threaded worker class webserver.ThreadWorker with WEB_CONCURRENCY
+    processes x WEB_THREADS threads (2 x 16 unless set), the app preloaded. `workers`
+    and `threads` set those two variables for every target alike; None keeps the
+    environment's value, or the config's default. Only the bind address and the log
+    level are given on the command line (they win over the file).
     """
 
-    workers: int = 4
-    worker_class: str = "sync"
-    threads: int = 1
+    workers: int | None = None
+    threads: int | None = None
+
+    def sizes(self) -> tuple[int, int]:
+        """(processes, threads per process) the config file will read."""
+        workers = self.workers if self.workers is not None else int(os.environ.get("WEB_CONCURRENCY", "2"))
+        threads = self.threads if self.threads is not None else int(os.environ.get("WEB_THREADS", "16"))
+        return workers, threads
 
     def describe(self) -> str:
-        threads = f" x {self.threads} threads" if self.worker_class == "gthread" else ""
-        return f"{self.workers} {self.worker_class} workers{threads}, --preload"
+        workers, threads = self.sizes()
+        return (f"gunicorn.conf.py: {workers} webserver.ThreadWorker processes x {threads} threads "
+                "(WEB_CONCURRENCY x WEB_THREADS), preloaded")
+
+    def environment(self, env: dict[str, str]) -> dict[str, str]:
+        workers, threads = self.sizes()
+        out = {key: value for key, value in env.items() if key not in ("HOST", "PORT")}
+        out.update(WEB_CONCURRENCY=str(workers), WEB_THREADS=str(threads))
+        out.pop("PROMETHEUS_MULTIPROC_DIR", None)  # each server makes its own (gunicorn.conf.py)
+        return out
 
     @contextmanager
     def serve(self, targets: Sequence[Target], workdir: Path) -> Iterator[list[tuple[int, int]]]:
@@ -259,13 +277,12 @@ class Gunicorn:
                 port, log_path = free_port(), workdir / f"gunicorn-{n}.log"
                 # No control socket: gunicorn 27 puts it at one path per user, which
                 # several gunicorns running at once would fight over.
-                command = [sys.executable, "-m", "gunicorn", "--preload", "--workers", str(self.workers),
-                           "--worker-class", self.worker_class, "--threads", str(self.threads),
+                command = [sys.executable, "-m", "gunicorn", "--config", str(CONFIG),
                            "--bind", f"127.0.0.1:{port}", "--no-control-socket", "--log-level", "warning",
                            target.spec]
                 with open(log_path, "ab") as log:
-                    procs.append((port, subprocess.Popen(command, cwd=ROOT, env=target.env, stdout=log,
-                                                         stderr=log), log_path))
+                    procs.append((port, subprocess.Popen(command, cwd=ROOT, env=self.environment(target.env),
+                                                         stdout=log, stderr=log), log_path))
             for port, proc, log_path in procs:
                 _wait_healthy(port, proc, log_path)
             yield [(port, proc.pid) for port, proc, _ in procs]
@@ -274,7 +291,7 @@ class Gunicorn:
                 proc.send_signal(signal.SIGTERM)
             for _, proc, _ in procs:
                 try:
-                    proc.wait(timeout=20)
+                    proc.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
@@ -493,9 +510,9 @@ def _cores(seconds: float | None, wall: float) -> str:
 def print_intake(loads: Sequence[Load], server: Gunicorn, concurrency: int, rounds: int) -> None:
     import gunicorn
 
-    print(f"Webhook intake: gunicorn {gunicorn.__version__} ({server.describe()}), {concurrency} client "
-          f"threads, {rounds} interleaved rounds; {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"load average {os.getloadavg()[0]:.1f} at the end")
+    print(f"Webhook intake: gunicorn {gunicorn.__version__}, the Procfile's config ({server.describe()}), "
+          f"{concurrency} client threads, {rounds} interleaved rounds; {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f} at the end")
     print(f"{'target':<22}{'acked':>7}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'failed':>7}"
           f"{'client':>8}{'server':>8}{'machine':>9}{'ratio':>7}  inbox")
     bare = loads[0].rps
@@ -541,9 +558,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, help="timed webhooks per target (default 3000; quick 300)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; quick 1)")
     parser.add_argument("--concurrency", type=int, default=8, help="client threads (default 8)")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (default 4, the Procfile's)")
-    parser.add_argument("--worker-class", default="sync", choices=("sync", "gthread"))
-    parser.add_argument("--threads", type=int, default=1, help="threads per gthread worker")
+    parser.add_argument("--workers", type=int,
+                        help="gunicorn processes, as WEB_CONCURRENCY (default: its value, else 2)")
+    parser.add_argument("--threads", type=int,
+                        help="threads per process, as WEB_THREADS (default: its value, else 16)")
     parser.add_argument("--tickets", type=int, help="tickets for the call counts (default 40; quick 8)")
     parser.add_argument("--burst", type=int, default=5, help="events per ticket per burst (default 5)")
     args = parser.parse_args(argv)
@@ -552,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     requests = args.requests or (300 if args.quick else 3000)
     rounds = args.rounds or (1 if args.quick else 3)
     tickets = args.tickets or (8 if args.quick else 40)
-    server = Gunicorn(args.workers, args.worker_class, args.threads)
+    server = Gunicorn(args.workers, args.threads)
     postgres = os.environ.get(POSTGRES_ENV)
     with tempfile.TemporaryDirectory(prefix="deskpilot-bench-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
