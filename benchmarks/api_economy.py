@@ -317,12 +317,13 @@ def report(days: list[Day]) -> None:
     print(f"ratio baseline/economy: {base.total / max(new.total, 1):.2f}x fewer calls")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.api_economy",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--tickets", type=int, default=200)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--due", type=int, default=1000, help="due auto-closes to sweep (0: skip)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.disable(logging.INFO)
     print(f"# API economy, Zendesk and Freshdesk sandboxes, {args.tickets} tickets, "
           f"Python {platform.python_version()}")
@@ -336,7 +337,8 @@ def main() -> None:
               f"{due['minutes']:.1f} simulated minutes ({due['sweeps']} sweeps, {due['seconds']:.1f} s); "
               f"{due['reads'] / max(due['closed'], 1):.2f} ticket/audit GETs and "
               f"{due['writes'] / max(due['closed'], 1):.3f} update calls per closed ticket (goal < 2 min)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
