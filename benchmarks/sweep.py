@@ -49,6 +49,9 @@ class FakeZendesk:
     write_parts as ZendeskConnector splits them); a bulk close is update_many + job poll
     for status and reply, and again for the note. Its fields are plain values."""
 
+    safe_updates = True  # as ZendeskConnector: every update is conditional on its stamp
+    notes_in_bulk = True
+
     name = SOURCE
 
     def __init__(self, tickets: Iterable[Ticket]) -> None:

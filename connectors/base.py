@@ -159,6 +159,11 @@ class Helpdesk(Protocol):
     """
 
     name: str
+    # Every update is conditional on the ticket's update stamp (a change made meanwhile is
+    # refused with 409), so a write can never land over an edit it did not see.
+    safe_updates: bool
+    # Notes on many tickets are one bulk job per up to 100 tickets, not one call each.
+    notes_in_bulk: bool
 
     def check(self) -> list[str]:
         """Configuration problems found by reading the account's metadata (users/me,

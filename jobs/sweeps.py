@@ -128,7 +128,7 @@ def bulk_charges(helpdesk: Any, chunk: list, *, reply: str | None, note: str | N
     if not hasattr(helpdesk, "note_many"):
         units = helpdesk.bulk_writes_per_ticket(reply=reply, note=note)
         return [(r.ticket_id, units) for r in chunk]
-    bulk_notes = bool(getattr(helpdesk, "notes_in_bulk", False))
+    bulk_notes = helpdesk.notes_in_bulk
     out = []
     for n, read in enumerate(chunk):
         units = (1 + (1 if note and bulk_notes else 0)) if n == 0 else 0
@@ -280,7 +280,8 @@ class Sweeper:
             self._per_ticket(worker, read, rules, report)
         # A per-ticket close is a safe update on Zendesk; Freshdesk has none, so every close
         # written per ticket is checked afterwards like a bulk one.
-        closes = [r for r in singles if r.ticket_id in report.applied and _closes(r.decision)]
+        closes = [r for r in singles if r.ticket_id in report.applied and _closes(r.decision)
+                  and not helpdesk.safe_updates]
         if closes:
             reopened = self._reopen_if_replied(helpdesk, rules, closes, now)
             report.reopened.extend(reopened)

@@ -405,7 +405,7 @@ class Worker:
         the write returned): a safe update refuses any change in between. The
         ticket must not be due and its snapshot decided under the rules in force.
         """
-        if not claim.payloads or not getattr(helpdesk, "safe_updates", False):
+        if not claim.payloads or not helpdesk.safe_updates:
             # Without conditional updates another change could land between the read and the
             # write with a stamp inside the write's: only a read tells them apart.
             return False

@@ -393,6 +393,8 @@ def test_bulk_charges_count_vendor_calls():
             raise AssertionError
 
     class NotePerTicket:
+        safe_updates = notes_in_bulk = False
+
         def note_many(self, *args, **kwargs):  # pragma: no cover - not called
             raise AssertionError
 

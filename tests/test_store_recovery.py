@@ -37,6 +37,7 @@ class FailingHelpdesk:
     """A connector whose every read fails with `error`."""
 
     name = "zendesk"
+    safe_updates = notes_in_bulk = True
 
     def __init__(self, error: Exception) -> None:
         self.error = error

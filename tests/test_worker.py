@@ -114,6 +114,7 @@ def test_conflict_rereads_and_retries(store, sandbox):
 
     class Racing:
         name = "zendesk"
+        safe_updates = notes_in_bulk = True
 
         def fetch_ticket(self, tid):
             calls["fetch"] += 1

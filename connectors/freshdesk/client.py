@@ -90,6 +90,10 @@ class FreshdeskConnector:
     `rate_limit_remaining` holds the last X-RateLimit-Remaining seen (None before any).
     """
 
+    # Freshdesk updates are unconditional, and it has no bulk note (one POST per ticket).
+    safe_updates = False
+    notes_in_bulk = False
+
     name = "freshdesk"
 
     def __init__(
