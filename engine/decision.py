@@ -88,8 +88,10 @@ class Decision:
     policy: str | None
     targets: dict[str, TargetResult | None]
     actions: list[Action] = field(default_factory=list)
-    # The earliest instant after `now` at which evaluating again could decide
-    # something new (a breach, a warning, an escalation, an auto-close).
+    # The earliest instant after `now` at which evaluating again would act: an
+    # escalation (breach, warning, before_breach, after_created), an auto-close
+    # or its reminder, or an SLA state field the rules write turning breached.
+    # None when no rule can act on time alone.
     next_check: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
