@@ -168,3 +168,12 @@ def test_nothing_acts_before_next_check(policy, ticket):
         added = [t for a in evaluate(parse_ticket(data, rules.status_aliases), rules, now).actions
                  if a.type == "add_tags" for t in a.values]
         data = data | {"tags": list(data.get("tags", ())) + added}
+
+
+def test_a_replay_still_finds_each_state_change():
+    # No rule acts on the targets, yet a replay counting breaches needs their instants.
+    decision = decide("", "2026-11-23T10:10:00Z")
+    now = at("2026-11-23T10:10:00Z")
+    assert decision.next_check is None and decision.next_state_change(now) == FIRST_DUE + 1
+    later = decide("", "2026-11-23T11:00:01Z")
+    assert later.next_state_change(FIRST_DUE + 1) == RESOLUTION_WARN
