@@ -36,7 +36,7 @@ from connectors.freshdesk.events import NormalizedEvent as FreshdeskEvent
 from connectors.freshdesk.events import normalize as freshdesk_normalize
 from connectors.zendesk import ZendeskConnector
 from connectors.zendesk.events import NormalizedEvent, normalize
-from engine.rulefile import load_rules
+from engine.rulefile import load_rules, load_texts
 from jobs.budget import WriteBudget
 from jobs.reconcile import Reconciler
 from jobs.worker import Worker
@@ -47,9 +47,30 @@ from sandbox.zendesk import SANDBOX_TOKEN, create_sandbox
 from sandbox.zendesk_state import CUSTOMER_ID, SANDBOX_EMAIL
 from store import Store
 
-RULES = load_rules(Path(__file__).resolve().parent.parent / "rules" / "deskpilot.yaml")
+RULES_PATH = Path(__file__).resolve().parent.parent / "rules" / "deskpilot.yaml"
+RULES = load_rules(RULES_PATH)
+# The re-check day: the starter rules with more clocks than rules act on (next reply, not escalated
+# nor written to a field; resolution, whose warning is escalated but not its breach), a P1 breach
+# escalation and the SLA fields of first response.
+TIMED = load_texts([("timed.yaml", RULES_PATH.read_text().replace(
+    "when: {fields: {plan: professional}}", "when: {fields: {plan: [professional, enterprise]}}").replace(
+    "      first_response: {P1: 3h, P2: 6h, P3: 9h}\n",
+    "      first_response: {P1: 3h, P2: 6h, P3: 9h}\n"
+    "      next_reply: {P1: 2h, P2: 4h, P3: 8h}\n"
+    "      resolution: {P1: {within: 8h, warn_after: 6h}, P2: {within: 16h, warn_after: 12h}, P3: 24h}\n",
+) + """
+escalations:
+  - id: p1-late
+    when: {priority: [urgent]}
+    on: {breach: first_response}
+    do: {add_tags: [p1_late]}
+  - id: resolution-warning
+    on: {warning: resolution}
+    do: {add_tags: [resolution_warning]}
+""")])
 FIELDS = {name: int(i) for name, i in RULES.helpdesk["zendesk"].fields.items()}
 START = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)  # Monday 08:00 in Bratislava
+RUN_ON = timedelta(days=2)
 GOAL_PER_WEBHOOK = 0.8
 GOAL_PER_MINUTE = 700
 SUBJECTS = ["How do I record calls?", "Outage: calls drop", "Invoice question", "Cannot log in",
@@ -181,7 +202,8 @@ class FreshdeskDay:
             self.client.put(f"/api/v2/tickets/{tid}", json={"status": 3 if step == "pending" else 4})
 
 
-def play(tickets: int, seed: int, *, economy: bool, vendor: str = "zendesk", every_due: bool = False) -> Day:
+def play(tickets: int, seed: int, *, economy: bool, vendor: str = "zendesk", every_due: bool = False,
+         rules=RULES, run_on: timedelta = timedelta(hours=1)) -> Day:
     """One simulated day; returns the bot's vendor calls.
 
     Whenever some ticket's next_check has come the clock queues it, as the
@@ -197,13 +219,14 @@ def play(tickets: int, seed: int, *, economy: bool, vendor: str = "zendesk", eve
     app.webhooks = hooks  # type: ignore[assignment]
     base, stop = serve_in_thread(app)
     label = "API economy" if economy else "read-first (baseline)"
-    day = Day(f"{vendor}, {label}" + (", re-check at every due (earlier schedule)" if every_due else ""))
+    day = Day(f"{vendor}, {label}" + (", more clocks than rules" if rules is TIMED else "")
+              + (", re-check at every due (earlier schedule)" if every_due else ""))
     source = world.source
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{tmp}/bench.db")
         store.migrate()
         helpdesk = world.connector(base)
-        worker = Worker(store, helpdesk, lambda: RULES, clock=clock, budget=WriteBudget(store),
+        worker = Worker(store, helpdesk, lambda: rules, clock=clock, budget=WriteBudget(store),
                         economy=economy)
         # Each ticket's life: created, then a few of agent reply / customer answer / pending / solved.
         plan: list[tuple[float, int, str]] = []
@@ -235,7 +258,7 @@ def play(tickets: int, seed: int, *, economy: bool, vendor: str = "zendesk", eve
             if every_due:
                 _every_due(store, clock())
         # The clock runs on: re-checks that fell due, then a reconciliation of the whole day.
-        for _ in range(6):
+        for _ in range(int(run_on / timedelta(minutes=10))):
             clock.now += timedelta(minutes=10)
             _recheck(worker, app, hooks, store, clock, day, source, every_due)
         clock.now += timedelta(minutes=5)
@@ -378,10 +401,19 @@ def report(days: list[Day]) -> None:
     base, new = days[:2]
     print(f"floor: {floor} calls ({floor / max(new.external_webhooks, 1):.2f} per external webhook)")
     print(f"ratio baseline/economy: {base.total / max(new.total, 1):.2f}x fewer calls")
-    if len(days) > 2:
-        every = days[2]
-        print(f"re-checks, every due / rules' moments only: {every.rechecks} / {new.rechecks} "
-              f"({every.recheck_calls} / {new.recheck_calls} calls)")
+
+
+def report_rechecks(every: Day, moments: Day) -> None:
+    for day in (every, moments):
+        idle = day.rechecks - day.rechecks_acted
+        print(f"{day.label}:")
+        print(f"  vendor calls {day.total} ({dict(day.calls)}), writes {day.writes_made}")
+        print(f"  scheduled re-checks {day.rechecks}: {day.rechecks_acted} acted, {idle} acted on nothing "
+              f"({idle / max(day.rechecks, 1):.0%}); {day.recheck_calls} calls")
+    print(f"re-checks, every due / rules' moments only: {every.rechecks} / {moments.rechecks} "
+          f"({every.recheck_calls} / {moments.recheck_calls} calls); acted {every.rechecks_acted} / "
+          f"{moments.rechecks_acted}; calls that day {every.total} / {moments.total} "
+          f"({every.total / max(moments.total, 1):.2f}x)")
 
 
 def main() -> None:
@@ -395,9 +427,11 @@ def main() -> None:
           f"Python {platform.python_version()}")
     for vendor in ("zendesk", "freshdesk"):
         days = [play(args.tickets, args.seed, economy=False, vendor=vendor),
-                play(args.tickets, args.seed, economy=True, vendor=vendor),
-                play(args.tickets, args.seed, economy=True, vendor=vendor, every_due=True)]
+                play(args.tickets, args.seed, economy=True, vendor=vendor)]
         report(days)
+    # The clock runs on for two days after the last event, so the clocks left running come due.
+    report_rechecks(play(args.tickets, args.seed, economy=True, every_due=True, rules=TIMED, run_on=RUN_ON),
+                    play(args.tickets, args.seed, economy=True, rules=TIMED, run_on=RUN_ON))
     if args.due:
         due = due_closes(args.due)
         print(f"{args.due} due auto-closes under the default budget: {due['closed']} closed within "
