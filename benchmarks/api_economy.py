@@ -13,6 +13,12 @@ read, the budget asked before reading) and, as the baseline, the read-first
 worker (Worker(economy=False)). The floor beside them: one read per new
 ticket, the writes the bot really makes, nothing for anything else.
 
+Then the scheduled re-checks: the same Zendesk day under rules with more
+clocks than rules act on, the clock running on two days, once with a
+re-check at every running target's due and warning time (the earlier
+schedule, replayed on the stored decisions) and once at the rules' own
+moments only: how many re-checks acted and what they cost.
+
     python -m benchmarks.api_economy [--tickets 200] [--seed 7]
 """
 
