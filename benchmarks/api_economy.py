@@ -318,7 +318,6 @@ def _every_due(store: Store, now: datetime) -> None:
                     moments.append(due + timedelta(seconds=1))
                 if warn is not None and warn > now:
                     moments.append(warn)
-            moments = [m for m in moments if m > now] or moments
             earliest = min(moments) if moments else None
             if earliest != (row.next_check and row.next_check.replace(tzinfo=UTC)):
                 conn.execute(sa.update(s).where(s.c.source == row.source, s.c.ticket_id == row.ticket_id)
