@@ -13,6 +13,12 @@ read, the budget asked before reading) and, as the baseline, the read-first
 worker (Worker(economy=False)). The floor beside them: one read per new
 ticket, the writes the bot really makes, nothing for anything else.
 
+Then the scheduled re-checks: the same Zendesk day under rules with more
+clocks than rules act on, the clock running on two days, once with a
+re-check at every running target's due and warning time (the earlier
+schedule, replayed on the stored decisions) and once at the rules' own
+moments only: how many re-checks acted and what they cost.
+
     python -m benchmarks.api_economy [--tickets 200] [--seed 7]
 """
 
@@ -36,7 +42,7 @@ from connectors.freshdesk.events import NormalizedEvent as FreshdeskEvent
 from connectors.freshdesk.events import normalize as freshdesk_normalize
 from connectors.zendesk import ZendeskConnector
 from connectors.zendesk.events import NormalizedEvent, normalize
-from engine.rulefile import load_rules
+from engine.rulefile import load_rules, load_texts
 from jobs.budget import WriteBudget
 from jobs.reconcile import Reconciler
 from jobs.worker import Worker
@@ -47,9 +53,30 @@ from sandbox.zendesk import SANDBOX_TOKEN, create_sandbox
 from sandbox.zendesk_state import CUSTOMER_ID, SANDBOX_EMAIL
 from store import Store
 
-RULES = load_rules(Path(__file__).resolve().parent.parent / "rules" / "deskpilot.yaml")
+RULES_PATH = Path(__file__).resolve().parent.parent / "rules" / "deskpilot.yaml"
+RULES = load_rules(RULES_PATH)
+# The re-check day: the starter rules with more clocks than rules act on (next reply, not escalated
+# nor written to a field; resolution, whose warning is escalated but not its breach), a P1 breach
+# escalation and the SLA fields of first response.
+TIMED = load_texts([("timed.yaml", RULES_PATH.read_text().replace(
+    "when: {fields: {plan: professional}}", "when: {fields: {plan: [professional, enterprise]}}").replace(
+    "      first_response: {P1: 3h, P2: 6h, P3: 9h}\n",
+    "      first_response: {P1: 3h, P2: 6h, P3: 9h}\n"
+    "      next_reply: {P1: 2h, P2: 4h, P3: 8h}\n"
+    "      resolution: {P1: {within: 8h, warn_after: 6h}, P2: {within: 16h, warn_after: 12h}, P3: 24h}\n",
+) + """
+escalations:
+  - id: p1-late
+    when: {priority: [urgent]}
+    on: {breach: first_response}
+    do: {add_tags: [p1_late]}
+  - id: resolution-warning
+    on: {warning: resolution}
+    do: {add_tags: [resolution_warning]}
+""")])
 FIELDS = {name: int(i) for name, i in RULES.helpdesk["zendesk"].fields.items()}
 START = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)  # Monday 08:00 in Bratislava
+RUN_ON = timedelta(days=2)
 GOAL_PER_WEBHOOK = 0.8
 GOAL_PER_MINUTE = 700
 SUBJECTS = ["How do I record calls?", "Outage: calls drop", "Invoice question", "Cannot log in",
@@ -90,6 +117,9 @@ class Day:
     reconcile_seen: int = 0
     reconcile_queued: int = 0
     reconcile_calls: int = 0
+    rechecks: int = 0  # scheduled re-checks (next_check came) the worker evaluated
+    rechecks_acted: int = 0  # ... of which decided something to do
+    recheck_calls: int = 0  # vendor calls those re-checks (and their echoes) made
     seconds: float = 0.0
 
     @property
@@ -178,8 +208,15 @@ class FreshdeskDay:
             self.client.put(f"/api/v2/tickets/{tid}", json={"status": 3 if step == "pending" else 4})
 
 
-def play(tickets: int, seed: int, *, economy: bool, vendor: str = "zendesk") -> Day:
-    """One simulated day; returns the bot's vendor calls."""
+def play(tickets: int, seed: int, *, economy: bool, vendor: str = "zendesk", every_due: bool = False,
+         rules=RULES, run_on: timedelta = timedelta(hours=1)) -> Day:
+    """One simulated day; returns the bot's vendor calls.
+
+    Whenever some ticket's next_check has come the clock queues it, as the
+    due-time timer does. `every_due` replays the earlier schedule, a re-check at
+    every running target's due + 1 s and warning time besides the rules' own
+    moments, so the re-checks it adds can be counted against those that act.
+    """
     rng = random.Random(seed)
     clock = Clock()
     world = (ZendeskDay if vendor == "zendesk" else FreshdeskDay)(clock)
@@ -187,13 +224,15 @@ def play(tickets: int, seed: int, *, economy: bool, vendor: str = "zendesk") -> 
     hooks = Collector()
     app.webhooks = hooks  # type: ignore[assignment]
     base, stop = serve_in_thread(app)
-    day = Day(f"{vendor}, " + ("API economy" if economy else "read-first (baseline)"))
+    label = "API economy" if economy else "read-first (baseline)"
+    day = Day(f"{vendor}, {label}" + (", more clocks than rules" if rules is TIMED else "")
+              + (", re-check at every due (earlier schedule)" if every_due else ""))
     source = world.source
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{tmp}/bench.db")
         store.migrate()
         helpdesk = world.connector(base)
-        worker = Worker(store, helpdesk, lambda: RULES, clock=clock, budget=WriteBudget(store),
+        worker = Worker(store, helpdesk, lambda: rules, clock=clock, budget=WriteBudget(store),
                         economy=economy)
         # Each ticket's life: created, then a few of agent reply / customer answer / pending / solved.
         plan: list[tuple[float, int, str]] = []
@@ -211,6 +250,7 @@ def play(tickets: int, seed: int, *, economy: bool, vendor: str = "zendesk") -> 
         started = time.perf_counter()
         for at, n, step in plan:
             clock.now = START + timedelta(seconds=at)
+            _recheck(worker, app, hooks, store, clock, day, source, every_due)
             hooks.bodies.clear()
             if step == "create":
                 ids[n] = world.create(rng)
@@ -221,12 +261,12 @@ def play(tickets: int, seed: int, *, economy: bool, vendor: str = "zendesk") -> 
                 continue
             day.external_webhooks += _queue(store, source, hooks.bodies, clock())
             _drain(worker, app, hooks, store, clock, day, source)
+            if every_due:
+                _every_due(store, clock())
         # The clock runs on: re-checks that fell due, then a reconciliation of the whole day.
-        for _ in range(6):
+        for _ in range(int(run_on / timedelta(minutes=10))):
             clock.now += timedelta(minutes=10)
-            for due_source, ticket_id in store.due_tickets(clock()):
-                store.request_sync(due_source, [ticket_id], clock(), "due")
-            _drain(worker, app, hooks, store, clock, day, source)
+            _recheck(worker, app, hooks, store, clock, day, source, every_due)
         clock.now += timedelta(minutes=5)
         before = len(app.state.requests)
         report = Reconciler(store, helpdesk, clock=clock, lookback_seconds=86400).run()
@@ -240,12 +280,59 @@ def play(tickets: int, seed: int, *, economy: bool, vendor: str = "zendesk") -> 
     return day
 
 
-def _drain(worker: Worker, app, hooks: Collector, store: Store, clock: Clock, day: Day, source: str) -> None:
-    """Run the worker until nothing is queued; the webhooks its writes cause are queued as echoes."""
+def _recheck(worker: Worker, app, hooks: Collector, store: Store, clock: Clock, day: Day, source: str,
+             every_due: bool) -> None:
+    """Queue the tickets whose next_check has come and drain them, counting what the re-checks did."""
+    due = store.due_tickets(clock())
+    if not due:
+        return
+    for due_source, ticket_id in due:
+        store.request_sync(due_source, [ticket_id], clock(), "due")
+    before = day.total
+    outcomes = _drain(worker, app, hooks, store, clock, day, source)
+    checked = {o.ticket_id: o for o in outcomes if o.decision is not None and o.ticket_id in
+               {tid for _, tid in due}}
+    day.rechecks += len(checked)
+    day.rechecks_acted += sum(1 for o in checked.values() if o.decision.actions)
+    day.recheck_calls += day.total - before
+    if every_due:
+        _every_due(store, clock())
+
+
+def _every_due(store: Store, now: datetime) -> None:
+    """The earlier schedule: next_check also at each running target's due + 1 s and its warning time."""
+    import sqlalchemy as sa
+
+    from store.board import parse_instant
+    from store.models import ticket_snapshots as s
+
+    with store.engine.begin() as conn:
+        rows = conn.execute(sa.select(s.c.source, s.c.ticket_id, s.c.decision, s.c.next_check)).all()
+        for row in rows:
+            moments = [row.next_check.replace(tzinfo=UTC)] if row.next_check is not None else []
+            for result in ((row.decision or {}).get("targets") or {}).values():
+                if not isinstance(result, dict) or result.get("state") != "running":
+                    continue
+                due, warn = parse_instant(result.get("due")), parse_instant(result.get("warn_at"))
+                if due is not None and due >= now:
+                    moments.append(due + timedelta(seconds=1))
+                if warn is not None and warn > now:
+                    moments.append(warn)
+            earliest = min(moments) if moments else None
+            if earliest != (row.next_check and row.next_check.replace(tzinfo=UTC)):
+                conn.execute(sa.update(s).where(s.c.source == row.source, s.c.ticket_id == row.ticket_id)
+                             .values(next_check=earliest))
+
+
+def _drain(worker: Worker, app, hooks: Collector, store: Store, clock: Clock, day: Day, source: str) -> list:
+    """Run the worker until nothing is queued; the webhooks its writes cause are queued as echoes.
+    Returns the worker's outcomes."""
+    done: list = []
     for _ in range(1000):
         hooks.bodies.clear()
         before = len(app.state.requests)
         outcomes = worker.run_once(limit=50)
+        done.extend(outcomes)
         made = [r for r in app.state.requests[before:] if r.get("method")]
         for request in made:
             day.calls[request["method"]] += 1
@@ -256,10 +343,11 @@ def _drain(worker: Worker, app, hooks: Collector, store: Store, clock: Clock, da
         if not outcomes:
             deferred = store.claim("peek", clock() + timedelta(minutes=2), limit=1, lease_seconds=1)
             if not deferred:
-                return
+                return done
             for claim in deferred:
                 store.release(claim, clock())
             clock.now += timedelta(seconds=5)  # a budget deferral: time passes until its window frees
+    return done
 
 
 def due_closes(count: int) -> dict[str, float]:
@@ -312,9 +400,25 @@ def report(days: list[Day]) -> None:
         print(f"  calls per minute at 20 webhooks/s {per_minute:.0f} (goal <= {GOAL_PER_MINUTE})")
         print(f"  reconciliation: {day.reconcile_seen} listed, {day.reconcile_queued} queued, "
               f"{day.reconcile_calls} calls; {day.seconds:.1f} s")
-    base, new = days
+        idle = day.rechecks - day.rechecks_acted
+        print(f"  scheduled re-checks {day.rechecks}: {day.rechecks_acted} acted, {idle} acted on nothing "
+              f"({idle / max(day.rechecks, 1):.0%}); {day.recheck_calls} calls")
+    base, new = days[:2]
     print(f"floor: {floor} calls ({floor / max(new.external_webhooks, 1):.2f} per external webhook)")
     print(f"ratio baseline/economy: {base.total / max(new.total, 1):.2f}x fewer calls")
+
+
+def report_rechecks(every: Day, moments: Day) -> None:
+    for day in (every, moments):
+        idle = day.rechecks - day.rechecks_acted
+        print(f"{day.label}:")
+        print(f"  vendor calls {day.total} ({dict(day.calls)}), writes {day.writes_made}")
+        print(f"  scheduled re-checks {day.rechecks}: {day.rechecks_acted} acted, {idle} acted on nothing "
+              f"({idle / max(day.rechecks, 1):.0%}); {day.recheck_calls} calls")
+    print(f"re-checks, every due / rules' moments only: {every.rechecks} / {moments.rechecks} "
+          f"({every.recheck_calls} / {moments.recheck_calls} calls); acted {every.rechecks_acted} / "
+          f"{moments.rechecks_acted}; calls that day {every.total} / {moments.total} "
+          f"({every.total / max(moments.total, 1):.2f}x)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -331,6 +435,9 @@ def main(argv: list[str] | None = None) -> int:
         days = [play(args.tickets, args.seed, economy=False, vendor=vendor),
                 play(args.tickets, args.seed, economy=True, vendor=vendor)]
         report(days)
+    # The clock runs on for two days after the last event, so the clocks left running come due.
+    report_rechecks(play(args.tickets, args.seed, economy=True, every_due=True, rules=TIMED, run_on=RUN_ON),
+                    play(args.tickets, args.seed, economy=True, rules=TIMED, run_on=RUN_ON))
     if args.due:
         due = due_closes(args.due)
         print(f"{args.due} due auto-closes under the default budget: {due['closed']} closed within "

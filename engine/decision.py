@@ -88,9 +88,24 @@ class Decision:
     policy: str | None
     targets: dict[str, TargetResult | None]
     actions: list[Action] = field(default_factory=list)
-    # The earliest instant after `now` at which evaluating again could decide
-    # something new (a breach, a warning, an escalation, an auto-close).
+    # The earliest instant after `now` at which evaluating again would act: an
+    # escalation (breach, warning, before_breach, after_created), an auto-close
+    # or its reminder, or an SLA state field the rules write turning breached.
+    # None when no rule can act on time alone.
     next_check: int | None = None
+
+    def next_state_change(self, now: int) -> int | None:
+        """The earliest instant after `now` at which a running target turns breached or
+        passes its warning, whether or not a rule acts then (for replays that count breaches)."""
+        moments = []
+        for result in self.targets.values():
+            if result is None or result.state != "running":
+                continue
+            if result.due >= now:
+                moments.append(result.due + 1)
+            if result.warn_at is not None and result.warn_at > now:
+                moments.append(result.warn_at)
+        return min(moments) if moments else None
 
     def to_dict(self) -> dict[str, Any]:
         targets = {}

@@ -253,6 +253,16 @@ def _sla_fields(rules: RuleSet, ticket: Ticket, targets, actions: list[Action]) 
         actions.append(Action("set_fields", SLA_FIELDS_RULE, values=values))
 
 
+def _sla_field_checks(rules: RuleSet, targets, now: int) -> list[int]:
+    """The instants a written SLA state field would change: a running target turning breached."""
+    checks = []
+    for name, names in rules.sla_fields.items():
+        result = targets.get(name)
+        if names.get("state") and result is not None and result.state == "running" and result.due >= now:
+            checks.append(result.due + 1)
+    return checks
+
+
 def evaluate(ticket: Ticket, rules: RuleSet, now: int, holds: Sequence[ownership.Hold] = ()) -> Decision:
     """Decide `ticket` at `now` (UTC epoch seconds). Pure: same inputs, same decision.
 
@@ -300,14 +310,11 @@ def evaluate(ticket: Ticket, rules: RuleSet, now: int, holds: Sequence[ownership
             )
         )
 
-    checks: list[int] = []
-    for result in targets.values():
-        if result is None or result.state != "running":
-            continue
-        if result.due >= now:
-            checks.append(result.due + 1)  # the instant it would turn breached
-        if result.warn_at is not None and result.warn_at > now:
-            checks.append(result.warn_at)
+    # Only moments at which some rule can act are worth a look: each escalation
+    # and the auto-close give theirs below, and an SLA field the rules write
+    # changes state when its target turns breached. A target's due or warning
+    # time alone acts on nothing (the board derives its state from the instants).
+    checks = _sla_field_checks(rules, targets, now)
 
     state = _State(ticket, priority, status, history.label)
     state.holds = holds

@@ -190,6 +190,13 @@ def read_tags(rules: RuleSet) -> frozenset[str]:
     return result
 
 
+def _look_again(decision, t: int) -> int | None:
+    """The rules' own next moment, or an instant a target changes state if sooner: the replay
+    counts breaches, which the bot itself need not look at when no rule acts on them."""
+    moments = [m for m in (decision.next_check, decision.next_state_change(t)) if m is not None]
+    return min(moments) if moments else None
+
+
 def replay(prep: Prepared, rules: RuleSet, start: int, end: int) -> Run:
     """Replay one prepared ticket through `rules`; record the actions taken in [start, end]."""
     watched = read_tags(rules)
@@ -216,7 +223,7 @@ def replay(prep: Prepared, rules: RuleSet, start: int, end: int) -> Run:
     while True:
         # Internal notes change nothing the engine reads: no new decision at them.
         inert = decision is not None and i < n and evs[i][0] <= t and (
-            decision.next_check is None or decision.next_check > t)
+            (check := _look_again(decision, t)) is None or check > t)
         while i < n and evs[i][0] <= t:
             at, kind, a, b = evs[i]
             i += 1
@@ -283,7 +290,7 @@ def replay(prep: Prepared, rules: RuleSet, start: int, end: int) -> Run:
             if not changed:
                 break
         following = evs[i][0] if i < n else None
-        check = decision.next_check
+        check = _look_again(decision, t)
         if check is not None and check <= t:
             check = t + 1
         if check is not None and (following is None or check < following):
