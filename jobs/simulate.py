@@ -221,8 +221,9 @@ def replay(prep: Prepared, rules: RuleSet, start: int, end: int) -> Run:
     evaluations = 0
     decision = None
     while True:
-        # Internal notes change nothing the engine reads: no new decision at them.
-        inert = decision is not None and i < n and evs[i][0] <= t and (
+        # Internal notes change nothing the engine reads: no new decision at them, unless the
+        # last decision acted (the ticket as its actions left it has not been decided yet).
+        inert = decision is not None and not decision.actions and i < n and evs[i][0] <= t and (
             (check := _look_again(decision, t)) is None or check > t)
         while i < n and evs[i][0] <= t:
             at, kind, a, b = evs[i]
