@@ -205,3 +205,24 @@ def test_an_auto_close_on_a_custom_status_label_replays_only_that_custom_status(
     assert [c.at for c in run.closes] == [at("2024-03-05T11:00:00")]
     other = ticket([comment("2024-03-04T11:00:00", "agent"), {**waiting, "custom_status": "Pending"}])
     assert replay(prepare(other, NO_IDS), rules(vendor_close), *WINDOW).closes == []
+
+
+def test_an_internal_note_after_a_decision_that_acted_is_decided_again():
+    chain = """
+reclassify:
+  - id: default-priority
+    when: {priority: none}
+    set: normal
+  - id: outage-is-urgent
+    when: {priority: normal, text_any: [outage]}
+    set: urgent
+"""
+    note = {"at": at("2024-03-04T09:30:00"), "type": "comment", "author": "agent", "public": False,
+            "bot": False}
+    doc = ticket([note, comment("2024-03-04T11:00:00", "agent")], priority=None)
+    run = replay(prepare(doc, NO_IDS), rules(chain), *WINDOW)
+    fired = [(f.rule, f.at) for f in run.firings if f.type == "set_priority"]
+    # The ticket as the first rule left it is decided at the note, as the bot would on its echo.
+    assert fired == [("default-priority", at("2024-03-04T09:00:00")),
+                     ("outage-is-urgent", at("2024-03-04T09:30:00"))]
+    assert run.priority == "urgent"
