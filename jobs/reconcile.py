@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from connectors.base import ChangePage, ConnectorError, Helpdesk, RateLimitedError
 from engine.ticket import to_epoch
 from jobs.runtime import resolve_helpdesk
-from jobs.worker import utc_now
+from jobs.worker import parse_instant, utc_now
 from store import Store
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,8 @@ class Reconciler:
         stored = self.store.snapshot_stamps(source, page.ticket_ids)
         out = []
         for ticket_id in page.ticket_ids:
-            listed, known = _instant(page.updated_at.get(ticket_id)), _instant(stored.get(ticket_id))
+            listed = parse_instant(page.updated_at.get(ticket_id))
+            known = parse_instant(stored.get(ticket_id))
             if listed is None or known is None or listed > known:
                 out.append(ticket_id)
         return out
@@ -171,14 +172,3 @@ class Reconciler:
             return [int(value) for value in values]
         except (ValueError, TypeError):
             return []
-
-
-def _instant(value: object) -> datetime | None:
-    """A vendor's updated_at (ISO-8601) as an aware instant; None when absent or unreadable."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -418,7 +418,7 @@ class Worker:
         wrote = (snapshot.get("ticket") or {}).get("wrote")
         if not wrote or len(wrote) != 2:
             return False
-        before, after = _instant(wrote[0]), _instant(wrote[1])
+        before, after = parse_instant(wrote[0]), parse_instant(wrote[1])
         if after is None:
             return False
         for payload in claim.payloads:
@@ -544,7 +544,7 @@ class Worker:
             self._config_error = False
 
 
-def _instant(value: Any) -> datetime | None:
+def parse_instant(value: Any) -> datetime | None:
     """An ISO-8601 instant (a vendor's updated_at) as an aware datetime, else None."""
     if not isinstance(value, str) or not value.strip():
         return None
@@ -567,12 +567,12 @@ def payload_updated_at(payload: Any) -> datetime | None:
     if isinstance(body, dict):
         detail = body.get("detail")
         if isinstance(detail, dict) and detail.get("updated_at"):
-            return _instant(detail.get("updated_at"))
+            return parse_instant(detail.get("updated_at"))
         fresh = body.get("freshdesk_webhook")
         if isinstance(fresh, dict) and fresh.get("ticket_updated_at"):
-            return _instant(fresh.get("ticket_updated_at"))
+            return parse_instant(fresh.get("ticket_updated_at"))
         if "deskpilot" in body and body.get("updated_at"):
-            return _instant(body.get("updated_at"))
+            return parse_instant(body.get("updated_at"))
     return None
 
 
