@@ -190,8 +190,9 @@ class Helpdesk(Protocol):
         """Write `changes` in one ticket update; raise ConflictError if it changed meanwhile."""
         ...
 
-    def writes_for(self, changes: TicketChanges) -> int:
-        """Write calls apply() makes for `changes` (what the write budget counts)."""
+    def write_parts(self, changes: TicketChanges) -> list[TicketChanges]:
+        """`changes` as the vendor calls apply() makes, one part each: the outbox's units of
+        completion, and what the write budget counts."""
         ...
 
     def can_close_in_bulk(self, add_tags: Iterable[str] = ()) -> bool:

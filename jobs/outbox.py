@@ -66,17 +66,10 @@ def part_kind(changes: TicketChanges) -> str:
 
 
 def split_parts(helpdesk: Helpdesk, changes: TicketChanges) -> list[TicketChanges]:
-    """The vendor calls that write `changes`, as the connector splits them (`write_parts`).
-
-    A connector that does not say is given the whole update as one part (its
-    apply() is then one unit of completion).
-    """
+    """The vendor calls that write `changes`, as the connector splits them (`write_parts`)."""
     if changes.is_empty():
         return []
-    split = getattr(helpdesk, "write_parts", None)
-    if split is None:
-        return [changes]
-    return [part for part in split(changes) if not part.is_empty()]
+    return [part for part in helpdesk.write_parts(changes) if not part.is_empty()]
 
 
 def landed(helpdesk: Helpdesk, remote: RemoteTicket, changes: TicketChanges, since: datetime) -> bool | None:

@@ -120,8 +120,8 @@ class FakeDesk:
             self.applied.append(remote.ticket.id)
             self.tickets[remote.ticket.id] = dataclasses.replace(remote.ticket, priority=changes.priority)
 
-    def writes_for(self, changes: TicketChanges) -> int:
-        return 1
+    def write_parts(self, changes: TicketChanges) -> list[TicketChanges]:
+        return [changes]  # one update carries everything
 
     def prepare(self, remote: RemoteTicket, changes: TicketChanges) -> TicketChanges:
         return changes

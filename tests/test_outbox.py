@@ -42,7 +42,6 @@ class Faulty:
     def __init__(self, real, at: int, mode: str) -> None:
         self.real, self.at, self.mode, self.calls = real, at, mode, 0
         self.name = real.name
-        self.safe_updates, self.notes_in_bulk = real.safe_updates, real.notes_in_bulk
 
     def apply(self, remote, changes):
         self.calls += 1

@@ -130,8 +130,8 @@ def test_conflict_rereads_and_retries(store, sandbox):
         def prepare(self, remote, changes):
             return real.prepare(remote, changes)
 
-        def writes_for(self, changes):
-            return real.writes_for(changes)
+        def write_parts(self, changes):
+            return real.write_parts(changes)
 
     [outcome] = Worker(store, Racing(), lambda: RULES, clock=lambda: NOW).run_once()
     assert outcome.wrote and calls["fetch"] == 2

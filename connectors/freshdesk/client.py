@@ -491,12 +491,6 @@ class FreshdeskConnector:
             raise ConnectorError("Freshdesk bulk_update answered without a job_id")
         return str(job_id)
 
-    def writes_for(self, changes: TicketChanges) -> int:
-        """Calls apply() makes for `changes` (what the write budget counts): PUT, note, reply."""
-        update = bool(changes.priority or changes.status or changes.group or changes.fields
-                      or changes.add_tags)
-        return int(update) + int(bool(changes.note)) + int(bool(changes.reply))
-
     def bulk_writes_per_ticket(self, *, reply: str | None, note: str | None) -> int:
         """Writes close_many makes per ticket (what the write budget counts)."""
         return 2 if note else 1

@@ -402,12 +402,6 @@ class ZendeskConnector:
             raise ConnectorError("PUT tickets/update_many.json: response has no job_status.id")
         return str(job["id"])
 
-    def writes_for(self, changes: TicketChanges) -> int:
-        """Ticket updates apply() makes for `changes` (what the write budget counts)."""
-        if changes.is_empty():
-            return 0
-        return 2 if changes.reply and changes.note else 1
-
     def bulk_writes_per_ticket(self, *, reply: str | None, note: str | None) -> int:
         """Ticket updates close_many makes per ticket (what the write budget counts)."""
         return 2 if reply and note else 1
