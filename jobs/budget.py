@@ -11,6 +11,7 @@ from datetime import datetime
 from config import Settings, positive_int
 from store import Store
 from store.coordination import BudgetGrant
+from store.core import StoreTransaction
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,21 @@ class WriteBudget:
     def from_env(cls, store: Store, environ: Mapping[str, str] = os.environ) -> WriteBudget:
         return cls(store, BudgetLimits.from_env(environ))
 
-    def reserve(self, source: str, wants: Iterable[tuple[str, int]], now: datetime) -> BudgetGrant:
-        """Reserve `units` updates for each (ticket_id, units), in order, as far as the budget allows."""
+    def reserve(self, source: str, wants: Iterable[tuple[str, int]], now: datetime, *,
+                tx: StoreTransaction | None = None, carried: bool = False) -> BudgetGrant:
+        """Reserve `units` updates for each (ticket_id, units), in order, as far as the budget allows.
+
+        With `tx` the reservation commits with the caller's other writes (StoreTransaction).
+        With `carried` the first ticket carries the others (a bulk job's call): if it is
+        denied, so are they. Tickets asking for nothing are granted without a query.
+        """
         limits = self.limits
-        grant = self.store.take_write_budget(
-            source, list(wants), now, per_minute=limits.per_minute, per_ticket=limits.per_ticket,
-            ticket_window_seconds=limits.ticket_window_seconds,
+        wants = list(wants)
+        if all(units <= 0 for _ticket, units in wants):
+            return BudgetGrant(tuple(ticket_id for ticket_id, _units in wants), (), 0.0)
+        grant = (self.store if tx is None else tx).take_write_budget(
+            source, wants, now, per_minute=limits.per_minute, per_ticket=limits.per_ticket,
+            ticket_window_seconds=limits.ticket_window_seconds, carried=carried,
         )
         if grant.denied:
             log.info("%s write budget: %d ticket(s) deferred %.0fs (%d/min, %d per ticket per %ds)",

@@ -356,9 +356,10 @@ class Sweeper:
         if not quiet:
             return
         source = quiet[0].claim.source  # type: ignore[union-attr]
-        self.store.save_snapshots(source, [_snapshot(r.remote, r.decision, r.decision, rules, r.holds)
-                                           for r in quiet], now)
-        self.store.complete_many([r.claim for r in quiet], now)  # type: ignore[misc]
+        snapshots = [_snapshot(r.remote, r.decision, r.decision, rules, r.holds) for r in quiet]
+        with self.store.transaction() as tx:  # the new snapshots and the released claims, together
+            tx.save_snapshots(source, snapshots, now)
+            tx.complete_many([r.claim for r in quiet], now)  # type: ignore[misc]
         report.unchanged.extend(r.ticket_id for r in quiet)
 
     def _per_ticket(self, worker: Worker, read: _Read, rules: RuleSet, report: SweepReport) -> None:
@@ -378,24 +379,17 @@ class Sweeper:
 
     def _close(self, helpdesk: Any, rules: RuleSet, key: tuple, chunk: list[_Read], now: datetime,
                report: SweepReport) -> None:
+        """One bulk close of up to BULK_SIZE tickets, with three commits around its vendor calls.
+
+        Before the bulk job, one transaction reserves the budget, releases the tickets it
+        does not cover and records the outbox writes with their bulk part marked sent.
+        After it, one transaction marks the parts done, finishes the writes with their
+        audit rows and saves the snapshots; after the post-close check, one more completes
+        the claims (and queues what has more to do). A separate note adds one in between.
+        A crash between any two leaves the leases to expire and the outbox to resume from.
+        """
         status, tags, reply, note = key
         source = helpdesk.name
-        if self.budget is not None:
-            charges = bulk_charges(helpdesk, chunk, reply=reply, note=note)
-            # The ticket carrying the bulk job's calls first: without it, nothing rides on the job.
-            carrier = self.budget.reserve(source, charges[:1], now)
-            allowed = set(carrier.granted)
-            if allowed:
-                allowed |= set(self.budget.reserve(source, charges[1:], now).granted)
-            waiting = [r for r in chunk if r.ticket_id not in allowed]
-            if waiting:
-                # Released untouched: the snapshot still says due, so the next sweep takes them.
-                self.store.complete_many([r.claim for r in waiting], now)  # type: ignore[misc]
-                report.deferred.extend(r.ticket_id for r in waiting)
-            chunk = [r for r in chunk if r.ticket_id in allowed]
-            if not chunk:
-                return
-        ids = [r.ticket_id for r in chunk]
         # A connector without note_many closes and notes in one close_many: one part then.
         separate = hasattr(helpdesk, "note_many")
         # Recorded before the first call: the bulk job's share and the note, per ticket.
@@ -403,10 +397,24 @@ class Sweeper:
             status=status, add_tags=tags, reply=reply, note=None if separate else note)))]
         if note and separate:
             parts.append(("note", changes_to_dict(TicketChanges(note=note))))
-        writes = {w.ticket_id: w for w in self.store.outbox.record_many(
-            source, [NewWrite(r.ticket_id, _action_log(r.decision, r.remote), parts)  # type: ignore[arg-type]
-                     for r in chunk], rules_version=rules.version, now=now)}
-        self.store.outbox.sent([w.parts[0].id for w in writes.values()], now)
+        with self.store.transaction() as tx:
+            if self.budget is not None:
+                charges = bulk_charges(helpdesk, chunk, reply=reply, note=note)
+                # The ticket carrying the bulk job's calls first: without it, nothing rides on the job.
+                allowed = set(self.budget.reserve(source, charges, now, tx=tx, carried=True).granted)
+                waiting = [r for r in chunk if r.ticket_id not in allowed]
+                if waiting:
+                    # Released untouched: the snapshot still says due, so the next sweep takes them.
+                    tx.complete_many([r.claim for r in waiting], now)  # type: ignore[misc]
+                    report.deferred.extend(r.ticket_id for r in waiting)
+                chunk = [r for r in chunk if r.ticket_id in allowed]
+            if chunk:
+                writes = {w.ticket_id: w for w in tx.outbox.record_many(
+                    source, [NewWrite(r.ticket_id, _action_log(r.decision, r.remote), parts)  # type: ignore[arg-type]
+                             for r in chunk], rules_version=rules.version, now=now, first_sent=True)}
+        if not chunk:
+            return
+        ids = [r.ticket_id for r in chunk]
         try:
             results = helpdesk.close_many(ids, status=status, add_tags=tags, reply=reply,
                                           note=None if separate else note,
@@ -417,8 +425,10 @@ class Sweeper:
             delay = getattr(err, "retry_after", 5 * self.job_wait_seconds)
             log.warning("%s bulk close of %d tickets unconfirmed (%s); re-checking in %.0fs",
                         source, len(ids), err, delay)
+            with self.store.transaction() as tx:
+                for read in chunk:
+                    tx.retry(read.claim, now, str(err), delay, count_attempt=False)  # type: ignore[arg-type]
             for read in chunk:
-                self.store.retry(read.claim, now, str(err), delay, count_attempt=False)  # type: ignore[arg-type]
                 report.failed[read.ticket_id] = str(err)
             return
         except ConnectorError as err:
@@ -430,34 +440,8 @@ class Sweeper:
             self.store.outbox.cancel(writes[read.ticket_id].id, now,
                                      f"bulk close failed for this ticket ({results[read.ticket_id]}); "
                                      "decided again per ticket")
-        owed: list[_Read] = []
         if done:
-            self.store.outbox.done([writes[r.ticket_id].parts[0].id for r in done], now)
-            owed = self._bulk_notes(helpdesk, [writes[r.ticket_id] for r in done],
-                                    note if separate else None, now)
-            complete = [r for r in done if r.ticket_id not in owed]
-            self.store.outbox.finish_many([writes[r.ticket_id] for r in complete], now)
-            closed = [_after_close(r.remote, key, now) for r in done]  # type: ignore[arg-type]
-            metrics.writes(source, [a for r in done for a in r.decision.actions])  # type: ignore[union-attr]
-            snapshots, again = [], []
-            for read, remote in zip(done, closed, strict=True):
-                after = evaluate(remote.ticket, rules, to_epoch(now), read.holds)
-                snapshots.append(_snapshot(remote, read.decision, after, rules, read.holds))  # type: ignore[arg-type]
-                if after.actions:
-                    again.append(read.ticket_id)
-            self.store.save_snapshots(source, snapshots, now)
-            reopened = self._reopen_if_replied(helpdesk, rules, done, now)
-            report.reopened.extend(reopened)
-            self.store.complete_many([r.claim for r in done if r.ticket_id not in owed], now)  # type: ignore[misc]
-            for read in done:
-                if read.ticket_id in owed:
-                    # Closed, note not confirmed: the worker completes the write (the note only).
-                    self.store.retry(read.claim, now, "internal note not confirmed",  # type: ignore[arg-type]
-                                     FAILED_READ_DELAY_SECONDS, count_attempt=False)
-            again = sorted(set(again) | set(reopened))
-            if again:
-                self.store.request_sync(source, again, now, "sweep: more to do after close")
-            report.closed.extend(r.ticket_id for r in done)
+            self._finish_closed(helpdesk, rules, key, done, writes, note if separate else None, now, report)
         if retry:
             # One ticket's failure (closed meanwhile, validation) is handled on its own.
             worker = self._worker(helpdesk, rules, {})
@@ -466,24 +450,67 @@ class Sweeper:
                          source, read.ticket_id, results[read.ticket_id])
                 self._per_ticket(worker, read, rules, report)
 
-    def _bulk_notes(self, helpdesk: Any, writes: list[Any], note: str | None, now: datetime) -> set[str]:
-        """Post the close's internal note on each closed ticket; returns the tickets whose note is owed."""
+    def _finish_closed(self, helpdesk: Any, rules: RuleSet, key: tuple, done: list[_Read],
+                       writes: dict[str, Any], note: str | None, now: datetime, report: SweepReport) -> None:
+        """After a confirmed bulk close: the note, the outbox, snapshots, the post-close check, claims."""
+        source = helpdesk.name
+        closed_parts = [writes[r.ticket_id].parts[0].id for r in done]
+        owed, noted = self._bulk_notes(helpdesk, [writes[r.ticket_id] for r in done], note, now, closed_parts)
+        if note:
+            closed_parts = []  # marked done before the note job was sent
+        complete = [r for r in done if r.ticket_id not in owed]
+        closed = [_after_close(r.remote, key, now) for r in done]  # type: ignore[arg-type]
+        metrics.writes(source, [a for r in done for a in r.decision.actions])  # type: ignore[union-attr]
+        snapshots, again = [], []
+        for read, remote in zip(done, closed, strict=True):
+            after = evaluate(remote.ticket, rules, to_epoch(now), read.holds)
+            snapshots.append(_snapshot(remote, read.decision, after, rules, read.holds))  # type: ignore[arg-type]
+            if after.actions:
+                again.append(read.ticket_id)
+        # The parts done, the writes finished with their audit rows, the closed state saved: together.
+        with self.store.transaction() as tx:
+            tx.outbox.done(closed_parts + noted, now)
+            tx.outbox.finish_many([writes[r.ticket_id] for r in complete], now)
+            tx.save_snapshots(source, snapshots, now)
+        reopened = self._reopen_if_replied(helpdesk, rules, done, now)
+        report.reopened.extend(reopened)
+        again = sorted(set(again) | set(reopened))
+        with self.store.transaction() as tx:
+            tx.complete_many([r.claim for r in complete], now)  # type: ignore[misc]
+            for read in done:
+                if read.ticket_id in owed:
+                    # Closed, note not confirmed: the worker completes the write (the note only).
+                    tx.retry(read.claim, now, "internal note not confirmed",  # type: ignore[arg-type]
+                             FAILED_READ_DELAY_SECONDS, count_attempt=False)
+            if again:
+                tx.request_sync(source, again, now, "sweep: more to do after close")
+        report.closed.extend(r.ticket_id for r in done)
+
+    def _bulk_notes(self, helpdesk: Any, writes: list[Any], note: str | None, now: datetime,
+                    closed_parts: list[int]) -> tuple[set[str], list[int]]:
+        """Post the close's internal note on each closed ticket.
+
+        The closes' parts (`closed_parts`) are marked done in the transaction that marks the
+        notes sent, before the note job. Returns the tickets whose note is owed, and the note
+        parts confirmed (for the caller to mark done with the rest of the close).
+        """
         if not note:
-            return set()
+            return set(), []
         ids = [w.ticket_id for w in writes]
-        self.store.outbox.sent([w.parts[1].id for w in writes], now)
+        with self.store.transaction() as tx:
+            tx.outbox.done(closed_parts, now)
+            tx.outbox.sent([w.parts[1].id for w in writes], now)
         try:
             results = helpdesk.note_many(ids, note, wait_seconds=self.job_wait_seconds)
         except ConnectorError as err:
             log.warning("%s: internal notes on %d closed tickets not confirmed (%s); the worker "
                         "completes them", helpdesk.name, len(ids), err)
-            return set(ids)
+            return set(ids), []
         owed = {tid for tid in ids if results.get(tid) is not None}
-        self.store.outbox.done([w.parts[1].id for w in writes if w.ticket_id not in owed], now)
         for tid in sorted(owed):
             log.warning("%s ticket %s: closed, internal note not added yet (%s); the worker completes it",
                         helpdesk.name, tid, results.get(tid))
-        return owed
+        return owed, [w.parts[1].id for w in writes if w.ticket_id not in owed]
 
     def _reopen_if_replied(self, helpdesk: Any, rules: RuleSet, done: list[_Read], now: datetime
                            ) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from store.engine import execute_many
 from store.models import ticket_board, ticket_board_targets, ticket_snapshots
 
 DONE_STATUSES = frozenset({"solved", "closed"})
@@ -75,28 +76,29 @@ def board_rows(source: str, ticket_id: str, ticket: dict, decision: dict, now: d
     return row, targets
 
 
-def _upsert(conn: Connection, table: sa.Table, rows: list[dict], keys: Sequence[str]) -> None:
-    if not rows:
-        return
-    if conn.dialect.name == "postgresql":
+def _upsert_statement(dialect: str, table: sa.Table, keys: Sequence[str]) -> Any:
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(table)
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[table.c[k] for k in keys],
-            set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys},
-        ),
-        rows,
+    stmt = insert(table).values({c.name: sa.bindparam(c.name) for c in table.columns})
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c[k] for k in keys],
+        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys},
     )
+
+
+def _insert_statement(table: sa.Table) -> Any:
+    return sa.insert(table).values({c.name: sa.bindparam(c.name) for c in table.columns})
 
 
 def index_snapshots(conn: Connection, source: str, snapshots: Iterable[dict], now: datetime) -> None:
     """Write the board rows of saved snapshots (each {"ticket_id", "ticket", "decision"}).
 
     Counts each target that turned breached since the ticket's previous snapshot
-    in the `deskpilot_breaches_total` metric.
+    in the `deskpilot_breaches_total` metric. Per 500 tickets: one DELETE of their
+    targets (returning the breached ones), one upsert of their board rows and one
+    insert of their targets, each a single executemany of a statement compiled once.
     """
     boards, targets = [], []
     for item in snapshots:
@@ -108,22 +110,21 @@ def index_snapshots(conn: Connection, source: str, snapshots: Iterable[dict], no
     t = ticket_board_targets
     breached_before: set[tuple[str, str]] = set()
     ids = [row["ticket_id"] for row in boards]
+    # Targets that no longer apply (a new policy) go; the breached ones are remembered.
     for start in range(0, len(ids), CHUNK):
         breached_before.update(
             (r.ticket_id, r.target)
             for r in conn.execute(
-                sa.select(t.c.ticket_id, t.c.target).where(
-                    t.c.source == source, t.c.ticket_id.in_(ids[start : start + CHUNK]),
-                    t.c.state == "breached",
-                )
+                sa.delete(t)
+                .where(t.c.source == source, t.c.ticket_id.in_(ids[start : start + CHUNK]))
+                .returning(t.c.ticket_id, t.c.target, t.c.state)
             )
+            if r.state == "breached"
         )
-    # Targets that no longer apply (a new policy) go.
-    for start in range(0, len(ids), CHUNK):
-        conn.execute(sa.delete(t).where(t.c.source == source, t.c.ticket_id.in_(ids[start : start + CHUNK])))
-    _upsert(conn, ticket_board, boards, ("source", "ticket_id"))
-    if targets:
-        conn.execute(sa.insert(t), targets)
+    dialect = conn.dialect.name
+    execute_many(conn, ("board-upsert", dialect), lambda: _upsert_statement(dialect, ticket_board,
+                                                                           ("source", "ticket_id")), boards)
+    execute_many(conn, ("board-targets", dialect), lambda: _insert_statement(t), targets)
     from console import metrics
 
     for row in targets:

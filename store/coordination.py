@@ -100,8 +100,12 @@ def take_write_budget(
     per_minute: int,
     per_ticket: int,
     ticket_window_seconds: int,
+    carried: bool = False,
 ) -> BudgetGrant:
     """Grant (ticket, units) requests in order while both sliding windows have room.
+
+    With `carried`, the first request carries the others (a bulk job's call): when it is
+    denied, every other request is denied with it, as if they had never been asked.
 
     Counting and recording happen in one transaction that no other budget
     transaction for `source` can interleave with: a transaction advisory lock
@@ -146,7 +150,10 @@ def take_write_budget(
     denied: list[str] = []
     waits: list[float] = []
     inserts = []
-    for ticket_id, asked in wants:
+    for index, (ticket_id, asked) in enumerate(wants):
+        if carried and denied:  # the carrier was denied: nothing rides on it
+            denied.extend(rest for rest, _units in wants[index:])
+            break
         # A single write larger than a whole window would never fit; it waits for an empty one.
         # A ticket riding on another's call (a bulk job's share) asks for 0 and is granted free.
         units = max(1, min(asked, per_minute, per_ticket)) if asked > 0 else 0

@@ -71,6 +71,86 @@ def due_tickets_query(now: datetime, limit: int) -> sa.Select:
     )
 
 
+def snapshot_rows(source: str, snapshots: Sequence[dict], now: datetime) -> list[dict]:
+    """The ticket_snapshots rows of `Store.save_snapshots` items (instants checked)."""
+    _aware(now, "now")
+    rows = []
+    for item in snapshots:
+        _aware(item["next_check"], "next_check")
+        rows.append(
+            {
+                "source": source,
+                "ticket_id": str(item["ticket_id"]),
+                "ticket": item["ticket"],
+                "decision": item["decision"],
+                "next_check": item["next_check"],
+                "rules_version": item["rules_version"],
+                "updated_at": now,
+            }
+        )
+    return rows
+
+
+def write_snapshot_rows(conn: sa.Connection, source: str, rows: list[dict], now: datetime) -> None:
+    """Upsert snapshot rows and their board index inside the caller's transaction."""
+    s = ticket_snapshots
+    stmt = queue.dialect_insert(conn)(s)
+    new = stmt.excluded
+    # One statement, many parameter sets: SQLAlchemy batches them ("insertmanyvalues")
+    # and compiles the statement once.
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[s.c.source, s.c.ticket_id],
+            set_={
+                name: getattr(new, name)
+                for name in ("ticket", "decision", "next_check", "rules_version", "updated_at")
+            },
+        ),
+        rows,
+    )
+    board.index_snapshots(conn, source, rows, now)  # the console board's indexed columns
+
+
+class StoreTransaction:
+    """Store writes that commit together (`Store.transaction`): the bulk paths use it to finish
+    many tickets' claims, outbox rows, budget and snapshots with one commit instead of one each.
+
+    Its methods are the Store's of the same name and arguments, run on one connection; nothing
+    is committed until the `with` block ends, and an exception rolls everything back. Never call
+    the helpdesk inside the block: the outbox rows a vendor call needs must be committed first.
+    """
+
+    def __init__(self, conn: sa.Connection, outbox: Outbox) -> None:
+        self.conn = conn
+        self.outbox = outbox.bound(conn)
+
+    def take_write_budget(self, source: str, wants: Sequence[tuple[str, int]], now: datetime, *,
+                          per_minute: int, per_ticket: int, ticket_window_seconds: int = 600,
+                          carried: bool = False) -> BudgetGrant:
+        _aware(now, "now")
+        return coordination.take_write_budget(
+            self.conn, source, wants, now, per_minute=per_minute, per_ticket=per_ticket,
+            ticket_window_seconds=ticket_window_seconds, carried=carried)
+
+    def complete_many(self, claims: Iterable[Claim], now: datetime) -> None:
+        _aware(now, "now")
+        queue.complete_many(self.conn, claims, now)
+
+    def retry(self, claim: Claim, now: datetime, error: str, delay_seconds: float, *,
+              count_attempt: bool = True) -> None:
+        _aware(now, "now")
+        queue.retry(self.conn, claim, now, error, delay_seconds, count_attempt)
+
+    def request_sync(self, source: str, ticket_ids: Iterable[str], now: datetime, reason: str) -> int:
+        _aware(now, "now")
+        return queue.request_sync(self.conn, source, ticket_ids, now, reason)
+
+    def save_snapshots(self, source: str, snapshots: Sequence[dict], now: datetime) -> None:
+        rows = snapshot_rows(source, snapshots, now)
+        if rows:
+            write_snapshot_rows(self.conn, source, rows, now)
+
+
 class Store:
     """Durable state for webhooks, the worker and the scheduler; safe to share between threads.
 
@@ -89,6 +169,12 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    @contextmanager
+    def transaction(self) -> Iterator[StoreTransaction]:
+        """`with store.transaction() as tx:` - tx's writes (StoreTransaction) commit together."""
+        with write_transaction(self.engine) as conn:
+            yield StoreTransaction(conn, self.outbox)
 
     def migrate(self) -> None:
         """Upgrade the schema to the newest migration; idempotent, safe at every start."""
@@ -376,40 +462,11 @@ class Store:
 
         Each item: {"ticket_id", "ticket", "decision", "next_check", "rules_version"}.
         """
-        _aware(now, "now")
-        rows = []
-        for item in snapshots:
-            _aware(item["next_check"], "next_check")
-            rows.append(
-                {
-                    "source": source,
-                    "ticket_id": str(item["ticket_id"]),
-                    "ticket": item["ticket"],
-                    "decision": item["decision"],
-                    "next_check": item["next_check"],
-                    "rules_version": item["rules_version"],
-                    "updated_at": now,
-                }
-            )
+        rows = snapshot_rows(source, snapshots, now)
         if not rows:
             return
-        s = ticket_snapshots
         with write_transaction(self.engine) as conn:
-            stmt = queue.dialect_insert(conn)(s)
-            new = stmt.excluded
-            # One statement, many parameter sets: SQLAlchemy batches them ("insertmanyvalues")
-            # and compiles the statement once.
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[s.c.source, s.c.ticket_id],
-                    set_={
-                        name: getattr(new, name)
-                        for name in ("ticket", "decision", "next_check", "rules_version", "updated_at")
-                    },
-                ),
-                rows,
-            )
-            board.index_snapshots(conn, source, rows, now)  # the console board's indexed columns
+            write_snapshot_rows(conn, source, rows, now)
 
     def clear_next_check(self, source: str, ticket_ids: Iterable[str]) -> None:
         """Stop sweeping these tickets (deleted in the helpdesk) until they are evaluated again."""
@@ -571,13 +628,16 @@ class Store:
         per_minute: int,
         per_ticket: int,
         ticket_window_seconds: int = 600,
+        carried: bool = False,
     ) -> BudgetGrant:
         """Reserve helpdesk writes, (ticket_id, updates) in order, within the shared budget.
 
         At most `per_minute` ticket updates per rolling minute for `source` and
         `per_ticket` per ticket per `ticket_window_seconds`, counted over every
         process that shares this database. Granted updates are recorded at once
-        (so count even if the write then fails); denied ones are not.
+        (so count even if the write then fails); denied ones are not. With
+        `carried`, the first ticket's updates carry the others' (a bulk job): if it
+        is denied, all are.
         """
         _aware(now, "now")
         with write_transaction(self.engine) as conn:
@@ -589,6 +649,7 @@ class Store:
                 per_minute=per_minute,
                 per_ticket=per_ticket,
                 ticket_window_seconds=ticket_window_seconds,
+                carried=carried,
             )
 
     def refund_write_budget(self, source: str, ticket_id: str, at: datetime, units: int) -> int:

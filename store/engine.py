@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,6 +14,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
+
+from store.driver import DriverStatement
 
 # Seconds a webhook, /healthz or a job waits for the database before it gives up:
 # connecting, a statement, a lock, a pooled connection. Webhooks then answer 503
@@ -207,3 +209,23 @@ def read_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction for reads (a plain deferred BEGIN on SQLite, so it never waits on writers)."""
     with engine.connect() as conn, conn.begin():
         yield conn
+
+
+# Statements of the bulk paths, compiled once per dialect (see execute_many).
+_MANY: dict[Hashable, DriverStatement] = {}
+
+
+def execute_many(conn: Connection, key: Hashable, build: Callable[[], Any], rows: Sequence[dict]) -> None:
+    """Run the statement `build()` returns once per row of `rows`, as one DBAPI executemany.
+
+    The statement is compiled once per `key` (name it with the dialect) and every row's
+    values still go through the column types (JSON, aware UTC instants); what is saved is
+    SQLAlchemy's per-execution work, which on a bulk path costs about as much as the rows.
+    Each row must hold a value for every bound parameter. No result rows come back.
+    """
+    if not rows:
+        return
+    statement = _MANY.get(key)
+    if statement is None:
+        statement = _MANY[key] = DriverStatement(build(), conn.dialect)
+    conn.exec_driver_sql(statement.sql, [statement.parameters(row) for row in rows])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from store.engine import read_transaction, write_transaction
+from store.engine import execute_many, read_transaction, write_transaction
 from store.models import (
     OUTBOX_CANCELLED,
     OUTBOX_DONE,
@@ -72,10 +73,32 @@ class NewWrite:
 
 
 class Outbox:
-    """The outbox on a store's engine (`Store.outbox`). Every method is one transaction."""
+    """The outbox on a store's engine (`Store.outbox`). Every method is one transaction,
+    except on an outbox bound to a connection (`bound`), whose methods run in its transaction."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, conn: Connection | None = None) -> None:
         self.engine = engine
+        self._conn = conn
+
+    def bound(self, conn: Connection) -> Outbox:
+        """This outbox, its methods running inside `conn`'s transaction (committed by its owner)."""
+        return Outbox(self.engine, conn)
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        if self._conn is not None:
+            yield self._conn
+            return
+        with write_transaction(self.engine) as conn:
+            yield conn
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        if self._conn is not None:
+            yield self._conn
+            return
+        with read_transaction(self.engine) as conn:
+            yield conn
 
     def record(self, source: str, ticket_id: str, *, rules_version: str, actions: list[dict],
                parts: Sequence[tuple[str, dict]], now: datetime) -> OutboxWrite:
@@ -85,28 +108,44 @@ class Outbox:
         return write
 
     def record_many(self, source: str, writes: Sequence[NewWrite], *, rules_version: str,
-                    now: datetime) -> list[OutboxWrite]:
-        """`record` for many tickets (a bulk close) in one transaction (two batched INSERTs)."""
+                    now: datetime, first_sent: bool = False) -> list[OutboxWrite]:
+        """`record` for many tickets (a bulk close) in one transaction (two batched INSERTs).
+
+        With first_sent, each write's first part is stored as `sent` already (one attempt,
+        sent now): the caller calls the vendor for it right after this commits.
+        """
         for new in writes:
             if not new.parts:
                 raise ValueError(f"ticket {new.ticket_id}: a write needs at least one part")
         if not writes:
             return []
         w, p = outbox_writes, outbox_parts
-        with write_transaction(self.engine) as conn:
-            write_ids = [row.id for row in conn.execute(
-                sa.insert(w).returning(w.c.id, sort_by_parameter_order=True),
-                [{"source": source, "ticket_id": str(new.ticket_id), "rules_version": rules_version,
-                  "state": OUTBOX_PENDING, "actions": new.actions, "created_at": now} for new in writes])]
+        write_rows = [{"source": source, "ticket_id": str(new.ticket_id), "rules_version": rules_version,
+                       "state": OUTBOX_PENDING, "actions": new.actions, "created_at": now} for new in writes]
+        tickets = [row["ticket_id"] for row in write_rows]
+        sent_at = now if first_sent else None
+        with self._writing() as conn:
+            # Each batch is one multi-row INSERT ... RETURNING, its ids matched to the rows by
+            # their keys. Asking for RETURNING in parameter order instead makes SQLite insert
+            # row by row (it cannot order a multi-row RETURNING).
+            if len(set(tickets)) == len(tickets):
+                by_ticket = {row.ticket_id: row.id for row in conn.execute(
+                    sa.insert(w).returning(w.c.id, w.c.ticket_id), write_rows)}
+                write_ids = [by_ticket[ticket_id] for ticket_id in tickets]
+            else:  # the same ticket twice: only the order tells its writes apart
+                write_ids = [row.id for row in conn.execute(
+                    sa.insert(w).returning(w.c.id, sort_by_parameter_order=True), write_rows)]
             part_rows = [{"write_id": write_id, "seq": seq, "kind": kind, "changes": changes,
-                          "state": OUTBOX_PENDING, "attempts": 0}
+                          "state": OUTBOX_PENDING, "attempts": 1 if sent_at and not seq else 0,
+                          "sent_at": None if seq else sent_at}
                          for write_id, new in zip(write_ids, writes, strict=True)
                          for seq, (kind, changes) in enumerate(new.parts)]
-            part_ids = iter([row.id for row in conn.execute(
-                sa.insert(p).returning(p.c.id, sort_by_parameter_order=True), part_rows)])
+            part_id = {(row.write_id, row.seq): row.id for row in conn.execute(
+                sa.insert(p).returning(p.c.id, p.c.write_id, p.c.seq), part_rows)}
         out = []
         for write_id, new in zip(write_ids, writes, strict=True):
-            parts = [OutboxPart(next(part_ids), seq, kind, changes, OUTBOX_PENDING, 0)
+            parts = [OutboxPart(part_id[(write_id, seq)], seq, kind, changes, OUTBOX_PENDING,
+                                1 if sent_at and not seq else 0, sent_at=None if seq else sent_at)
                      for seq, (kind, changes) in enumerate(new.parts)]
             out.append(OutboxWrite(write_id, source, str(new.ticket_id), rules_version, OUTBOX_PENDING,
                                    new.actions, now, parts=parts))
@@ -115,7 +154,7 @@ class Outbox:
     def pending(self, source: str, ticket_id: str) -> list[OutboxWrite]:
         """The ticket's unfinished writes, oldest first, with their parts."""
         w = outbox_writes
-        with read_transaction(self.engine) as conn:
+        with self._reading() as conn:
             rows = conn.execute(
                 sa.select(w).where(w.c.source == source, w.c.ticket_id == str(ticket_id),
                                    w.c.state == OUTBOX_PENDING).order_by(w.c.id)
@@ -125,7 +164,7 @@ class Outbox:
     def writes_for(self, source: str, ticket_id: str) -> list[OutboxWrite]:
         """Every stored write of the ticket (pending, done, cancelled), oldest first."""
         w = outbox_writes
-        with read_transaction(self.engine) as conn:
+        with self._reading() as conn:
             rows = conn.execute(
                 sa.select(w).where(w.c.source == source, w.c.ticket_id == str(ticket_id)).order_by(w.c.id)
             ).all()
@@ -134,7 +173,7 @@ class Outbox:
     def pending_tickets(self, limit: int = 1000) -> list[tuple[str, str]]:
         """(source, ticket_id) with an unfinished write, for the clock to hand back to the worker."""
         w = outbox_writes
-        with read_transaction(self.engine) as conn:
+        with self._reading() as conn:
             rows = conn.execute(
                 sa.select(w.c.source, w.c.ticket_id).where(w.c.state == OUTBOX_PENDING)
                 .group_by(w.c.source, w.c.ticket_id).limit(limit)
@@ -146,7 +185,7 @@ class Outbox:
         it: nobody would complete it, so the clock hands it back to the worker."""
         w, q = outbox_writes, ticket_work
         queued = sa.exists().where(q.c.source == w.c.source, q.c.ticket_id == w.c.ticket_id)
-        with read_transaction(self.engine) as conn:
+        with self._reading() as conn:
             rows = conn.execute(
                 sa.select(w.c.source, w.c.ticket_id).where(w.c.state == OUTBOX_PENDING,
                                                            w.c.created_at < before, ~queued)
@@ -175,7 +214,7 @@ class Outbox:
         w = outbox_writes
         by_id = {write.id: write for write in writes}
         finished: list[int] = []
-        with write_transaction(self.engine) as conn:
+        with self._writing() as conn:
             ids = list(by_id)
             for start in range(0, len(ids), _CHUNK):
                 finished += [row.id for row in conn.execute(
@@ -185,14 +224,13 @@ class Outbox:
                      "rules_version": by_id[i].rules_version, "type": a["type"], "before": a.get("before"),
                      "after": a.get("after"), "created_at": now}
                     for i in finished for a in by_id[i].actions]
-            if rows:
-                conn.execute(sa.insert(bot_actions), rows)
+            execute_many(conn, ("outbox-audit", conn.dialect.name), lambda: _insert_all(bot_actions), rows)
         return finished
 
     def cancel(self, write_id: int, now: datetime, reason: str) -> bool:
         """Give up a write (ticket gone, decided again before anything landed); keeps why."""
         w, p = outbox_writes, outbox_parts
-        with write_transaction(self.engine) as conn:
+        with self._writing() as conn:
             count = conn.execute(
                 sa.update(w).where(w.c.id == write_id, w.c.state == OUTBOX_PENDING)
                 .values(state=OUTBOX_CANCELLED, finished_at=now, reason=reason[:4000])
@@ -203,7 +241,7 @@ class Outbox:
 
     def cancel_all(self, source: str, ticket_id: str, now: datetime, reason: str) -> int:
         """`cancel_ticket` in its own transaction."""
-        with write_transaction(self.engine) as conn:
+        with self._writing() as conn:
             return self.cancel_ticket(conn, source, ticket_id, now, reason)
 
     def cancel_ticket(self, conn: Connection, source: str, ticket_id: str, now: datetime,
@@ -244,12 +282,19 @@ class Outbox:
     def _update_parts(self, part_ids: Iterable[int], values: dict[str, Any], *, pending_only: bool) -> None:
         ids = list(part_ids)
         p = outbox_parts
-        with write_transaction(self.engine) as conn:
+        if not ids:
+            return
+        with self._writing() as conn:
             for start in range(0, len(ids), _CHUNK):
                 where = p.c.id.in_(ids[start:start + _CHUNK])
                 if pending_only:
                     where = sa.and_(where, p.c.state == OUTBOX_PENDING)
                 conn.execute(sa.update(p).where(where).values(**values))
+
+
+def _insert_all(table: sa.Table) -> sa.Insert:
+    """INSERT of every column of `table` but its id, one bound parameter each."""
+    return sa.insert(table).values({c.name: sa.bindparam(c.name) for c in table.columns if c.name != "id"})
 
 
 def _with_parts(conn: Connection, rows: Sequence[Any]) -> list[OutboxWrite]:
