@@ -229,3 +229,33 @@ def execute_many(conn: Connection, key: Hashable, build: Callable[[], Any], rows
     if statement is None:
         statement = _MANY[key] = DriverStatement(build(), conn.dialect)
     conn.exec_driver_sql(statement.sql, [statement.parameters(row) for row in rows])
+
+
+# Rows per multi-row INSERT of insert_returning (each row count compiles once).
+RETURNING_BATCH = 100
+
+
+def insert_returning(conn: Connection, table: sa.Table, rows: Sequence[dict],
+                     returning: Sequence[str]) -> list[tuple]:
+    """INSERT `rows` (all with the same keys) as multi-row INSERTs, RETURNING the named columns.
+
+    Batches of RETURNING_BATCH rows, each statement compiled once per row count and dialect
+    and run on the driver (the columns' types still process every value). The returned rows
+    come in no promised order: match them to `rows` by a key among `returning`.
+    """
+    if not rows:
+        return []
+    columns = tuple(rows[0])
+    out: list[tuple] = []
+    for start in range(0, len(rows), RETURNING_BATCH):
+        batch = rows[start : start + RETURNING_BATCH]
+        key = ("insert-returning", conn.dialect.name, table.name, columns, tuple(returning), len(batch))
+        statement = _MANY.get(key)
+        if statement is None:
+            values = [{column: sa.bindparam(f"{column}_{n}", type_=table.c[column].type)
+                       for column in columns} for n in range(len(batch))]
+            built = sa.insert(table).values(values).returning(*(table.c[name] for name in returning))
+            statement = _MANY[key] = DriverStatement(built, conn.dialect)
+        flat = {f"{column}_{n}": row[column] for n, row in enumerate(batch) for column in columns}
+        out.extend(tuple(row) for row in conn.exec_driver_sql(statement.sql, statement.parameters(flat)))
+    return out

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from store.engine import execute_many, read_transaction, write_transaction
+from store.engine import execute_many, insert_returning, read_transaction, write_transaction
 from store.models import (
     OUTBOX_CANCELLED,
     OUTBOX_DONE,
@@ -129,8 +129,8 @@ class Outbox:
             # their keys. Asking for RETURNING in parameter order instead makes SQLite insert
             # row by row (it cannot order a multi-row RETURNING).
             if len(set(tickets)) == len(tickets):
-                by_ticket = {row.ticket_id: row.id for row in conn.execute(
-                    sa.insert(w).returning(w.c.id, w.c.ticket_id), write_rows)}
+                by_ticket = {ticket_id: write_id for write_id, ticket_id in insert_returning(
+                    conn, w, write_rows, ("id", "ticket_id"))}
                 write_ids = [by_ticket[ticket_id] for ticket_id in tickets]
             else:  # the same ticket twice: only the order tells its writes apart
                 write_ids = [row.id for row in conn.execute(
@@ -140,8 +140,8 @@ class Outbox:
                           "sent_at": None if seq else sent_at}
                          for write_id, new in zip(write_ids, writes, strict=True)
                          for seq, (kind, changes) in enumerate(new.parts)]
-            part_id = {(row.write_id, row.seq): row.id for row in conn.execute(
-                sa.insert(p).returning(p.c.id, p.c.write_id, p.c.seq), part_rows)}
+            part_id = {(write_id, seq): part for part, write_id, seq in insert_returning(
+                conn, p, part_rows, ("id", "write_id", "seq"))}
         out = []
         for write_id, new in zip(write_ids, writes, strict=True):
             parts = [OutboxPart(part_id[(write_id, seq)], seq, kind, changes, OUTBOX_PENDING,
