@@ -1,5 +1,7 @@
-"""Due-time sweep cost: 100k stored open tickets, 1% due, bulk closes against per-ticket updates;
-and the re-plan of those 100k tickets from their snapshots after a rules change (no vendor calls)."""
+"""Due-time sweep cost: 100k stored open tickets, 1% and 10% (10,000) due, bulk closes against
+per-ticket updates and against the same bulk closes with one commit per store call (the sweep's
+transactions before a chunk's writes were merged); and the re-plan of those 100k tickets from
+their snapshots after a rules change (no vendor calls)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -37,7 +40,8 @@ RULES = Path(__file__).resolve().parent.parent / "rules" / "examples" / "choozle
 SOURCE = "zendesk"
 PROPOSED = datetime(2026, 11, 4, 18, 0, tzinfo=UTC)  # Wed 11:00 Denver: the agent proposes a fix
 DUE = datetime(2026, 11, 9, 18, 0, tzinfo=UTC)  # 72 business hours later
-GOAL_SECONDS = 2.0
+GOAL_SECONDS = 2.0  # up to 1,000 due
+GOAL_SECONDS_MANY = 3.0  # 10,000 due (a busy account)
 GOAL_WRITES = 0.02
 GOAL_REPLAN_SECONDS = 10.0
 
@@ -119,6 +123,16 @@ class FakeZendesk:
         self.tickets[ticket_id] = dataclasses.replace(ticket, status=status)
 
 
+class OneCommitPerCall(Store):
+    """The store as the bulk sweep used it before its chunks' writes were merged: every call
+    in a `transaction()` block commits on its own (the block is the store itself). Six commits
+    a chunk (budget, outbox record, parts done, writes finished, snapshots, claims) against three."""
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:  # type: ignore[override]
+        yield self
+
+
 def due_ticket(number: int) -> Ticket:
     created = to_epoch(PROPOSED - timedelta(hours=2))
     proposed = to_epoch(PROPOSED)
@@ -157,26 +171,37 @@ def reset_due(store: Store, due: list[str], version: str) -> None:
                                    "next_check": DUE, "rules_version": version} for t in due], PROPOSED)
 
 
-def run(store: Store, due: list[str], *, bulk: bool, repeat: int) -> dict:
-    """Sweep `due` `repeat` times (re-armed in between): median seconds, calls per closed ticket."""
+def sweep_once(store: Store, due: list[str], *, bulk: bool) -> tuple[float, FakeZendesk]:
+    """Re-arm `due` and sweep them once: seconds, and the fake helpdesk (its call counts)."""
     rules = load_rules(RULES)
-    times, desk = [], None
+    reset_due(store, due, rules.version)
+    desk = FakeZendesk(due_ticket(int(t)) for t in due)
+    budget = WriteBudget(store, BudgetLimits(per_minute=1_000_000, per_ticket=1_000))
+    sweeper = Sweeper(store, desk, lambda: rules, clock=lambda: DUE, budget=budget,
+                      limit=len(due), min_bulk=3 if bulk else 1_000_000)
+    start = time.perf_counter()
+    report = sweeper.sweep()
+    seconds = time.perf_counter() - start
+    done = report.closed if bulk else report.applied
+    assert sorted(done, key=int) == due, report.summary()
+    assert set(desk.closed.values()) == {1}, "a ticket was closed twice"
+    return seconds, desk
+
+
+def run(stores: list[Store], due: list[str], *, bulk: bool, repeat: int) -> list[dict]:
+    """Sweep `due` `repeat` times on each store, in turn (re-armed in between, the stores
+    sharing one database): per store, median seconds and calls per closed ticket."""
+    times: list[list[float]] = [[] for _ in stores]
+    desks: list[FakeZendesk] = []
     for _ in range(repeat):
-        reset_due(store, due, rules.version)
-        desk = FakeZendesk(due_ticket(int(t)) for t in due)
-        budget = WriteBudget(store, BudgetLimits(per_minute=1_000_000, per_ticket=1_000))
-        sweeper = Sweeper(store, desk, lambda: rules, clock=lambda: DUE, budget=budget,
-                          limit=len(due), min_bulk=3 if bulk else 1_000_000)
-        start = time.perf_counter()
-        report = sweeper.sweep()
-        times.append(time.perf_counter() - start)
-        done = report.closed if bulk else report.applied
-        assert sorted(done, key=int) == due, report.summary()
-        assert set(desk.closed.values()) == {1}, "a ticket was closed twice"
-    assert desk is not None
+        desks = []
+        for index, store in enumerate(stores):
+            seconds, desk = sweep_once(store, due, bulk=bulk)
+            times[index].append(seconds)
+            desks.append(desk)
     closed = len(due)
-    return {"seconds": statistics.median(times), "reads": desk.calls["read"] / closed,
-            "writes": desk.calls["write"] / closed}
+    return [{"seconds": statistics.median(spent), "reads": desk.calls["read"] / closed,
+             "writes": desk.calls["write"] / closed} for spent, desk in zip(times, desks, strict=True)]
 
 
 def fresh_postgres(admin_url: str):
@@ -200,24 +225,33 @@ def bench(label: str, url: str, total: int, due_share: float, repeat: int, basel
     due = [str(n) for n in range(1, total + 1, round(1 / due_share))]
     try:
         seeded = seed(store, total, due, rules.version)
-        bulk = run(store, due, bulk=True, repeat=repeat)
+        # The same bulk sweep on the same database, each store call committing on its own,
+        # taking turns with the merged one (both see the same budget window and tables).
+        per_call_store = OneCommitPerCall(url)
+        try:
+            bulk, per_call = run([store, per_call_store], due, bulk=True, repeat=repeat)
+        finally:
+            per_call_store.engine.dispose()
         # The baseline is linear in tickets (about four commits each): a sample keeps
         # the run short, and its time is scaled to the whole due set.
         sample = due[:baseline_sample]
-        single = run(store, sample, bulk=False, repeat=1)
+        [single] = run([store], sample, bulk=False, repeat=1)
         single["seconds"] *= len(due) / len(sample)
     finally:
         store.engine.dispose()
     print(f"{label}: {total:,} open tickets stored ({seeded:.1f}s to seed), {len(due):,} due")
     print(f"  bulk sweep:           {bulk['seconds']:6.2f} s per sweep | per closed ticket: "
           f"{bulk['reads']:.2f} reads, {bulk['writes']:.3f} writes")
+    print(f"  bulk, a commit per store call: {per_call['seconds']:6.2f} s per sweep | "
+          f"ratio per call / merged: {per_call['seconds'] / bulk['seconds']:.2f}x time")
     print(f"  baseline per-ticket:  {single['seconds']:6.2f} s per sweep | per closed ticket: "
           f"{single['reads']:.2f} reads, {single['writes']:.3f} writes "
           f"(timed on {len(sample)} tickets, scaled to {len(due):,})")
     print(f"  ratio baseline / bulk: {single['seconds'] / bulk['seconds']:.1f}x time, "
           f"{single['writes'] / bulk['writes']:.0f}x writes")
-    ok_time, ok_writes = bulk["seconds"] < GOAL_SECONDS, bulk["writes"] <= GOAL_WRITES
-    print(f"  goal < {GOAL_SECONDS:g} s per sweep: {'met' if ok_time else 'NOT met'}; "
+    goal = GOAL_SECONDS if len(due) <= 1_000 else GOAL_SECONDS_MANY
+    ok_time, ok_writes = bulk["seconds"] < goal, bulk["writes"] <= GOAL_WRITES
+    print(f"  goal < {goal:g} s per sweep: {'met' if ok_time else 'NOT met'}; "
           f"goal <= {GOAL_WRITES} writes per closed ticket: {'met' if ok_writes else 'NOT met'}")
     return ok_time and ok_writes
 
@@ -294,7 +328,8 @@ def bench_replan(label: str, url: str, total: int, baseline_sample: int) -> bool
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sweep", description=__doc__)
     parser.add_argument("--tickets", type=int, default=100_000, help="stored open tickets (default 100,000)")
-    parser.add_argument("--due", type=float, default=0.01, help="share of them due now (default 0.01)")
+    parser.add_argument("--due", type=float, nargs="+", default=[0.01, 0.1],
+                        help="share(s) of them due now, one sweep benchmark each (default 0.01 0.1)")
     parser.add_argument("--repeat", type=int, default=3, help="bulk sweeps timed (median; default 3)")
     parser.add_argument("--baseline-sample", type=int, default=200,
                         help="due tickets the per-ticket baseline is timed on (default 200)")
@@ -305,8 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     benches = []
     if args.only in (None, "sweep"):
-        benches.append(lambda label, url: bench(label, url, args.tickets, args.due, args.repeat,
-                                                args.baseline_sample))
+        for share in args.due:
+            benches.append(lambda label, url, share=share: bench(label, url, args.tickets, share, args.repeat,
+                                                                 args.baseline_sample))
     if args.only in (None, "replan"):
         benches.append(lambda label, url: bench_replan(label, url, args.tickets, args.baseline_sample))
     for run_one in benches:
