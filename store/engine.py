@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
@@ -236,12 +237,13 @@ RETURNING_BATCH = 100
 
 
 def insert_returning(conn: Connection, table: sa.Table, rows: Sequence[dict],
-                     returning: Sequence[str]) -> list[tuple]:
+                     returning: Sequence[str], *, skip_conflicts: Sequence[str] = ()) -> list[tuple]:
     """INSERT `rows` (all with the same keys) as multi-row INSERTs, RETURNING the named columns.
 
     Batches of RETURNING_BATCH rows, each statement compiled once per row count and dialect
     and run on the driver (the columns' types still process every value). The returned rows
-    come in no promised order: match them to `rows` by a key among `returning`.
+    come in no promised order: match them to `rows` by a key among `returning`. With
+    skip_conflicts (a unique key's columns), a row whose key exists is skipped, and not returned.
     """
     if not rows:
         return []
@@ -249,12 +251,19 @@ def insert_returning(conn: Connection, table: sa.Table, rows: Sequence[dict],
     out: list[tuple] = []
     for start in range(0, len(rows), RETURNING_BATCH):
         batch = rows[start : start + RETURNING_BATCH]
-        key = ("insert-returning", conn.dialect.name, table.name, columns, tuple(returning), len(batch))
+        key = ("insert-returning", conn.dialect.name, table.name, columns, tuple(returning),
+               tuple(skip_conflicts), len(batch))
         statement = _MANY.get(key)
         if statement is None:
             values = [{column: sa.bindparam(f"{column}_{n}", type_=table.c[column].type)
                        for column in columns} for n in range(len(batch))]
-            built = sa.insert(table).values(values).returning(*(table.c[name] for name in returning))
+            if skip_conflicts:
+                insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+                built = insert(table).values(values).on_conflict_do_nothing(
+                    index_elements=[table.c[name] for name in skip_conflicts])
+            else:
+                built = sa.insert(table).values(values)
+            built = built.returning(*(table.c[name] for name in returning))
             statement = _MANY[key] = DriverStatement(built, conn.dialect)
         flat = {f"{column}_{n}": row[column] for n, row in enumerate(batch) for column in columns}
         out.extend(tuple(row) for row in conn.exec_driver_sql(statement.sql, statement.parameters(flat)))

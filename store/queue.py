@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from store.driver import DriverStatement
+from store.engine import insert_returning
 from store.models import DEAD, DONE, PENDING, inbox_events, ticket_work
 
 log = logging.getLogger(__name__)
@@ -409,13 +410,9 @@ def claim_tickets(
             }
             for ticket_id in ids[start : start + _CHUNK]
         ]
-        inserted = conn.execute(
-            dialect_insert(conn)(work)
-            .on_conflict_do_nothing(index_elements=[work.c.source, work.c.ticket_id])
-            .returning(work.c.ticket_id, work.c.lease_token),
-            rows,
-        )
-        taken = dict(inserted.all())
+        # Multi-row INSERTs compiled once; a ticket already queued (or parked) is not returned.
+        taken = dict(insert_returning(conn, work, rows, ("ticket_id", "lease_token"),
+                                      skip_conflicts=("source", "ticket_id")))
         claims.extend(
             Claim(source=source, ticket_id=ticket_id, event_ids=[], payloads=[], attempts=0, token=token)
             for ticket_id, token in taken.items()
