@@ -397,6 +397,9 @@ class Sweeper:
             status=status, add_tags=tags, reply=reply, note=None if separate else note)))]
         if note and separate:
             parts.append(("note", changes_to_dict(TicketChanges(note=note))))
+        # Built before the transaction, so that it holds the write lock only for the database work.
+        new_writes = {r.ticket_id: NewWrite(r.ticket_id, _action_log(r.decision, r.remote), parts)  # type: ignore[arg-type]
+                      for r in chunk}
         with self.store.transaction() as tx:
             if self.budget is not None:
                 charges = bulk_charges(helpdesk, chunk, reply=reply, note=note)
@@ -410,8 +413,8 @@ class Sweeper:
                 chunk = [r for r in chunk if r.ticket_id in allowed]
             if chunk:
                 writes = {w.ticket_id: w for w in tx.outbox.record_many(
-                    source, [NewWrite(r.ticket_id, _action_log(r.decision, r.remote), parts)  # type: ignore[arg-type]
-                             for r in chunk], rules_version=rules.version, now=now, first_sent=True)}
+                    source, [new_writes[r.ticket_id] for r in chunk], rules_version=rules.version, now=now,
+                    first_sent=True)}
         if not chunk:
             return
         ids = [r.ticket_id for r in chunk]
