@@ -543,11 +543,9 @@ def complete(conn: Connection, held: Claim, now: datetime) -> None:
 def complete_many(conn: Connection, claims: Iterable[Claim], now: datetime) -> None:
     """`complete` for many claims with two set-based statements per 500 (sweeps finish hundreds).
 
-    A claim still holding its lease is the row with its token; its row goes, unless
-    new work was queued meanwhile (the generation moved), then it is released. The
-    rows are found by their key (the token has no index). On PostgreSQL they are
-    locked first, in key order, as request_sync locks them: the two statements alone
-    would lock the finished rows before the released ones, and could deadlock with it.
+    The claims' rows are read by their key (the token has no index) and locked in key
+    order, as request_sync locks them; those still holding the claim's lease go, unless
+    new work was queued meanwhile (the generation moved), then they are released.
     """
     claims = list(claims)
     for held in claims:
@@ -561,26 +559,29 @@ def complete_many(conn: Connection, claims: Iterable[Claim], now: datetime) -> N
         plain = sorted(by_source[source], key=lambda held: held.ticket_id)
         for start in range(0, len(plain), _CHUNK):
             chunk = plain[start : start + _CHUNK]
-            mine = sa.and_(
-                work.c.source == source,
-                work.c.ticket_id.in_([held.ticket_id for held in chunk]),
-                work.c.lease_token.in_([held.token for held in chunk]),
-            )
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.select(work.c.ticket_id).where(mine).order_by(work.c.ticket_id).with_for_update())
-            finished = conn.execute(
-                sa.delete(work).where(mine, work.c.generation == work.c.lease_generation)
-            ).rowcount
-            # New work arrived meanwhile (see complete): kept, available, released.
-            requeued = conn.execute(
-                sa.update(work)
-                .where(mine, work.c.generation != work.c.lease_generation)
-                .values(attempts=0, last_error=None, **_RELEASE)
-            ).rowcount
-            if finished + requeued < len(chunk):
+            tokens = {held.ticket_id: held.token for held in chunk}
+            rows = conn.execute(
+                sa.select(work.c.ticket_id, work.c.lease_token, work.c.generation, work.c.lease_generation)
+                .where(work.c.source == source, work.c.ticket_id.in_(list(tokens)))
+                .order_by(work.c.ticket_id)
+                .with_for_update()
+            ).all()
+            held_rows = [r for r in rows if r.lease_token == tokens[r.ticket_id]]
+            if len(held_rows) < len(chunk):
                 log.warning(
                     "Ignoring complete for %d claim(s): their leases are no longer held",
-                    len(chunk) - finished - requeued,
+                    len(chunk) - len(held_rows),
+                )
+            finished = [r.ticket_id for r in held_rows if r.generation == r.lease_generation]
+            requeued = [r.ticket_id for r in held_rows if r.generation != r.lease_generation]
+            if finished:
+                conn.execute(sa.delete(work).where(work.c.source == source, work.c.ticket_id.in_(finished)))
+            if requeued:
+                # New work arrived meanwhile (see complete): kept, available, released.
+                conn.execute(
+                    sa.update(work)
+                    .where(work.c.source == source, work.c.ticket_id.in_(requeued))
+                    .values(attempts=0, last_error=None, **_RELEASE)
                 )
 
 
