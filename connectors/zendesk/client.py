@@ -260,8 +260,9 @@ class ZendeskConnector:
                ) -> RemoteTicket | None:
         """The stored ticket extended by its queued webhooks, without a read; None when they do not
         suffice (connectors/zendesk/timeline.py says when) and the ticket must be read."""
-        if self._status_aliases:
-            return None  # a custom status label the rules name is not in the webhook
+        if self._status_aliases or self._status_labels:
+            # A custom status label the rules name is not in the webhook (nor in the snapshot).
+            return None
         types = self.field_types() if self._field_ids else {}
         extended = extend_ticket(snapshot, payloads, field_names=self._field_names,
                                  group_names=self._group_names, field_types=types)

@@ -1,0 +1,311 @@
+"""Each recorded vendor webhook, decided once through a full read and once through the incremental path.
+
+For every recorded webhook fixture the vendor state it describes is built in the
+recorded API shapes (tests/fixtures/zendesk_api/, tests/fixtures/freshdesk_api/),
+as it was before the update and after it, and served with `responses`. The ticket
+read before the update is the stored snapshot; the connector's `extend` applies the
+webhook to it, `fetch_ticket` reads the state after it, and both must give the same
+engine ticket and the same decision under a rule set that reads status, priority,
+tags, fields, group and comments (tests/fixtures/rules/incremental.yaml). Where
+`extend` declines (None), the worker is shown to read the ticket in full; where it
+accepts, the worker decides without reading it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+
+from connectors.zendesk import ZendeskConnector
+from engine.evaluate import evaluate
+from engine.rulefile import load_rules
+from engine.ticket import to_epoch
+from jobs.worker import Worker, holds_for, ticket_json
+from store import Store
+
+HERE = Path(__file__).resolve().parent
+RULES = load_rules(HERE / "fixtures" / "rules" / "incremental.yaml")
+ZENDESK_WEBHOOKS = HERE / "fixtures" / "zendesk"
+ZENDESK_API = HERE / "fixtures" / "zendesk_api"
+ZD = "https://acme.zendesk.com/api/v2"
+PLAN_FIELD = RULES.helpdesk["zendesk"].fields["plan"]
+
+
+def _load(folder: Path, name: str) -> dict[str, Any]:
+    return json.loads((folder / name).read_text())
+
+
+def _state(ticket) -> tuple:
+    return (ticket.id, ticket.status, ticket.priority, ticket.subject, ticket.description,
+            sorted(ticket.tags), ticket.group, dict(ticket.fields), ticket.created_at, ticket.custom_status,
+            [(e.at, e.type, e.author, e.public, e.status, e.bot, e.custom_status) for e in ticket.events])
+
+
+@pytest.fixture
+def bot_store(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'deskpilot.db'}")
+    store.migrate()
+    yield store
+    store.engine.dispose()
+
+
+# -- Zendesk --------------------------------------------------------------------------------------
+
+def _zendesk_status(value: Any) -> str:
+    return str(value).lower()
+
+
+def _zendesk_user(uid: str, name: str, staff: bool) -> dict[str, Any]:
+    template = _load(ZENDESK_API, "audits_35436.json")["users"][0]
+    return dict(template, id=int(uid), name=name, email=f"{name.split()[0].lower()}@example.org",
+                url=f"{ZD}/users/{uid}.json", role="agent" if staff else "end-user", active=True)
+
+
+def _zendesk_ticket_fields() -> dict[str, Any]:
+    """The recorded ticket_fields page, with the webhook fixtures' Plan dropdown (id 360012345678)."""
+    page = _load(ZENDESK_API, "ticket_fields.json")
+    plan = copy.deepcopy(next(f for f in page["ticket_fields"] if f["title"] == "Plan"))
+    plan.update(id=PLAN_FIELD, url=f"{ZD}/ticket_fields/{PLAN_FIELD}.json")
+    plan["custom_field_options"] = [
+        dict(plan["custom_field_options"][0], id=1, name="Basic", raw_name="Basic", value="basic"),
+        dict(plan["custom_field_options"][0], id=2, name="Premium", raw_name="Premium", value="premium"),
+    ]
+    page["ticket_fields"].append(plan)
+    return page
+
+
+class ZendeskWorld:
+    """The vendor state a recorded Zendesk webhook describes: before the update and after it."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+        detail, event = body["detail"], body.get("event") or {}
+        self.kind = body["type"].removeprefix("zen:event-type:ticket.")
+        self.number = int(detail["id"])
+        requester = str(detail.get("requester_id") or "8447388090500")
+        self.users = {requester: _zendesk_user(requester, "Carla Customer", False)}
+        for uid in {str(detail.get("actor_id")), str(detail.get("assignee_id") or "")} - {"", "None"}:
+            if uid != requester:
+                self.users[uid] = _zendesk_user(uid, "Ada Agent", True)
+        comment = event.get("comment") or {}
+        author = comment.get("author") or {}
+        if author.get("id") and str(author["id"]) not in self.users:
+            self.users[str(author["id"])] = _zendesk_user(str(author["id"]), str(author.get("name")),
+                                                          bool(author.get("is_staff")))
+        after = {
+            "status": _zendesk_status(detail["status"]),
+            "priority": (detail.get("priority") or "").lower() or None,
+            "tags": list(detail.get("tags") or []), "group_id": _int(detail.get("group_id")),
+            "subject": detail.get("subject"), "description": detail.get("description"),
+            "assignee_id": _int(detail.get("assignee_id")),
+            "custom_status_id": _int(detail.get("custom_status")),
+            "plan": "premium",
+        }
+        before = dict(after)
+        previous = event.get("previous")
+        if self.kind == "status_changed":
+            before["status"] = _zendesk_status(previous)
+        elif self.kind == "priority_changed":
+            before["priority"] = str(previous).lower()
+        elif self.kind == "tags_changed":
+            before["tags"] = [t for t in after["tags"] if t not in event.get("tags_added", [])] + list(
+                event.get("tags_removed", []))
+        elif self.kind == "custom_field_changed":
+            after["plan"] = event["current"]["value"]
+            before["plan"] = event["previous"]["value"]
+        elif self.kind == "group_assignment_changed":
+            before["group_id"] = _int(previous)
+        elif self.kind == "agent_assignment_changed":
+            before["assignee_id"] = _int(previous)
+        elif self.kind == "custom_status_changed":
+            before["custom_status_id"] = _int(previous)
+        elif self.kind in ("subject_changed", "description_changed"):
+            before[self.kind.removesuffix("_changed")] = previous
+        elif self.kind in ("merged", "soft_deleted", "marked_as_spam", "permanently_deleted"):
+            before["status"] = "open"
+        elif self.kind == "undeleted":
+            before["status"] = "open"
+        self.before, self.after = before, after
+        self.created_at = detail["created_at"]
+        self.updated_at = detail["updated_at"]
+        self.gone = after["status"] in ("deleted", "scrubbed")
+        # The creation audit: the requester's description and the initial state.
+        self.audits_before = [self._audit(1, self.created_at, requester, [
+            {"type": "Comment", "author_id": int(requester), "body": before["description"],
+             "plain_body": before["description"], "public": True},
+            *[{"type": "Create", "field_name": name, "value": before[name]}
+              for name in ("subject", "status", "priority", "tags", "group_id")],
+        ])]
+        self.audits_after = self.audits_before + [self._audit(2, self.updated_at, str(detail.get("actor_id")),
+                                                              self._update_events(before, after, event))]
+
+    def _audit(self, n: int, at: str, author: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+        template = _load(ZENDESK_API, "audits_35436.json")["audits"][0]
+        numbered = [dict(item, id=9000 + 10 * n + i) for i, item in enumerate(events)]
+        return dict(copy.deepcopy(template), id=7000 + n, ticket_id=self.number, created_at=at,
+                    author_id=int(author) if author not in ("None", "") else -1, events=numbered)
+
+    def _update_events(self, before: dict, after: dict, event: dict) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        if self.kind == "comment_added":
+            comment = event["comment"]
+            events.append({"type": "Comment", "author_id": int(comment["author"]["id"]),
+                           "body": comment["body"], "plain_body": comment["body"],
+                           "public": comment["is_public"]})
+        if self.kind == "comment_made_private":
+            events.append({"type": "CommentPrivacyChange", "comment_id": int(event["comment"]["id"]),
+                           "public": False})
+        for name in ("status", "priority", "tags", "group_id", "assignee_id", "subject", "custom_status_id"):
+            if before[name] != after[name]:
+                events.append({"type": "Change", "field_name": name, "value": after[name],
+                               "previous_value": before[name]})
+        if before["plan"] != after["plan"]:
+            events.append({"type": "Change", "field_name": str(PLAN_FIELD), "value": after["plan"],
+                           "previous_value": before["plan"]})
+        return events
+
+    def ticket(self, state: dict[str, Any], updated_at: str) -> dict[str, Any]:
+        ticket = copy.deepcopy(_load(ZENDESK_API, "ticket_35436.json")["ticket"])
+        fields = [{"id": PLAN_FIELD, "value": state["plan"]}]
+        ticket.update(
+            id=self.number, url=f"{ZD}/tickets/{self.number}.json", created_at=self.created_at,
+            updated_at=updated_at, subject=state["subject"], raw_subject=state["subject"],
+            description=state["description"], status=state["status"], priority=state["priority"],
+            tags=state["tags"], group_id=state["group_id"], assignee_id=state["assignee_id"],
+            custom_status_id=state["custom_status_id"], custom_fields=fields, fields=fields,
+            requester_id=int(next(iter(self.users))), submitter_id=int(next(iter(self.users))),
+        )
+        return ticket
+
+    def serve(self, rsps: responses.RequestsMock, *, updated: bool) -> None:
+        """Register the ticket and audits reads of the state before (updated=False) or after the update."""
+        state, stamp = (self.after, self.updated_at) if updated else (self.before, self.created_at)
+        audits = self.audits_after if updated else self.audits_before
+        if updated and self.gone:
+            rsps.get(f"{ZD}/tickets/{self.number}.json", status=404,
+                     json=_load(ZENDESK_API, "record_not_found.json"))
+            rsps.get(f"{ZD}/tickets/{self.number}/audits.json", status=404,
+                     json=_load(ZENDESK_API, "record_not_found.json"))
+        else:
+            rsps.get(f"{ZD}/tickets/{self.number}.json", json={"ticket": self.ticket(state, stamp)})
+            page = _load(ZENDESK_API, "audits_35436.json")
+            page.update(audits=audits, users=list(self.users.values()),
+                        meta={"has_more": False, "after_cursor": None, "before_cursor": None})
+            rsps.get(f"{ZD}/tickets/{self.number}/audits.json", json=page)
+        rsps.get(f"{ZD}/ticket_fields.json", json=_zendesk_ticket_fields())
+        rsps.add_callback(responses.PUT, f"{ZD}/tickets/{self.number}.json", callback=self._put)
+
+    def _put(self, request) -> tuple[int, dict, str]:
+        moment = datetime.fromisoformat(self.updated_at.replace("Z", "+00:00")) + timedelta(seconds=1)
+        written = self.ticket(self.after, moment.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        answer = _load(ZENDESK_API, "ticket_35436_updated.json")
+        answer["ticket"] = written
+        return 200, {}, json.dumps(answer)
+
+
+def _int(value: Any) -> int | None:
+    return None if value in (None, "") else int(value)
+
+
+def _zendesk_connector(**options: Any) -> ZendeskConnector:
+    mapping = RULES.helpdesk["zendesk"]
+    return ZendeskConnector("acme", "bot@example.org", "token", field_ids=dict(mapping.fields),
+                            group_ids=dict(mapping.groups), sleep=lambda s: None, backoff_base=0, **options)
+
+
+def _zendesk_fixtures() -> list[str]:
+    names = []
+    for path in sorted(ZENDESK_WEBHOOKS.glob("ticket_*.json")):
+        body = json.loads(path.read_text())
+        detail = body.get("detail") or {}
+        if detail.get("updated_at") and detail.get("created_at") and detail.get("updated_at") != detail.get(
+                "created_at"):
+            names.append(path.name)
+    return names
+
+
+def _decide(store: Store, source: str, remote, now: datetime) -> dict:
+    holds = holds_for(store, source, remote, RULES, now)
+    return evaluate(remote.ticket, RULES, to_epoch(now), holds).to_dict()
+
+
+def _ticket_reads(rsps: responses.RequestsMock, path: str) -> int:
+    return sum(1 for call in rsps.calls if call.request.method == "GET"
+               and re.search(re.escape(path) + r"(\?|$)", call.request.url))
+
+
+@pytest.mark.parametrize("name", _zendesk_fixtures())
+def test_each_recorded_zendesk_webhook_decides_as_a_full_read(name, bot_store):
+    body = _load(ZENDESK_WEBHOOKS, name)
+    world = ZendeskWorld(body)
+    now = datetime.fromisoformat(world.updated_at.replace("Z", "+00:00")) + timedelta(minutes=5)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        world.serve(rsps, updated=False)
+        before = _zendesk_connector().fetch_ticket(str(world.number))
+    snapshot = ticket_json(before.ticket, before.stamp)
+    bot_store.save_snapshot("zendesk", str(world.number), ticket=snapshot, decision={}, next_check=None,
+                            rules_version=RULES.version, now=now - timedelta(minutes=30))
+    payload = {"event_type": world.kind, "body": body}
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        world.serve(rsps, updated=True)
+        helpdesk = _zendesk_connector()
+        extended = helpdesk.extend(snapshot, [payload])
+        assert _ticket_reads(rsps, f"/tickets/{world.number}.json") == 0
+        if extended is not None:
+            full = helpdesk.fetch_ticket(str(world.number))
+            assert _state(extended.ticket) == _state(full.ticket), name
+            assert extended.stamp == full.stamp
+            assert extended.read_only == full.read_only
+            assert _decide(bot_store, "zendesk", extended, now) == _decide(bot_store, "zendesk", full, now)
+    # The worker takes the same webhook: decided without a read when extend accepts it, else read in full.
+    bot_store.enqueue(source="zendesk", dedupe_key=body["id"], ticket_id=str(world.number),
+                      event_type=world.kind, payload=payload, received_at=now)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        world.serve(rsps, updated=True)
+        [outcome] = Worker(bot_store, _zendesk_connector(), lambda: RULES, clock=lambda: now).run_once()
+        reads = _ticket_reads(rsps, f"/tickets/{world.number}.json")
+    if extended is None:
+        assert not outcome.incremental and reads == 1, (name, outcome)
+    else:
+        assert outcome.incremental and reads == 0 and outcome.error is None, (name, outcome)
+
+
+def test_the_recorded_webhooks_extend_what_their_payload_says():
+    """The events whose payload says all they change are applied without a read."""
+    extended = set()
+    for name in _zendesk_fixtures():
+        body = _load(ZENDESK_WEBHOOKS, name)
+        world = ZendeskWorld(body)
+        with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+            world.serve(rsps, updated=False)
+            helpdesk = _zendesk_connector()
+            before = helpdesk.fetch_ticket(str(world.number))
+            if helpdesk.extend(ticket_json(before.ticket, before.stamp), [{"body": body}]) is not None:
+                extended.add(world.kind)
+    assert extended == {"status_changed", "priority_changed", "comment_added", "custom_field_changed",
+                        "tags_changed", "group_assignment_changed", "agent_assignment_changed",
+                        "subject_changed", "description_changed", "custom_status_changed"}
+
+
+def test_a_rule_set_naming_custom_status_labels_reads_the_ticket():
+    """With custom status labels named, the full read gives the ticket its label: extend cannot."""
+    body = _load(ZENDESK_WEBHOOKS, "ticket_status_changed.json")
+    world = ZendeskWorld(body)
+    statuses = _load(ZENDESK_API, "custom_statuses.json")
+    for item in statuses["custom_statuses"]:
+        if item["status_category"] == "open":
+            item["id"] = world.before["custom_status_id"]
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        world.serve(rsps, updated=False)
+        rsps.get(f"{ZD}/custom_statuses.json", json=statuses)
+        helpdesk = _zendesk_connector(status_labels=["Open"])
+        before = helpdesk.fetch_ticket(str(world.number))
+        assert before.ticket.custom_status == "Open"
+        assert helpdesk.extend(ticket_json(before.ticket, before.stamp), [{"body": body}]) is None
