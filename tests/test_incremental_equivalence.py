@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -309,3 +309,164 @@ def test_a_rule_set_naming_custom_status_labels_reads_the_ticket():
         before = helpdesk.fetch_ticket(str(world.number))
         assert before.ticket.custom_status == "Open"
         assert helpdesk.extend(ticket_json(before.ticket, before.stamp), [{"body": body}]) is None
+
+
+# -- Freshdesk --------------------------------------------------------------------------------------
+#
+# Freshdesk's webhook is the body an admin's automation rule renders (docs/webhooks.md): the ticket's
+# status and priority labels, the triggered event and the ticket's updated_at. Freshdesk sends no
+# webhook for tag, custom field, subject or description edits, nor (with the documented rule) for a
+# customer's reply to an open ticket, and one rule run reports only its first matching event, so
+# nothing in a body tells what happened between the stored snapshot and it: every Freshdesk webhook
+# is read in full (FreshdeskConnector has no `extend`).
+
+FRESHDESK_WEBHOOKS = HERE / "fixtures" / "freshdesk"
+FRESHDESK_API = HERE / "fixtures" / "freshdesk_api"
+FD = "https://acme.freshdesk.com/api/v2"
+FD_STATUS_IDS = {"open": 2, "pending": 3, "resolved": 4, "closed": 5, "waiting on customer": 6}
+FD_PRIORITY_IDS = {"low": 1, "medium": 2, "high": 3, "urgent": 4}
+FD_PRIORITY_LABELS = {number: label.title() for label, number in FD_PRIORITY_IDS.items()}
+
+
+def _freshdesk_connector():
+    from connectors.freshdesk import FreshdeskConnector
+
+    mapping = RULES.helpdesk["freshdesk"]
+    return FreshdeskConnector("acme.freshdesk.com", "secret-key", field_names=dict(mapping.fields),
+                              group_ids=dict(mapping.groups), sleep=lambda s: None, backoff_base=0)
+
+
+def _freshdesk_ticket(tid: int, *, status: int, priority: int, updated_at: str, tags=("vip", "voice"),
+                      plan: str = "Premium") -> dict[str, Any]:
+    """The recorded ticket-with-stats shape for ticket `tid` in the given state."""
+    data = _load(FRESHDESK_API, "ticket_open_with_stats.json")
+    data.update(id=tid, status=status, priority=priority, updated_at=updated_at, tags=list(tags),
+                custom_fields=dict(data["custom_fields"], cf_plan=plan))
+    data["stats"] = dict(data["stats"], status_updated_at=min(updated_at, data["stats"]["status_updated_at"]),
+                         requester_responded_at=None)
+    return data
+
+
+def _freshdesk_conversations(tid: int, until: str) -> list[dict[str, Any]]:
+    return [dict(item, ticket_id=tid) for item in _load(FRESHDESK_API, "conversations.json")
+            if item["created_at"] <= until]
+
+
+def _serve_freshdesk(rsps: responses.RequestsMock, data: dict[str, Any], conversations: list) -> None:
+    tid = data["id"]
+    rsps.get(f"{FD}/tickets/{tid}", json=data)
+    rsps.get(f"{FD}/tickets/{tid}/conversations", json=conversations)
+    rsps.get(f"{FD}/agents", json=_load(FRESHDESK_API, "agents.json"))
+    rsps.get(f"{FD}/ticket_fields", json=_load(FRESHDESK_API, "ticket_fields.json"))
+    answer = _load(FRESHDESK_API, "ticket_updated.json")
+    rsps.put(f"{FD}/tickets/{tid}", json=dict(answer, id=tid))
+    for kind, answer_file in (("notes", "note_created.json"), ("reply", "reply_created.json")):
+        rsps.post(f"{FD}/tickets/{tid}/{kind}", json=dict(_load(FRESHDESK_API, answer_file), ticket_id=tid))
+
+
+def _queued_freshdesk_fixtures() -> list[str]:
+    from connectors.freshdesk.events import NormalizedEvent, normalize
+
+    names = []
+    for path in sorted(FRESHDESK_WEBHOOKS.glob("*.json")):
+        try:
+            body = json.loads(path.read_text())
+            event = normalize(body, path.read_bytes(), {}, datetime(2026, 11, 20, 16, 0, tzinfo=UTC))
+        except ValueError:
+            continue
+        if isinstance(event, NormalizedEvent):
+            names.append(path.name)
+    return names
+
+
+def _stamp_of(body: dict[str, Any]) -> str:
+    from connectors.freshdesk.events import rendered_instant
+
+    moment = rendered_instant(body["freshdesk_webhook"].get("ticket_updated_at"))
+    moment = moment or datetime.fromisoformat("2026-11-20T15:09:00+00:00")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.parametrize("name", _queued_freshdesk_fixtures())
+def test_each_recorded_freshdesk_webhook_is_read_in_full(name, bot_store):
+    from connectors.freshdesk.events import normalize
+
+    body = _load(FRESHDESK_WEBHOOKS, name)
+    data = body["freshdesk_webhook"]
+    event = normalize(body, b"", {}, datetime(2026, 11, 20, 16, 0, tzinfo=UTC))
+    tid = int(event.ticket_id)
+    stamp = _stamp_of(body)
+    status = FD_STATUS_IDS.get(str(data.get("ticket_status")).lower(), 2)
+    priority = FD_PRIORITY_IDS.get(str(data.get("ticket_priority")).lower(), 2)
+    now = datetime.fromisoformat(stamp.replace("Z", "+00:00")) + timedelta(minutes=5)
+    before = _freshdesk_ticket(tid, status=2, priority=2, updated_at="2026-11-20T14:30:00Z")
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        _serve_freshdesk(rsps, before, [])
+        read = _freshdesk_connector().fetch_ticket(str(tid))
+    bot_store.save_snapshot("freshdesk", str(tid), ticket=ticket_json(read.ticket, read.stamp), decision={},
+                            next_check=None, rules_version=RULES.version, now=now - timedelta(minutes=30))
+    bot_store.enqueue(source="freshdesk", dedupe_key=event.dedupe_key, ticket_id=str(tid),
+                      event_type=event.event_type, payload=event.payload(body), received_at=now)
+    after = _freshdesk_ticket(tid, status=status, priority=priority, updated_at=stamp)
+    helpdesk = _freshdesk_connector()
+    assert getattr(helpdesk, "extend", None) is None  # no incremental path: see the comment above
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        _serve_freshdesk(rsps, after, _freshdesk_conversations(tid, stamp))
+        [outcome] = Worker(bot_store, helpdesk, lambda: RULES, clock=lambda: now).run_once()
+        reads = _ticket_reads(rsps, f"/tickets/{tid}")
+    assert not outcome.incremental and reads == 1 and outcome.error is None, (name, outcome)
+    assert outcome.decision is not None and outcome.decision.priority == read_priority(after)
+
+
+def read_priority(data: dict[str, Any]) -> str:
+    return {1: "low", 2: "normal", 3: "high", 4: "urgent"}[data["priority"]]
+
+
+def _render_documented_template(data: dict[str, Any], triggered_event: str) -> dict[str, Any]:
+    """The body docs/webhooks.md's rule renders for a ticket (`{{ticket.modified_on}}` as Rails prints it)."""
+    modified = datetime.fromisoformat(data["updated_at"].replace("Z", "+00:00"))
+    labels = {number: label.title() for label, number in FD_STATUS_IDS.items()}
+    return {"freshdesk_webhook": {
+        "ticket_id": str(data["id"]), "triggered_event": triggered_event,
+        "ticket_status": labels[data["status"]], "ticket_priority": FD_PRIORITY_LABELS[data["priority"]],
+        "ticket_updated_at": modified.strftime("%Y-%m-%d %H:%M:%S UTC")}}
+
+
+@pytest.mark.parametrize("edit", ["tags", "plan", "customer reply"])
+def test_one_freshdesk_body_stands_for_states_a_full_read_decides_apart(edit, bot_store):
+    """A priority change the recorded body describes, with and without an edit Freshdesk sends no
+    webhook for: the two bodies are the same, the full reads decide differently, so no function of
+    the stored ticket and the body can decide both as a full read does."""
+    body = _load(FRESHDESK_WEBHOOKS, "priority_changed.json")
+    tid, stamp = int(body["freshdesk_webhook"]["ticket_id"]), _stamp_of(body)
+    now = datetime.fromisoformat(stamp.replace("Z", "+00:00")) + timedelta(minutes=5)
+    plain = _freshdesk_ticket(tid, status=2, priority=4, updated_at=stamp)
+    edited = {"tags": _freshdesk_ticket(tid, status=2, priority=4, updated_at=stamp,
+                                        tags=("vip", "voice", "eta_provided")),
+              "plan": _freshdesk_ticket(tid, status=2, priority=4, updated_at=stamp, plan="Basic"),
+              "customer reply": plain}[edit]
+    conversations = _freshdesk_conversations(tid, "2026-11-20T15:30:00Z")
+    replied = conversations + [dict(_load(FRESHDESK_API, "conversations.json")[2], ticket_id=tid,
+                                    created_at="2026-11-20T15:01:30Z", updated_at="2026-11-20T15:01:30Z")]
+    triggered = body["freshdesk_webhook"]["triggered_event"]
+    assert _render_documented_template(plain, triggered) == _render_documented_template(edited, triggered)
+    decisions = []
+    later = replied if edit == "customer reply" else conversations
+    for data, items in ((plain, conversations), (edited, later)):
+        with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+            _serve_freshdesk(rsps, data, items)
+            remote = _freshdesk_connector().fetch_ticket(str(tid))
+        decisions.append(_decide(bot_store, "freshdesk", remote, now))
+    assert decisions[0] != decisions[1]
+
+
+def test_the_rendered_modified_on_is_the_update_instant():
+    from connectors.freshdesk.events import normalize
+
+    body = _load(FRESHDESK_WEBHOOKS, "status_changed_modified_on.json")
+    event = normalize(body, b"", {}, datetime(2026, 11, 20, 16, 0, tzinfo=UTC))
+    assert event.occurred_at == datetime(2026, 11, 20, 15, 1, tzinfo=UTC)
+    again = normalize(body, b"", {}, datetime(2026, 11, 20, 16, 5, tzinfo=UTC))
+    assert again.dedupe_key == event.dedupe_key  # a retry of the delivery is the same event
+    utc = {"freshdesk_webhook": dict(body["freshdesk_webhook"], ticket_updated_at="2026-11-20 15:01:00 UTC")}
+    assert normalize(utc, b"", {}, datetime(2026, 11, 20, 16, 0, tzinfo=UTC)).occurred_at == event.occurred_at
