@@ -470,3 +470,37 @@ def test_the_rendered_modified_on_is_the_update_instant():
     assert again.dedupe_key == event.dedupe_key  # a retry of the delivery is the same event
     utc = {"freshdesk_webhook": dict(body["freshdesk_webhook"], ticket_updated_at="2026-11-20 15:01:00 UTC")}
     assert normalize(utc, b"", {}, datetime(2026, 11, 20, 16, 0, tzinfo=UTC)).occurred_at == event.occurred_at
+
+
+def _restamped(name: str, updated_at: str, sequence: str) -> dict[str, Any]:
+    body = _load(ZENDESK_WEBHOOKS, name)
+    body["detail"]["updated_at"] = updated_at
+    body["event"]["meta"]["sequence"]["id"] = sequence
+    return {"body": body}
+
+
+def test_a_late_webhook_the_stored_ticket_does_not_show_is_read():
+    """Zendesk does not promise the order of deliveries: a customer's comment whose webhook comes
+    after a newer update was stored must not be skipped as if it were already in the timeline."""
+    from connectors.zendesk.timeline import extend_ticket
+
+    world = ZendeskWorld(_load(ZENDESK_WEBHOOKS, "ticket_comment_added_by_customer.json"))
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        world.serve(rsps, updated=False)
+        before = _zendesk_connector().fetch_ticket(str(world.number))
+    options = {"field_names": {}, "group_names": {}, "field_types": {}}
+    snapshot = ticket_json(before.ticket, before.stamp)
+    # A priority change at 15:20 was applied; the customer's comment of 15:10 had not come yet.
+    later, stamp = extend_ticket(snapshot, [_restamped("ticket_priority_changed.json", "2026-11-20T15:20:00Z",
+                                                       "P1")], **options)
+    stored = ticket_json(later, stamp)
+    comment = _restamped("ticket_comment_added_by_customer.json", "2026-11-20T15:10:00Z", "C1")
+    tags = _restamped("ticket_tags_changed.json", "2026-11-20T15:30:00Z", "T1")
+    assert extend_ticket(stored, [comment, tags], **options) is None
+    # Applied in order, the same comment is in the timeline, and its redelivery is not news.
+    ticket, stamp = extend_ticket(snapshot, [comment], **options)
+    ticket, stamp = extend_ticket(ticket_json(ticket, stamp), [
+        _restamped("ticket_priority_changed.json", "2026-11-20T15:20:00Z", "P1")], **options)
+    extended = extend_ticket(ticket_json(ticket, stamp), [comment, tags], **options)
+    assert extended is not None
+    assert [(e.type, e.author) for e in extended[0].events].count(("comment", "customer")) == 2
