@@ -6,7 +6,7 @@ as it was before the update and after it, and served with `responses`. The ticke
 read before the update is the stored snapshot; the connector's `extend` applies the
 webhook to it, `fetch_ticket` reads the state after it, and both must give the same
 engine ticket and the same decision under a rule set that reads status, priority,
-tags, fields, group and comments (tests/fixtures/rules/incremental.yaml). Where
+tags, fields, group and comments (tests/fixtures/incremental/rules.yaml). Where
 `extend` declines (None), the worker is shown to read the ticket in full; where it
 accepts, the worker decides without reading it.
 """
@@ -31,7 +31,7 @@ from jobs.worker import Worker, holds_for, ticket_json
 from store import Store
 
 HERE = Path(__file__).resolve().parent
-RULES = load_rules(HERE / "fixtures" / "rules" / "incremental.yaml")
+RULES = load_rules(HERE / "fixtures" / "incremental" / "rules.yaml")
 ZENDESK_WEBHOOKS = HERE / "fixtures" / "zendesk"
 ZENDESK_API = HERE / "fixtures" / "zendesk_api"
 ZD = "https://acme.zendesk.com/api/v2"
