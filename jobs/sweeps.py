@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -572,9 +572,9 @@ class _Prefetched:
         self._remotes = dict(remotes)
         self.name = helpdesk.name
 
-    def fetch_ticket(self, ticket_id: str) -> RemoteTicket:
+    def fetch_ticket(self, ticket_id: str, known: Mapping[str, Any] | None = None) -> RemoteTicket:
         remote = self._remotes.pop(str(ticket_id), None)
-        return remote if remote is not None else self._helpdesk.fetch_ticket(ticket_id)
+        return remote if remote is not None else self._helpdesk.fetch_ticket(ticket_id, known)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._helpdesk, name)
