@@ -299,13 +299,14 @@ class Worker:
 
     def _read(self, claim: Claim, helpdesk: Helpdesk, *, first: bool) -> RemoteTicket:
         """The ticket read in full: the batched read of this run when there is one (first attempt),
-        else one fetch_ticket that resumes from the stored snapshot."""
+        else one fetch_ticket that resumes from the stored snapshot (from the start without
+        the economy: the read-first baseline)."""
         batched = self._batch_reads.pop(claim.token, None) if first else None
         if isinstance(batched, RemoteTicket):
             return batched
         if isinstance(batched, ConnectorError):
             raise batched
-        return helpdesk.fetch_ticket(claim.ticket_id, known=self._stored(claim))
+        return helpdesk.fetch_ticket(claim.ticket_id, known=self._stored(claim) if self.economy else None)
 
     def run_forever(self, stop: threading.Event, idle_seconds: float = 0.5, limit: int = 10) -> None:
         log.info("worker %s started (leases of %ds, renewed while working)", self.worker_id,
