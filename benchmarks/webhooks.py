@@ -543,7 +543,8 @@ def print_calls(rounds: Sequence[CallRound], burst: int) -> None:
         print(f"{r.name:<20}{r.tickets:>8}{r.events:>8}{r.per_ticket(r.evaluations):>9.2f}"
               f"{r.per_ticket(r.ideal):>9.2f}{r.per_ticket(r.reads):>9.2f}{r.per_ticket(r.writes):>10.2f}"
               f"{r.written:>9}{r.errors:>8}")
-    print("evals: GET tickets/{id}.json (each evaluation also reads the audits; users/me once per process); "
+    print("evals: tickets read (GET tickets/{id}.json, or one id of a show_many; audits only for a ticket "
+          "changed since its snapshot, from the newest audit it holds; users/me once per process); "
           "ideal: one evaluation per burst")
 
 
