@@ -130,6 +130,28 @@ def test_a_ticket_gone_from_the_batch_fails_alone(store):
 
 
 @SQLITE_ONLY
+def test_a_ticket_with_an_unfinished_write_keeps_its_own_read(store):
+    clock, rules = Clock("2026-11-04T16:00:00Z"), choozle()
+    with zendesk_world(clock) as world:
+        ids = [world.create(priority="low") for _ in range(3)]
+        store.outbox.record(ZD, ids[0], rules_version=rules.version, actions=[],
+                            parts=[("note", {"note": "Owed from before"})], now=clock())
+        since = len(world.app.state.requests)
+        store.request_sync(ZD, ids, clock(), "test")
+        outcomes = Worker(store, world.connector(), lambda: rules, clock=clock).run_once(limit=10)
+        assert [o.error for o in outcomes] == [None] * 3
+        calls = made(world, since)
+        # The owed write is completed on the ticket's own read first; the others come in one show_many.
+        [batch] = [query for _, what, query in calls if what == "show_many"]
+        assert batch["ids"] == f"{ids[1]},{ids[2]}"
+        own = [r["path"] for r in world.app.state.requests[since:] if r["method"] == "GET"
+               and f"/tickets/{ids[0]}" in r["path"]]
+        assert own[:2] == [f"/api/v2/tickets/{ids[0]}.json", f"/api/v2/tickets/{ids[0]}/audits.json"]
+        assert not store.outbox.pending(ZD, ids[0])
+        assert [body for _, _, body in world.comments(ids[0])] == ["Owed from before\n\n— Deskpilot"]
+
+
+@SQLITE_ONLY
 def test_a_single_claim_is_read_on_its_own_as_before(store):
     clock, rules = Clock("2026-11-04T16:00:00Z"), choozle()
     with zendesk_world(clock) as world:
