@@ -258,6 +258,7 @@ class Worker:
                 if self.store.outbox.pending(claim.source, claim.ticket_id) or self._echo_only(
                         claim, rules, helpdesk) or self._extended(claim, helpdesk) is not None:
                     continue
+                snapshot = self._stored(claim)
                 held: list[tuple[datetime, int]] = []
                 self._reserve(claim, 1, self.clock(), held)
             except OverBudget:
@@ -267,7 +268,6 @@ class Worker:
                 continue
             self._batch_held[claim.token] = held
             wanted[claim.ticket_id] = claim
-            snapshot = self._stored(claim)
             if snapshot:
                 known[claim.ticket_id] = snapshot
         if len(wanted) < 2:  # one ticket: its own read, in process()

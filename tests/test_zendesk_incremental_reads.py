@@ -252,7 +252,13 @@ def test_an_unchanged_ticket_is_decided_on_its_stored_timeline_without_an_audits
         calls = len(rsps.calls)
         again = connector().fetch_ticket("35436", known=stored)
         assert [c.request.url for c in rsps.calls[calls:]] == [TICKET_URL]
-    assert again.ticket == first.ticket and again.resume == first.resume
+        # A snapshot without a marker (stored before markers, or with custom status labels) is
+        # not taken as it is: its audits are read.
+        calls = len(rsps.calls)
+        unmarked = connector().fetch_ticket("35436", known={k: v for k, v in stored.items() if k != "resume"})
+        assert [urlsplit(c.request.url).path for c in rsps.calls[calls:]] == [
+            "/api/v2/tickets/35436.json", "/api/v2/tickets/35436/audits.json"]
+    assert again.ticket == first.ticket and again.resume == first.resume == unmarked.resume
 
 
 def test_an_empty_page_after_the_marker_keeps_its_cursor():

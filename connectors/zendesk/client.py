@@ -343,14 +343,14 @@ class ZendeskConnector:
         """
         statuses = self.custom_statuses() if custom else {}
         base = None if custom else _stored_base(ticket, known)
-        if base is not None:
+        if base is not None and base[1] is not None:
+            # Only a snapshot with a marker: its timeline was read without custom status labels.
             rows, marker = base
             if _same_instant(ticket.get("updated_at"), known.get("stamp")):  # type: ignore[union-attr]
                 return stored_events(rows), marker  # nothing happened since the snapshot
-            if marker is not None:
-                extended = self._after(number, rows, marker)
-                if extended is not None:
-                    return extended
+            extended = self._after(number, rows, marker)  # type: ignore[arg-type]
+            if extended is not None:
+                return extended
         audits, users, cursor = self.audits_page(number)
         events = audit_events(audits, users, custom_statuses=statuses, status_aliases=self._status_aliases)
         return events, (None if custom else _marker(audits, cursor, len(events), None))
