@@ -19,7 +19,13 @@ re-check at every running target's due and warning time (the earlier
 schedule, replayed on the stored decisions) and once at the rules' own
 moments only: how many re-checks acted and what they cost.
 
-    python -m benchmarks.api_economy [--tickets 200] [--seed 7]
+Last, 1,000 due auto-closes swept under the default budget: the ticket/audit
+reads per closed ticket (the due read and the post-close check) over the
+snapshots the worker stored, over bare snapshots (a next check only), and,
+as the baseline in the same process, with one full read per ticket (ticket
+and every audit page) before and after the close (OneByOne).
+
+    python -m benchmarks.api_economy [--tickets 200] [--seed 7] [--due 1000]
 """
 
 from __future__ import annotations
