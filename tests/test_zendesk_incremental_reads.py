@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 
-from connectors.base import NotFoundError, RateLimitedError, RemoteTicket
+from connectors.base import NotFoundError, RateLimitedError, RemoteTicket, TransientError
 from connectors.zendesk import ZendeskConnector
 from engine.evaluate import evaluate
 from engine.rulefile import load_rules
@@ -344,3 +344,15 @@ def test_a_rate_limited_show_many_reports_every_ticket_of_the_batch_with_it():
         assert len(rsps.calls) == 1
     assert isinstance(got["35436"], RateLimitedError) and got["35437"] is got["35436"]
     assert got["35436"].retry_after == 9
+
+
+def test_a_batch_stops_reading_audits_once_three_tickets_failed_with_5xx():
+    many = {"tickets": [dict(load("ticket_35436.json")["ticket"], id=n) for n in range(1, 6)]}
+    with responses.RequestsMock() as rsps:
+        rsps.get(SHOW_MANY_URL, json=many)
+        rsps.add_callback(responses.GET, re.compile(rf"{API}/tickets/\d+/audits\.json"),
+                          callback=lambda request: (503, {}, "{}"))
+        got = connector(max_attempts=1).fetch_tickets([str(n) for n in range(1, 6)])
+        assert len(rsps.calls) == 1 + 3  # show_many, then three tickets' audits
+    assert all(isinstance(got[str(n)], TransientError) for n in range(1, 6))
+    assert got["4"] is got["5"] is got["3"]

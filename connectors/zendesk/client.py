@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 MAX_BULK_IDS = 100
 # https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#show-multiple-tickets
 MAX_SHOW_MANY = 100
+MAX_BATCH_TRANSIENT = 3  # tickets of a batched read failing with timeouts/5xx before it stops
 # Audit events that change what earlier audits say: a comment made private, a comment redacted
 # (https://developer.zendesk.com/documentation/ticketing/reference-guides/ticket-audit-events-reference/).
 # The stored timeline cannot be extended over them: the ticket is read from its first audit.
@@ -259,8 +260,9 @@ class ZendeskConnector:
         where its stored snapshot (`known`) is not current (as fetch_ticket does).
 
         A ticket show_many leaves out (deleted, or out of the API user's reach) is read on
-        its own, so that its 404 says it is gone. RateLimitedError stops the batch: the
-        tickets not read yet are reported with it.
+        its own, so that its 404 says it is gone. RateLimitedError stops the batch, and so do
+        MAX_BATCH_TRANSIENT tickets failing with timeouts or 5xx (each after its retries): the
+        tickets not read yet are reported with that error.
         https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#show-multiple-tickets
         """
         known = known or {}
@@ -271,7 +273,8 @@ class ZendeskConnector:
                 numbers[ticket_id] = _ticket_number(ticket_id)
             except ValueError as err:
                 out[ticket_id] = ConnectorError(str(err))
-        limited: RateLimitedError | None = None
+        limited: RateLimitedError | TransientError | None = None
+        transient = 0
         ids = list(numbers)
         for first in range(0, len(ids), MAX_SHOW_MANY):
             chunk = ids[first:first + MAX_SHOW_MANY]
@@ -301,6 +304,11 @@ class ZendeskConnector:
                 except RateLimitedError as err:
                     limited = err
                     out[ticket_id] = err
+                except TransientError as err:
+                    out[ticket_id] = err
+                    transient += 1
+                    if transient >= MAX_BATCH_TRANSIENT:
+                        limited = err  # taken to be down: the rest are not tried
                 except ConnectorError as err:
                     out[ticket_id] = err
         return out
