@@ -63,13 +63,14 @@ class FakeZendesk:
     def check(self) -> list[str]:
         return []
 
-    def fetch_ticket(self, ticket_id: str) -> RemoteTicket:
+    def fetch_ticket(self, ticket_id: str, known=None) -> RemoteTicket:
         with self._lock:
             self.calls["read"] += 2
             return RemoteTicket(ticket=self.tickets[ticket_id], stamp="stamp")
 
-    def fetch_tickets(self, ticket_ids: Iterable[str]) -> dict[str, RemoteTicket | ConnectorError]:
-        return fetch_each(self, ticket_ids)
+    def fetch_tickets(self, ticket_ids: Iterable[str], known=None
+                      ) -> dict[str, RemoteTicket | ConnectorError]:
+        return fetch_each(self, ticket_ids, known)
 
     def prepare(self, remote: RemoteTicket, changes: TicketChanges) -> TicketChanges:
         return prepared(remote, changes, lambda _name: FieldType())

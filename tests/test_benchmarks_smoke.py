@@ -57,7 +57,9 @@ def test_simulate(capsys):
 def test_api_economy(capsys):
     out = run(capsys, api_economy.main, ["--tickets", "3", "--due", "3"])
     assert len(re.findall(r"ratio baseline/economy: [\d.]+x fewer calls", out)) == 2
-    assert re.search(r"3 due auto-closes under the default budget: 3 closed", out)
+    assert re.search(r"3 due auto-closes under the default budget, snapshots stored by the worker: "
+                     r"3 closed", out)
+    assert re.search(r"reads per closed ticket, baseline / stored snapshots: [\d.]+x fewer", out)
 
 
 def test_webhooks(capsys):
