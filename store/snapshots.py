@@ -133,39 +133,59 @@ def stored_descriptors(conn: Connection, source: str, ticket_ids: Sequence[str])
     return out
 
 
+def _row_values(row: dict, planned: Planned) -> dict:
+    return {**row, "ticket": planned.document, "events_count": planned.count,
+            "events_digest": planned.digest, "events_chunks": planned.chunks}
+
+
 def save(conn: Connection, source: str, rows: list[dict]) -> None:
     """Upsert snapshot rows ({"source", "ticket_id", "ticket", ...} each, ids unique, in key order)
     with their events split off; a few statements for the whole batch, whatever its size."""
     s, e = ticket_snapshots, ticket_snapshot_events
-    ids = [row["ticket_id"] for row in rows]
-    stored = stored_descriptors(conn, source, ids)
+    insert = _insert(conn)
+    stored = stored_descriptors(conn, source, [row["ticket_id"] for row in rows])
+    planned: dict[str, Planned] = {}
+    missing = [row for row in rows if row["ticket_id"] not in stored]
+    if missing and conn.dialect.name == "postgresql":
+        # Tickets without a snapshot have no row to lock: theirs are inserted first, so a
+        # first save of the same ticket racing this one waits for it (SQLite has one writer).
+        for row in missing:
+            planned[row["ticket_id"]] = plan(row["ticket"], None)
+        stmt = insert(s).on_conflict_do_nothing(index_elements=[s.c.source, s.c.ticket_id])
+        first = [_row_values(row, planned[row["ticket_id"]]) for row in missing]
+        created = set(conn.execute(stmt.returning(s.c.ticket_id), first).scalars())
+        raced = [row["ticket_id"] for row in missing if row["ticket_id"] not in created]
+        for ticket_id in raced:  # another save stored it first: plan against what it stored
+            del planned[ticket_id]
+        stored.update(stored_descriptors(conn, source, raced))
+    else:
+        created = set()
     values, replaced, chunks = [], [], []
     for row in rows:
-        planned = plan(row["ticket"], stored.get(row["ticket_id"]))
-        values.append({**row, "ticket": planned.document, "events_count": planned.count,
-                       "events_digest": planned.digest, "events_chunks": planned.chunks})
-        if planned.replace:
-            replaced.append(row["ticket_id"])
-        if planned.chunk is not None:
-            chunks.append({"source": source, "ticket_id": row["ticket_id"], "seq": planned.chunk[0],
-                           "events": planned.chunk[1]})
+        ticket_id = row["ticket_id"]
+        if ticket_id not in planned:
+            planned[ticket_id] = plan(row["ticket"], stored.get(ticket_id))
+        this = planned[ticket_id]
+        if ticket_id not in created:
+            values.append(_row_values(row, this))
+        if this.replace:
+            replaced.append(ticket_id)
+        if this.chunk is not None:
+            seq, events = this.chunk
+            chunks.append({"source": source, "ticket_id": ticket_id, "seq": seq, "events": events})
     for start in range(0, len(replaced), CHUNK):
         conn.execute(sa.delete(e).where(e.c.source == source,
                                         e.c.ticket_id.in_(replaced[start:start + CHUNK])))
-    insert = _insert(conn)
     if chunks:
-        # Insert; a chunk already at that position (left by a first save of the same ticket
-        # racing this one) takes these events.
-        stmt = insert(e)
-        conn.execute(stmt.on_conflict_do_update(index_elements=[e.c.source, e.c.ticket_id, e.c.seq],
-                                                set_={"events": stmt.excluded.events}), chunks)
-    stmt = insert(s)
-    columns = ("ticket", "decision", "next_check", "rules_version", "updated_at",
-               "events_count", "events_digest", "events_chunks")
-    # One statement, many parameter sets: SQLAlchemy batches them ("insertmanyvalues")
-    # and compiles the statement once.
-    conn.execute(stmt.on_conflict_do_update(index_elements=[s.c.source, s.c.ticket_id],
-                                            set_={name: stmt.excluded[name] for name in columns}), values)
+        conn.execute(insert(e), chunks)
+    if values:
+        stmt = insert(s)
+        columns = ("ticket", "decision", "next_check", "rules_version", "updated_at",
+                   "events_count", "events_digest", "events_chunks")
+        # One statement, many parameter sets: SQLAlchemy batches them ("insertmanyvalues")
+        # and compiles the statement once.
+        conn.execute(stmt.on_conflict_do_update(index_elements=[s.c.source, s.c.ticket_id],
+                                                set_={name: stmt.excluded[name] for name in columns}), values)
 
 
 @contextmanager
@@ -197,11 +217,11 @@ def events_of(conn: Connection, source: str, counts: dict[str, int]) -> dict[str
         )
         for row in rows:
             events = out[row.ticket_id]
-            # Chunks tile [0, count); anything else (a racing first save's leftover) is not the ticket's.
-            if row.seq == len(events) and row.seq < counts[row.ticket_id]:
-                events.extend(row.events)
+            events.extend(row.events)
     for ticket_id, events in out.items():
-        del events[counts[ticket_id]:]
+        if len(events) != counts[ticket_id]:  # a save keeps the two in step in its transaction
+            raise RuntimeError(f"{source} ticket {ticket_id}: {len(events)} events stored in chunks, "
+                               f"{counts[ticket_id]} in its snapshot")
     return out
 
 
