@@ -138,6 +138,19 @@ def _row_values(row: dict, planned: Planned) -> dict:
             "events_digest": planned.digest, "events_chunks": planned.chunks}
 
 
+def first_rows(rows: Iterable[dict]) -> tuple[list[dict], list[dict]]:
+    """Full ticket_snapshots rows as a first save stores them: (snapshot rows, chunk rows), for a
+    plain bulk INSERT of new tickets (benchmarks, data loads)."""
+    snapshots, chunks = [], []
+    for row in rows:
+        planned = plan(row["ticket"], None)
+        snapshots.append(_row_values(row, planned))
+        if planned.chunk is not None:
+            chunks.append({"source": row["source"], "ticket_id": row["ticket_id"], "seq": planned.chunk[0],
+                           "events": planned.chunk[1]})
+    return snapshots, chunks
+
+
 def save(conn: Connection, source: str, rows: list[dict]) -> None:
     """Upsert snapshot rows ({"source", "ticket_id", "ticket", ...} each, ids unique, in key order)
     with their events split off; a few statements for the whole batch, whatever its size."""
