@@ -118,43 +118,51 @@ def heap(store: Store) -> int:
                    for t in TABLES)
 
 
-def run(label: str, url: str, save, tickets: int, evaluations: int, repeat: int) -> dict:
+def prepare(url: str) -> tuple[Store, WriteCounter]:
     store = Store(url)
     store.migrate()
-    postgres = store.engine.dialect.name == "postgresql"
-    if postgres:
+    if store.engine.dialect.name == "postgresql":
         with store.engine.begin() as conn:
             for table in TABLES:
                 conn.exec_driver_sql(f"ALTER TABLE {table} SET (autovacuum_enabled = false, "
                                      "toast.autovacuum_enabled = false)")
-    counter = WriteCounter(store.engine)
-    out: dict[str, Any] = {"label": label}
-    seconds = 0.0
+    return store, WriteCounter(store.engine)
+
+
+def run(urls: dict[str, str], tickets: int, evaluations: int, repeat: int) -> dict[str, dict]:
+    """The same life saved into a store per way ({"chunked": url, "whole": url}), round by round
+    in turn, so both see the same load on a shared machine."""
+    ways = {"chunked": chunked, "whole": whole_rewrite}
+    stores = {name: prepare(url) for name, url in urls.items()}
+    out: dict[str, dict[str, Any]] = {name: {"seconds": 0.0} for name in urls}
     try:
         for round_, items in life(tickets, evaluations):
             now = T0 + timedelta(minutes=10 * round_)
-            start = time.perf_counter()
-            save(store, items, now)
-            seconds += time.perf_counter() - start
-            if round_ == evaluations - 2 or evaluations == 1:  # the open ticket at its longest
-                times = []
-                for _ in range(repeat):
-                    start = time.perf_counter()
-                    snapshot = store.get_snapshot(SOURCE, "1")
-                    times.append(time.perf_counter() - start)
-                assert snapshot is not None and snapshot["ticket"]["events"] == items[0]["ticket"]["events"]
-                out["read_ms"] = statistics.median(times) * 1000
-        final = store.get_snapshot_tickets(SOURCE, [item["ticket_id"] for item in items])
-        assert final == {item["ticket_id"]: item["ticket"] for item in items}, "a ticket read back otherwise"
-        out.update(seconds=seconds, bytes=counter.bytes, events=len(items[0]["ticket"]["events"]))
-        if postgres:
-            out["heap"] = heap(store)
-            with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                for table in TABLES:
-                    conn.exec_driver_sql(f"VACUUM FULL {table}")
-            out["live"] = heap(store)
+            for name, (store, _) in stores.items():
+                start = time.perf_counter()
+                ways[name](store, items, now)
+                out[name]["seconds"] += time.perf_counter() - start
+                if round_ == evaluations - 2 or evaluations == 1:  # the open ticket at its longest
+                    times = []
+                    for _ in range(repeat):
+                        start = time.perf_counter()
+                        snapshot = store.get_snapshot(SOURCE, "1")
+                        times.append(time.perf_counter() - start)
+                    assert snapshot is not None and snapshot["ticket"] == items[0]["ticket"]
+                    out[name]["read_ms"] = statistics.median(times) * 1000
+        for name, (store, counter) in stores.items():
+            final = store.get_snapshot_tickets(SOURCE, [item["ticket_id"] for item in items])
+            assert final == {item["ticket_id"]: item["ticket"] for item in items}, "read back otherwise"
+            out[name].update(bytes=counter.bytes, events=len(items[0]["ticket"]["events"]))
+            if store.engine.dialect.name == "postgresql":
+                out[name]["heap"] = heap(store)
+                with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    for table in TABLES:
+                        conn.exec_driver_sql(f"VACUUM FULL {table}")
+                out[name]["live"] = heap(store)
     finally:
-        store.engine.dispose()
+        for store, _ in stores.values():
+            store.engine.dispose()
     return out
 
 
@@ -186,21 +194,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(f"python {platform.python_version()} on {platform.machine()}; snapshot bytes over a ticket's life")
     with tempfile.TemporaryDirectory() as folder:
-        new, old = (run(save.__name__, f"sqlite:///{folder}/{save.__name__}.db", save, args.tickets,
-                        args.evaluations, args.repeat) for save in (chunked, whole_rewrite))
-    report("SQLite", args.tickets, args.evaluations, new, old)
+        results = run({name: f"sqlite:///{folder}/{name}.db" for name in ("chunked", "whole")},
+                      args.tickets, args.evaluations, args.repeat)
+    report("SQLite", args.tickets, args.evaluations, results["chunked"], results["whole"])
     admin_url = os.environ.get("TEST_DATABASE_URL")
     if admin_url:
         from benchmarks.sweep import fresh_postgres
 
-        results = []
-        for save in (chunked, whole_rewrite):
-            url, drop = fresh_postgres(admin_url)
-            try:
-                results.append(run(save.__name__, url, save, args.tickets, args.evaluations, args.repeat))
-            finally:
-                drop()
-        report("PostgreSQL", args.tickets, args.evaluations, *results)
+        (new_url, drop_new), (old_url, drop_old) = fresh_postgres(admin_url), fresh_postgres(admin_url)
+        try:
+            results = run({"chunked": new_url, "whole": old_url}, args.tickets, args.evaluations, args.repeat)
+        finally:
+            drop_new()
+            drop_old()
+        report("PostgreSQL", args.tickets, args.evaluations, results["chunked"], results["whole"])
     else:
         print("PostgreSQL: skipped (set TEST_DATABASE_URL to include it)")
     return 0

@@ -1,11 +1,12 @@
 """Snapshot documents whose events grow by appending: ticket_snapshots + ticket_snapshot_events.
 
-A ticket's snapshot (the dict jobs.worker.ticket_json builds) is stored in two
-parts: the document without its "events" list in ticket_snapshots.ticket, and
-the events in ticket_snapshot_events, in chunks keyed by the position of their
-first event. The snapshot row keeps a descriptor of the events stored (how
-many, a digest of them in order, how many chunks), so a save knows whether the
-new events extend the stored ones without reading them:
+A ticket's snapshot (the dict jobs.worker.ticket_json builds) with more than
+INLINE_EVENTS events is stored in two parts: the document without its
+"events" list in ticket_snapshots.ticket, and the events in
+ticket_snapshot_events, in chunks keyed by the position of their first event.
+The snapshot row keeps a descriptor of the events stored (how many, a digest
+of them in order, how many chunks), so a save knows whether the new events
+extend the stored ones without reading them:
 
 - they extend them (the first `events_count` new events have the stored
   digest): one chunk with only the new events is inserted;
@@ -14,10 +15,11 @@ new events extend the stored ones without reading them:
 - the ticket is stored solved or closed: its chunks are folded into one.
 
 Bytes written over a ticket's life are then linear in its events, instead of
-quadratic when the whole document was rewritten at every evaluation. Every
-reader gets the whole document back, "events" reassembled in order. A row
-written before the split (descriptor NULL) holds the whole document and reads
-back as it is; its next save moves its events into a chunk.
+quadratic when the whole document was rewritten at every evaluation. A
+shorter history is stored whole (descriptor NULL), as every row written
+before the split was: rewriting a few events costs less than the statements
+that split them, and such a save reads nothing first. Every reader gets the
+whole document back, "events" reassembled in order.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ EVENTS = "events"
 # tickets rarely get more events (a reply reopens them), closed ones never do.
 FOLDED_STATUSES = frozenset({"solved", "closed"})
 CHUNK = 500  # keys per IN list
+# A document with at most this many events is stored whole (a rewrite of a short history
+# costs less than the statements that split it); a longer one has its events in chunks.
+INLINE_EVENTS = 32
 
 
 def _inner(events: Sequence[Any]) -> str:
@@ -82,14 +87,18 @@ class Planned:
     chunk: tuple[int, list] | None  # (seq, events) to write
 
 
-def plan(ticket: Any, stored: Stored | None) -> Planned:
-    """How to store `ticket` over what is stored (None: no snapshot yet)."""
-    had_chunks = stored is not None and stored.count is not None and bool(stored.chunks)
+def inline(ticket: Any) -> bool:
+    """Whether `ticket` is stored whole: no list of events, or at most INLINE_EVENTS of them."""
     events = ticket.get(EVENTS) if isinstance(ticket, dict) else None
-    if not isinstance(events, list | tuple):
-        # Nothing to split: the document is stored whole, as before.
-        return Planned(ticket, None, None, None, had_chunks, None)
-    events = list(events)
+    return not isinstance(events, list | tuple) or len(events) <= INLINE_EVENTS
+
+
+def plan(ticket: Any, stored: Stored | None) -> Planned:
+    """How to store `ticket` over what is stored (None: no snapshot, or one stored whole)."""
+    if inline(ticket):
+        # Stored whole, as before; chunks a longer history left are no longer read.
+        return Planned(ticket, None, None, None, False, None)
+    events = list(ticket[EVENTS])
     document = {key: value for key, value in ticket.items() if key != EVENTS}
     count = len(events)
     folded = document.get("status") in FOLDED_STATUSES
@@ -103,7 +112,8 @@ def plan(ticket: Any, stored: Stored | None) -> Planned:
             return Planned(document, count, digest, 1, True, (0, events))
     else:
         digest = digests(events, 0)[1]
-    return Planned(document, count, digest, 1 if events else 0, had_chunks, (0, events) if events else None)
+    # Replaced: whatever chunks the ticket has go, and all its events are one chunk.
+    return Planned(document, count, digest, 1, True, (0, events))
 
 
 def _insert(conn: Connection):
@@ -156,9 +166,11 @@ def save(conn: Connection, source: str, rows: list[dict]) -> None:
     with their events split off; a few statements for the whole batch, whatever its size."""
     s, e = ticket_snapshots, ticket_snapshot_events
     insert = _insert(conn)
-    stored = stored_descriptors(conn, source, [row["ticket_id"] for row in rows])
-    planned: dict[str, Planned] = {}
-    missing = [row for row in rows if row["ticket_id"] not in stored]
+    planned: dict[str, Planned] = {row["ticket_id"]: plan(row["ticket"], None) for row in rows
+                                   if inline(row["ticket"])}
+    split = [row for row in rows if row["ticket_id"] not in planned]
+    stored = stored_descriptors(conn, source, [row["ticket_id"] for row in split])
+    missing = [row for row in split if row["ticket_id"] not in stored]
     if missing and conn.dialect.name == "postgresql":
         # Tickets without a snapshot have no row to lock: theirs are inserted first, so a
         # first save of the same ticket racing this one waits for it (SQLite has one writer).

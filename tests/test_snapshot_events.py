@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from jobs.replan import Replanner
 from jobs.sweeps import _stored_tickets
-from store import Store
+from store import Store, snapshots
 from store.migrate import downgrade
 from store.models import ticket_snapshot_events, ticket_snapshots
 from store.snapshots import Stored, digests, plan
@@ -21,6 +21,12 @@ from tests.test_replan import rules as load_test_rules
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 ZD = "zendesk"
+
+
+@pytest.fixture(autouse=True)
+def every_history_split(monkeypatch):
+    """Most tests look at chunks: any list with an event is split (test_short_histories_... not)."""
+    monkeypatch.setattr(snapshots, "INLINE_EVENTS", 0)
 
 
 def ev(n: int, kind: str = "comment", author: str = "customer") -> list:
@@ -72,7 +78,7 @@ def test_a_prefix_digest_equals_the_digest_of_the_prefix_saved_alone():
 def test_the_plan_appends_replaces_or_folds():
     three, five = [ev(n) for n in range(3)], [ev(n) for n in range(5)]
     first = plan(doc("1", three), None)
-    assert (first.count, first.chunks, first.replace, first.chunk) == (3, 1, False, (0, three))
+    assert (first.count, first.chunks, first.replace, first.chunk) == (3, 1, True, (0, three))
     assert "events" not in first.document
     stored = Stored(first.count, first.digest, first.chunks)
     appended = plan(doc("1", five), stored)
@@ -85,10 +91,10 @@ def test_the_plan_appends_replaces_or_folds():
     assert (shorter.count, shorter.replace, shorter.chunk) == (2, True, (0, three[:2]))
     folded = plan(doc("1", five, status="closed"), stored)
     assert (folded.chunks, folded.replace, folded.chunk) == (1, True, (0, five))
-    # No list of events: the document is stored whole, and any chunks go.
+    # No list of events: the document is stored whole (its chunks are no longer read).
     whole = plan({"id": "1", "status": "open"}, stored)
     assert (whole.document, whole.count, whole.replace, whole.chunk) == ({"id": "1", "status": "open"},
-                                                                          None, True, None)
+                                                                          None, False, None)
 
 
 # -- the store ---------------------------------------------------------------------------
@@ -162,9 +168,11 @@ def test_documents_without_a_list_of_events_and_unknown_keys_read_back_as_saved(
         assert store.get_snapshot(ZD, str(index))["ticket"] == ticket
         assert row(store, str(index)).events_count is None and chunks(store, str(index)) == []
     assert store.get_snapshot(ZD, "x")["ticket"] == doc("x", [ev(0), ev(1)], audit={"last": [3]})
-    # From chunks back to a whole document: the chunks go.
+    # From chunks back to a whole document: its old chunks are not read, and go at the next split.
     save(store, "x", {"id": "x", "status": "open"})
-    assert chunks(store, "x") == [] and store.get_snapshot(ZD, "x")["ticket"] == {"id": "x", "status": "open"}
+    assert store.get_snapshot(ZD, "x")["ticket"] == {"id": "x", "status": "open"}
+    save(store, "x", doc("x", [ev(7)]))
+    assert chunks(store, "x") == [(0, 1)] and store.get_snapshot(ZD, "x")["ticket"] == doc("x", [ev(7)])
 
 
 def test_many_tickets_per_save_take_the_same_statements_as_two(store):
@@ -299,6 +307,23 @@ def test_first_saves_racing_on_one_ticket_read_back_consistently(database_url):
             instance.engine.dispose()
 
 
+def test_short_histories_are_stored_whole_and_split_once_they_grow(store, monkeypatch):
+    monkeypatch.setattr(snapshots, "INLINE_EVENTS", 32)
+    events = [ev(n) for n in range(30)]
+    save(store, "1", doc("1", events))
+    assert row(store, "1").events_count is None and row(store, "1").ticket == doc("1", events)
+    events = events + [ev(30), ev(31), ev(32)]  # 33: split, all in one chunk
+    save(store, "1", doc("1", events))
+    assert chunks(store, "1") == [(0, 33)] and "events" not in row(store, "1").ticket
+    save(store, "1", doc("1", events + [ev(33)]))
+    assert chunks(store, "1") == [(0, 33), (33, 1)]
+    save(store, "1", doc("1", events[:5], status="closed"))  # rewritten shorter: whole again
+    assert store.get_snapshot(ZD, "1")["ticket"] == doc("1", events[:5], status="closed")
+    save(store, "1", doc("1", events + [ev(40)]))  # long again: the old chunks are replaced
+    assert chunks(store, "1") == [(0, 34)]
+    assert store.get_snapshot(ZD, "1")["ticket"] == doc("1", events + [ev(40)])
+
+
 # -- readers -------------------------------------------------------------------------------
 
 
@@ -397,6 +422,7 @@ _examples = iter(range(10**9))
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(STEP, min_size=1, max_size=12))
 def test_any_sequence_of_saves_reads_back_the_last_saved_document(store, steps):
+    snapshots.INLINE_EVENTS = 2  # both forms, and the moves between them (the fixture restores it)
     tid = f"p{next(_examples)}"
     events: list = []
     status, with_events = "open", True
@@ -415,7 +441,12 @@ def test_any_sequence_of_saves_reads_back_the_last_saved_document(store, steps):
         save(store, tid, copy.deepcopy(ticket), decision={"step": kind})
         assert store.get_snapshot(ZD, tid)["ticket"] == ticket
         assert store.get_snapshot_tickets(ZD, [tid]) == {tid: ticket}
+        stored = row(store, tid)
+        if stored.events_count is None:  # stored whole
+            assert not with_events or len(events) <= 2
+            continue
         tiles = chunks(store, tid)
-        assert sum(n for _, n in tiles) == (len(events) if with_events else 0)
-        if with_events and status in ("solved", "closed"):
-            assert len(tiles) <= 1
+        assert sum(n for _, n in tiles) == stored.events_count == len(events) > 2
+        assert [seq for seq, _ in tiles] == [sum(n for _, n in tiles[:i]) for i in range(len(tiles))]
+        if status in ("solved", "closed"):
+            assert len(tiles) == 1
