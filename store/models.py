@@ -100,11 +100,11 @@ ticket_snapshots = sa.Table(
     sa.Column("next_check", UTCDateTime(), nullable=True),
     sa.Column("rules_version", sa.String(128), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
-    # The ticket's "events" live in ticket_snapshot_events, appended as they come; `ticket` is
-    # the document without them. events_count is how many are stored, events_digest a digest
-    # of them in order (store/snapshots.py) so a save tells an extension from a rewrite without
-    # reading them, events_chunks how many rows hold them. All three NULL: `ticket` is the
-    # whole document (a row written before the events moved, or a document without a list).
+    # A long history's "events" live in ticket_snapshot_events, appended as they come; `ticket`
+    # is then the document without them. events_count is how many are stored, events_digest a
+    # digest of them in order (store/snapshots.py) so a save tells an extension from a rewrite
+    # without reading them, events_chunks how many rows hold them. All three NULL: `ticket` is
+    # the whole document (a short history, or a row written before these columns).
     sa.Column("events_count", sa.Integer(), nullable=True),
     sa.Column("events_digest", sa.String(32), nullable=True),
     sa.Column("events_chunks", sa.Integer(), nullable=True),
