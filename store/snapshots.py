@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from store.models import ticket_snapshot_events, ticket_snapshots
+from store.queue import dialect_insert
 
 EVENTS = "events"
 # A ticket stored with one of these statuses has its chunks folded into one: solved
@@ -116,14 +117,6 @@ def plan(ticket: Any, stored: Stored | None) -> Planned:
     return Planned(document, count, digest, 1, True, (0, events))
 
 
-def _insert(conn: Connection):
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
-
-
 def stored_descriptors(conn: Connection, source: str, ticket_ids: Sequence[str]) -> dict[str, Stored]:
     """The stored descriptors of these tickets, their rows locked (PostgreSQL) until the commit.
 
@@ -165,7 +158,7 @@ def save(conn: Connection, source: str, rows: list[dict]) -> None:
     """Upsert snapshot rows ({"source", "ticket_id", "ticket", ...} each, ids unique, in key order)
     with their events split off; a few statements for the whole batch, whatever its size."""
     s, e = ticket_snapshots, ticket_snapshot_events
-    insert = _insert(conn)
+    insert = dialect_insert(conn)
     planned: dict[str, Planned] = {row["ticket_id"]: plan(row["ticket"], None) for row in rows
                                    if inline(row["ticket"])}
     split = [row for row in rows if row["ticket_id"] not in planned]
