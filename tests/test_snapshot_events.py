@@ -324,6 +324,25 @@ def test_short_histories_are_stored_whole_and_split_once_they_grow(store, monkey
     assert store.get_snapshot(ZD, "1")["ticket"] == doc("1", events + [ev(40)])
 
 
+def test_a_save_of_short_histories_reads_nothing_and_leaves_the_events_table_alone(store, monkeypatch):
+    monkeypatch.setattr(snapshots, "INLINE_EVENTS", 32)
+    seen: list[str] = []
+    save(store, "1", doc("1", [ev(0)]))
+
+    def on_execute(conn, cursor, statement, parameters, context, executemany):
+        seen.append(" ".join(statement.split()[:3]))
+
+    sa.event.listen(store.engine, "before_cursor_execute", on_execute)
+    try:
+        store.save_snapshots(ZD, [{"ticket_id": t, "ticket": doc(t, [ev(0), ev(1)]), "decision": {},
+                                   "next_check": None, "rules_version": "r1"} for t in ("1", "2")], T0)
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", on_execute)
+    assert not [q for q in seen if "ticket_snapshot_events" in q or q.startswith("SELECT ticket_snapshots")]
+    assert any(q.startswith("INSERT INTO ticket_snapshots") for q in seen)
+    assert store.get_snapshot(ZD, "1")["ticket"] == doc("1", [ev(0), ev(1)])
+
+
 # -- readers -------------------------------------------------------------------------------
 
 
