@@ -29,9 +29,9 @@ from jobs.budget import BudgetLimits, WriteBudget
 from jobs.replan import Replanner
 from jobs.sweeps import Sweeper
 from jobs.worker import ticket_json
-from store import Store
+from store import Store, snapshots
 from store.engine import normalize_url
-from store.models import ticket_snapshots
+from store.models import ticket_snapshot_events, ticket_snapshots
 
 RULES = Path(__file__).resolve().parent.parent / "rules" / "examples" / "choozle.yaml"
 SOURCE = "zendesk"
@@ -240,13 +240,20 @@ def seed_for_replan(store: Store, total: int, version: str) -> float:
                      "decision": {"actions": []}, "next_check": None, "rules_version": version,
                      "updated_at": PROPOSED})
         if len(rows) == 10_000:
-            with store.engine.begin() as conn:
-                conn.execute(sa.insert(ticket_snapshots), rows)
+            insert_first_saves(store, rows)
             rows = []
     if rows:
-        with store.engine.begin() as conn:
-            conn.execute(sa.insert(ticket_snapshots), rows)
+        insert_first_saves(store, rows)
     return time.perf_counter() - start
+
+
+def insert_first_saves(store: Store, rows: list[dict]) -> None:
+    """Plain bulk INSERTs of the rows as the store's first save splits them (events in chunks)."""
+    documents, chunks = snapshots.first_rows(rows)
+    with store.engine.begin() as conn:
+        conn.execute(sa.insert(ticket_snapshots), documents)
+        if chunks:
+            conn.execute(sa.insert(ticket_snapshot_events), chunks)
 
 
 def replan_one_by_one(store: Store, rules, ids: list[str], now: datetime) -> float:

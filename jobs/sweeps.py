@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from connectors.base import (
     ConfigurationError,
     ConnectorError,
@@ -39,8 +37,6 @@ from jobs.outbox import OutboxWriter, changes_to_dict
 from jobs.runtime import record_config_error, resolve_helpdesk
 from jobs.worker import CONFIG_RETRY_SECONDS, Worker, _action_log, changes_from, ticket_json, utc_now
 from store import Claim, Store
-from store.engine import read_transaction
-from store.models import ticket_snapshots
 from store.outbox import NewWrite
 
 log = logging.getLogger(__name__)
@@ -557,15 +553,8 @@ class Sweeper:
 
 
 def _stored_tickets(store: Store, source: str, ids: list[str]) -> dict[str, dict]:
-    """The stored snapshot tickets of `ids`, in one query per 500 (what the agents' holds are read from)."""
-    s = ticket_snapshots
-    out: dict[str, dict] = {}
-    with read_transaction(store.engine) as conn:
-        for start in range(0, len(ids), 500):
-            for row in conn.execute(sa.select(s.c.ticket_id, s.c.ticket).where(
-                    s.c.source == source, s.c.ticket_id.in_(ids[start:start + 500]))):
-                out[row.ticket_id] = row.ticket
-    return out
+    """The stored snapshot tickets of `ids` (what the agents' holds are read from)."""
+    return store.get_snapshot_tickets(source, ids)
 
 
 def _closes(decision: Decision | None) -> bool:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from jobs.quietlog import RateLimitedLog
 from store import board, coordination, queue, retention
 from store import migrate as migrations
+from store import snapshots as snapshots_store
 from store.coordination import BudgetGrant
 from store.engine import (
     DEFAULT_TIMEOUT_SECONDS,
@@ -372,43 +373,31 @@ class Store:
         )
 
     def save_snapshots(self, source: str, snapshots: Sequence[dict], now: datetime) -> None:
-        """`save_snapshot` for many tickets in one transaction.
+        """`save_snapshot` for many tickets in one transaction (the last item of a ticket wins).
 
         Each item: {"ticket_id", "ticket", "decision", "next_check", "rules_version"}.
+        The ticket's "events" are appended to those stored when they extend them,
+        and replace them otherwise (store/snapshots.py).
         """
         _aware(now, "now")
-        rows = []
+        by_id: dict[str, dict] = {}
         for item in snapshots:
             _aware(item["next_check"], "next_check")
-            rows.append(
-                {
-                    "source": source,
-                    "ticket_id": str(item["ticket_id"]),
-                    "ticket": item["ticket"],
-                    "decision": item["decision"],
-                    "next_check": item["next_check"],
-                    "rules_version": item["rules_version"],
-                    "updated_at": now,
-                }
-            )
-        if not rows:
+            ticket_id = str(item["ticket_id"])
+            by_id[ticket_id] = {
+                "source": source,
+                "ticket_id": ticket_id,
+                "ticket": item["ticket"],
+                "decision": item["decision"],
+                "next_check": item["next_check"],
+                "rules_version": item["rules_version"],
+                "updated_at": now,
+            }
+        if not by_id:
             return
-        s = ticket_snapshots
+        rows = [by_id[ticket_id] for ticket_id in sorted(by_id)]  # rows are locked in key order
         with write_transaction(self.engine) as conn:
-            stmt = queue.dialect_insert(conn)(s)
-            new = stmt.excluded
-            # One statement, many parameter sets: SQLAlchemy batches them ("insertmanyvalues")
-            # and compiles the statement once.
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[s.c.source, s.c.ticket_id],
-                    set_={
-                        name: getattr(new, name)
-                        for name in ("ticket", "decision", "next_check", "rules_version", "updated_at")
-                    },
-                ),
-                rows,
-            )
+            snapshots_store.save(conn, source, rows)
             board.index_snapshots(conn, source, rows, now)  # the console board's indexed columns
 
     def clear_next_check(self, source: str, ticket_ids: Iterable[str]) -> None:
@@ -427,13 +416,24 @@ class Store:
     def get_snapshot(self, source: str, ticket_id: str) -> dict | None:
         """{"ticket", "decision", "next_check", "rules_version", "updated_at"}, or None."""
         s = ticket_snapshots
-        with read_transaction(self.engine) as conn:
+        with snapshots_store.read_transaction(self.engine) as conn:
             row = conn.execute(
-                sa.select(s.c.ticket, s.c.decision, s.c.next_check, s.c.rules_version, s.c.updated_at).where(
+                sa.select(s.c.source, s.c.ticket_id, s.c.ticket, s.c.events_count, s.c.decision,
+                          s.c.next_check, s.c.rules_version, s.c.updated_at).where(
                     s.c.source == source, s.c.ticket_id == str(ticket_id)
                 )
             ).first()
-        return None if row is None else dict(row._mapping)
+            if row is None:
+                return None
+            (ticket,) = snapshots_store.documents(conn, [row])
+        return {"ticket": ticket, "decision": row.decision, "next_check": row.next_check,
+                "rules_version": row.rules_version, "updated_at": row.updated_at}
+
+    def get_snapshot_tickets(self, source: str, ticket_ids: Iterable[str]) -> dict[str, dict]:
+        """ticket id -> its stored snapshot's ticket (with its events), for the ids stored; a few
+        queries for any number of ids."""
+        with snapshots_store.read_transaction(self.engine) as conn:
+            return snapshots_store.tickets(conn, source, ticket_ids)
 
     def snapshot_stamps(self, source: str, ticket_ids: Iterable[str]) -> dict[str, str | None]:
         """ticket id -> the vendor stamp (updated_at) of its stored snapshot, for the ids stored."""
@@ -442,6 +442,7 @@ class Store:
         out: dict[str, str | None] = {}
         with read_transaction(self.engine) as conn:
             for start in range(0, len(ids), 500):
+                # The document without its events (store/snapshots.py) holds the stamp.
                 rows = conn.execute(
                     sa.select(s.c.ticket_id, s.c.ticket)
                     .where(s.c.source == source, s.c.ticket_id.in_(ids[start : start + 500]))

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from benchmarks import api_economy, board, engine, simulate, sweep, webhooks
+from benchmarks import api_economy, board, engine, simulate, snapshots, sweep, webhooks
 
 
 @pytest.fixture(autouse=True)
@@ -46,6 +46,12 @@ def test_sweep_bulk_per_ticket_and_replan(capsys):
 def test_board(capsys):
     out = run(capsys, board.main, ["--tickets", "200", "--repeat", "1"])
     assert re.search(r"ratio baseline / board: [\d.]+x", out)
+
+
+def test_snapshots(capsys):
+    out = run(capsys, snapshots.main, ["--tickets", "2", "--evaluations", "6", "--repeat", "1"])
+    assert re.search(r"SQLite: 2 ticket\(s\) x 6 evaluations", out)
+    assert re.search(r"ratio baseline / chunked: [\d.]+x bytes, [\d.]+x time", out)
 
 
 def test_simulate(capsys):
