@@ -37,7 +37,10 @@ def seed(store: Store, total: int) -> float:
 
 
 def baseline_first_page(store: Store, now: datetime, limit: int = 50) -> list[str]:
-    """Without the index: every open snapshot's decision JSON parsed and sorted in Python."""
+    """Without the index: every open snapshot's decision JSON parsed and sorted in Python.
+
+    The `ticket` column is the document without its events (store/snapshots.py): its status,
+    subject and group are all board_rows reads."""
     s = ticket_snapshots
     keyed = []
     with store.engine.connect() as conn:

@@ -32,9 +32,9 @@ from jobs.budget import BudgetLimits, WriteBudget
 from jobs.replan import Replanner
 from jobs.sweeps import Sweeper
 from jobs.worker import ticket_json
-from store import Store
+from store import Store, snapshots
 from store.engine import normalize_url
-from store.models import ticket_snapshots
+from store.models import ticket_snapshot_events, ticket_snapshots
 
 RULES = Path(__file__).resolve().parent.parent / "rules" / "examples" / "choozle.yaml"
 SOURCE = "zendesk"
@@ -67,13 +67,14 @@ class FakeZendesk:
     def check(self) -> list[str]:
         return []
 
-    def fetch_ticket(self, ticket_id: str) -> RemoteTicket:
+    def fetch_ticket(self, ticket_id: str, known=None) -> RemoteTicket:
         with self._lock:
             self.calls["read"] += 2
             return RemoteTicket(ticket=self.tickets[ticket_id], stamp="stamp")
 
-    def fetch_tickets(self, ticket_ids: Iterable[str]) -> dict[str, RemoteTicket | ConnectorError]:
-        return fetch_each(self, ticket_ids)
+    def fetch_tickets(self, ticket_ids: Iterable[str], known=None
+                      ) -> dict[str, RemoteTicket | ConnectorError]:
+        return fetch_each(self, ticket_ids, known)
 
     def prepare(self, remote: RemoteTicket, changes: TicketChanges) -> TicketChanges:
         return prepared(remote, changes, lambda _name: FieldType())
@@ -278,13 +279,20 @@ def seed_for_replan(store: Store, total: int, version: str) -> float:
                      "decision": {"actions": []}, "next_check": None, "rules_version": version,
                      "updated_at": PROPOSED})
         if len(rows) == 10_000:
-            with store.engine.begin() as conn:
-                conn.execute(sa.insert(ticket_snapshots), rows)
+            insert_first_saves(store, rows)
             rows = []
     if rows:
-        with store.engine.begin() as conn:
-            conn.execute(sa.insert(ticket_snapshots), rows)
+        insert_first_saves(store, rows)
     return time.perf_counter() - start
+
+
+def insert_first_saves(store: Store, rows: list[dict]) -> None:
+    """Plain bulk INSERTs of the rows as the store's first save splits them (events in chunks)."""
+    documents, chunks = snapshots.first_rows(rows)
+    with store.engine.begin() as conn:
+        conn.execute(sa.insert(ticket_snapshots), documents)
+        if chunks:
+            conn.execute(sa.insert(ticket_snapshot_events), chunks)
 
 
 def replan_one_by_one(store: Store, rules, ids: list[str], now: datetime) -> float:

@@ -54,6 +54,7 @@ POSTGRES_ENV = "TEST_DATABASE_URL"
 GOAL_RATIO = 0.5
 GOAL_READS = 2
 TICKET_READ = re.compile(r"^/api/v2/tickets/\d+\.json$")  # one per evaluation of a ticket
+SHOW_MANY = "/api/v2/tickets/show_many.json"  # one per batch, `ids` naming the tickets evaluated
 # Mon 23 Nov 2026 09:00 in Bratislava: office hours, so every policy has a clock running.
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
@@ -382,7 +383,7 @@ class CallRound:
     name: str
     tickets: int
     events: int
-    evaluations: int  # GET tickets/{id}.json: one per evaluation of a ticket
+    evaluations: int  # tickets read (GET tickets/{id}.json, or an id of a show_many)
     reads: int  # every GET: ticket, audits, and users/me once per connector
     writes: int  # every PUT
     written: int  # tickets with at least one PUT
@@ -399,7 +400,10 @@ def count_calls(name: str, tickets: int, events: int, requests: Sequence[dict], 
     gets = [r for r in requests if r["method"] == "GET"]
     puts = [r for r in requests if r["method"] == "PUT"]
     written = len({r["path"] for r in puts})
-    evaluations = sum(1 for r in gets if TICKET_READ.match(r["path"]))
+    # A ticket read on its own, or one of the ids of a batched read (show_many).
+    evaluations = sum(1 for r in gets if TICKET_READ.match(r["path"])) + sum(
+        len([i for i in str((r.get("query") or {}).get("ids") or "").split(",") if i])
+        for r in gets if r["path"] == SHOW_MANY)
     return CallRound(name, tickets, events, evaluations, len(gets), len(puts), written,
                      tickets if ideal is None else ideal, errors)
 
@@ -539,7 +543,8 @@ def print_calls(rounds: Sequence[CallRound], burst: int) -> None:
         print(f"{r.name:<20}{r.tickets:>8}{r.events:>8}{r.per_ticket(r.evaluations):>9.2f}"
               f"{r.per_ticket(r.ideal):>9.2f}{r.per_ticket(r.reads):>9.2f}{r.per_ticket(r.writes):>10.2f}"
               f"{r.written:>9}{r.errors:>8}")
-    print("evals: GET tickets/{id}.json (each evaluation also reads the audits; users/me once per process); "
+    print("evals: tickets read (GET tickets/{id}.json, or one id of a show_many; audits only for a ticket "
+          "changed since its snapshot, from the newest audit it holds; users/me once per process); "
           "ideal: one evaluation per burst")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -68,6 +68,10 @@ class RemoteTicket:
     # Why the helpdesk would refuse any update of this ticket (a closed Zendesk
     # ticket), else None: the worker records its decision and writes nothing.
     read_only: str | None = None
+    # Where the next read may resume: what the connector needs to read only the history
+    # after this one (Zendesk: the newest audit and its cursor), None when it cannot. Kept
+    # in the stored snapshot (`resume`) and handed back as `known` to the next read.
+    resume: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -170,14 +174,20 @@ class Helpdesk(Protocol):
         ticket fields, statuses); empty when the connector can work. Called at start-up."""
         ...
 
-    def fetch_ticket(self, ticket_id: str) -> RemoteTicket:
-        """One ticket read and at most one comments/audits read."""
+    def fetch_ticket(self, ticket_id: str, known: Mapping[str, Any] | None = None) -> RemoteTicket:
+        """One ticket read and at most one comments/audits read.
+
+        `known` is the ticket's stored snapshot (jobs.worker.ticket_json, with the `resume`
+        of the read it came from): a connector may read only the history after it, and
+        build the same ticket a read from the start gives, or ignore it.
+        """
         ...
 
-    def fetch_tickets(self, ticket_ids: Iterable[str]) -> dict[str, RemoteTicket | ConnectorError]:
+    def fetch_tickets(self, ticket_ids: Iterable[str], known: Mapping[str, Mapping[str, Any]] | None = None
+                      ) -> dict[str, RemoteTicket | ConnectorError]:
         """Several tickets: id -> its RemoteTicket, or the ConnectorError its read raised.
-        A connector may batch these reads; RateLimitedError stops the batch (the rest
-        are reported with it)."""
+        `known` maps ids to their stored snapshots (see fetch_ticket). A connector may
+        batch these reads; RateLimitedError stops the batch (the rest are reported with it)."""
         ...
 
     def prepare(self, remote: RemoteTicket, changes: TicketChanges) -> TicketChanges:
@@ -219,8 +229,11 @@ class Helpdesk(Protocol):
         ...
 
 
-def fetch_each(helpdesk: Helpdesk, ticket_ids: Iterable[str]) -> dict[str, RemoteTicket | ConnectorError]:
-    """fetch_tickets as one fetch_ticket per id (what both connectors do today)."""
+def fetch_each(helpdesk: Helpdesk, ticket_ids: Iterable[str],
+               known: Mapping[str, Mapping[str, Any]] | None = None
+               ) -> dict[str, RemoteTicket | ConnectorError]:
+    """fetch_tickets as one fetch_ticket per id (Freshdesk's way: its API reads tickets one by one)."""
+    known = known or {}
     out: dict[str, RemoteTicket | ConnectorError] = {}
     limited: RateLimitedError | None = None
     for ticket_id in ticket_ids:
@@ -228,7 +241,7 @@ def fetch_each(helpdesk: Helpdesk, ticket_ids: Iterable[str]) -> dict[str, Remot
             out[str(ticket_id)] = limited
             continue
         try:
-            out[str(ticket_id)] = helpdesk.fetch_ticket(str(ticket_id))
+            out[str(ticket_id)] = helpdesk.fetch_ticket(str(ticket_id), known.get(str(ticket_id)))
         except RateLimitedError as err:
             limited = err
             out[str(ticket_id)] = err

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -28,8 +28,8 @@ from engine.evaluate import evaluate
 from engine.rulefile import RuleFileError
 from engine.ruleset import RuleSet
 from engine.ticket import Event, Ticket, to_epoch
-from store import Store
-from store.engine import read_transaction, write_transaction
+from store import Store, snapshots
+from store.engine import write_transaction
 from store.models import ticket_snapshots
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,13 @@ def ticket_from_snapshot(data: dict[str, Any]) -> tuple[Ticket, tuple[ownership.
     )
     holds = tuple(ownership.Hold.from_dict(h) for h in data.get("holds") or ())
     return ticket, holds
+
+
+class _Stored(NamedTuple):
+    source: str
+    ticket_id: str
+    ticket: Any
+    next_check: datetime | None
 
 
 class Replanner:
@@ -150,14 +157,19 @@ class Replanner:
         return updates, due
 
     def _fetch(self, version: str, after: tuple[str, str] | None) -> list[Any]:
+        """The next batch of snapshots to re-plan, each (source, ticket_id, ticket, next_check),
+        the ticket with its events (store/snapshots.py: one more query per 500 tickets)."""
         s = ticket_snapshots
-        query = (sa.select(s.c.source, s.c.ticket_id, s.c.ticket, s.c.next_check)
+        query = (sa.select(s.c.source, s.c.ticket_id, s.c.ticket, s.c.events_count, s.c.next_check)
                  .where(s.c.rules_version != version)
                  .order_by(s.c.source, s.c.ticket_id).limit(self.batch))
         if after is not None:
             query = query.where(sa.tuple_(s.c.source, s.c.ticket_id) > sa.tuple_(*after))
-        with read_transaction(self.store.engine) as conn:
-            return conn.execute(query).all()
+        with snapshots.read_transaction(self.store.engine) as conn:
+            rows = conn.execute(query).all()
+            tickets = snapshots.documents(conn, rows)
+        return [_Stored(row.source, row.ticket_id, ticket, row.next_check)
+                for row, ticket in zip(rows, tickets, strict=True)]
 
     def _save(self, planned: list[dict[str, Any]], version: str, first: Any, last: Any,
               due: dict[str, list[str]], now: datetime) -> None:

@@ -8,13 +8,11 @@ import os
 import socket
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-
-import sqlalchemy as sa
 
 from connectors.base import (
     ConfigurationError,
@@ -39,8 +37,6 @@ from jobs.outbox import OutboxWriter, changes_to_dict
 from jobs.runtime import record_config_error, resolve_helpdesk
 from jobs.worker import CONFIG_RETRY_SECONDS, Worker, _action_log, changes_from, ticket_json, utc_now
 from store import Claim, Store
-from store.engine import read_transaction
-from store.models import ticket_snapshots
 from store.outbox import NewWrite
 
 log = logging.getLogger(__name__)
@@ -296,30 +292,51 @@ class Sweeper:
         return report
 
     def _read(self, helpdesk: Helpdesk, reads: list[_Read]) -> None:
+        """Read the due tickets, BULK_SIZE to a fetch_tickets call (Zendesk: one show_many, then
+        audits only for a ticket changed since its stored snapshot, from the newest audit it
+        holds), `fetch_threads` calls at a time. A rate limit, or MAX_TRANSIENT_ERRORS failed
+        calls, stop the reading: the tickets not read yet stay due."""
         stop = threading.Event()
         transient: list[Exception] = []
+        lock = threading.Lock()
+        stored = _stored_tickets(self.store, helpdesk.name, [r.ticket_id for r in reads])
 
-        def fetch(read: _Read) -> None:
+        def fetch(chunk: list[_Read]) -> None:
             if stop.is_set():
-                read.error = _NotRead(f"not read: {transient[-1] if transient else 'rate limited'}")
+                for read in chunk:
+                    read.error = _NotRead(f"not read: {transient[-1] if transient else 'rate limited'}")
                 return
+            ids = [read.ticket_id for read in chunk]
             try:
-                read.remote = helpdesk.fetch_ticket(read.ticket_id)
+                got: dict[str, Any] = helpdesk.fetch_tickets(
+                    ids, known={tid: stored[tid] for tid in ids if stored.get(tid)})
             except Exception as err:  # kept per ticket; handled (or planned) by the caller
-                read.error = err
-                if isinstance(err, RateLimitedError):
-                    stop.set()
-                elif isinstance(err, TransientError):
-                    transient.append(err)
-                    if len(transient) >= MAX_TRANSIENT_ERRORS:
+                got = {tid: err for tid in ids}
+            failures = {id(err): err for err in got.values() if isinstance(err, Exception)}
+            with lock:
+                for err in failures.values():  # one failed call may fail many tickets: counted once
+                    if isinstance(err, RateLimitedError):
                         stop.set()
+                    elif isinstance(err, TransientError):
+                        transient.append(err)
+                        if len(transient) >= MAX_TRANSIENT_ERRORS:
+                            stop.set()
+            for read in chunk:
+                answer = got.get(read.ticket_id)
+                if isinstance(answer, Exception):
+                    read.error = answer
+                elif answer is None:
+                    read.error = ConnectorError(f"ticket {read.ticket_id}: not in the batched read's answer")
+                else:
+                    read.remote = answer
 
-        if self.fetch_threads <= 1 or len(reads) <= 1:
-            for read in reads:
-                fetch(read)
+        chunks = list(_chunks(reads, BULK_SIZE))
+        if self.fetch_threads <= 1 or len(chunks) <= 1:
+            for chunk in chunks:
+                fetch(chunk)
             return
         with ThreadPoolExecutor(max_workers=self.fetch_threads, thread_name_prefix="sweep-read") as pool:
-            list(pool.map(fetch, reads))
+            list(pool.map(fetch, chunks))
 
     def _read_failed(self, read: _Read, now: datetime, report: SweepReport) -> None:
         claim, err = read.claim, read.error
@@ -519,18 +536,25 @@ class Sweeper:
                            ) -> list[str]:
         """The post-close check: a ticket whose customer replied after the sweep read it is reopened.
 
-        Bulk jobs have no safe update, so each closed ticket's history is read
-        again (Zendesk: its audits; Freshdesk: its conversations); a public
-        customer comment the sweep did not see means the close went over it.
+        Bulk jobs have no safe update, so what each closed ticket got after the sweep's read is
+        read: one fetch_tickets call for them all, resuming from the sweep's read (Zendesk: one
+        show_many per 100, then each ticket's audits after the newest one the sweep saw;
+        Freshdesk: each ticket and its conversations). A public customer comment the sweep did
+        not see means the close went over it.
         """
         reopened = []
         writer = OutboxWriter(self.store, self.clock, self.budget)
+        known = {r.ticket_id: ticket_json(r.remote.ticket, r.remote.stamp, r.holds, r.remote.resume)
+                 for r in done if r.remote is not None}
+        try:
+            fresh_reads: dict[str, Any] = helpdesk.fetch_tickets([r.ticket_id for r in done], known=known)
+        except ConnectorError as err:
+            fresh_reads = {r.ticket_id: err for r in done}
         for read in done:
-            try:
-                fresh = helpdesk.fetch_ticket(read.ticket_id)
-            except ConnectorError as err:
+            fresh = fresh_reads.get(read.ticket_id)
+            if not isinstance(fresh, RemoteTicket):
                 log.warning("%s ticket %s: closed; could not check for a customer reply (%s); the worker "
-                            "looks at it again", helpdesk.name, read.ticket_id, err)
+                            "looks at it again", helpdesk.name, read.ticket_id, fresh)
                 self.store.request_sync(helpdesk.name, [read.ticket_id], now, "sweep: post-close check")
                 continue
             seen = _customer_replies(read.remote.ticket)  # type: ignore[union-attr]
@@ -559,15 +583,8 @@ class Sweeper:
 
 
 def _stored_tickets(store: Store, source: str, ids: list[str]) -> dict[str, dict]:
-    """The stored snapshot tickets of `ids`, in one query per 500 (what the agents' holds are read from)."""
-    s = ticket_snapshots
-    out: dict[str, dict] = {}
-    with read_transaction(store.engine) as conn:
-        for start in range(0, len(ids), 500):
-            for row in conn.execute(sa.select(s.c.ticket_id, s.c.ticket).where(
-                    s.c.source == source, s.c.ticket_id.in_(ids[start:start + 500]))):
-                out[row.ticket_id] = row.ticket
-    return out
+    """The stored snapshot tickets of `ids` (what the agents' holds are read from)."""
+    return store.get_snapshot_tickets(source, ids)
 
 
 def _closes(decision: Decision | None) -> bool:
@@ -602,9 +619,9 @@ class _Prefetched:
         self._remotes = dict(remotes)
         self.name = helpdesk.name
 
-    def fetch_ticket(self, ticket_id: str) -> RemoteTicket:
+    def fetch_ticket(self, ticket_id: str, known: Mapping[str, Any] | None = None) -> RemoteTicket:
         remote = self._remotes.pop(str(ticket_id), None)
-        return remote if remote is not None else self._helpdesk.fetch_ticket(ticket_id)
+        return remote if remote is not None else self._helpdesk.fetch_ticket(ticket_id, known)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._helpdesk, name)
@@ -635,14 +652,15 @@ def _after_close(remote: RemoteTicket, key: tuple, now: datetime) -> RemoteTicke
         events.append(Event(at=at, type="comment", author="agent", public=False, bot=True))
     ticket = dataclasses.replace(remote.ticket, status=status, tags=remote.ticket.tags | set(tags),
                                  events=remote.ticket.events + tuple(events))
-    return RemoteTicket(ticket=ticket, stamp=remote.stamp, raw=remote.raw)
+    return RemoteTicket(ticket=ticket, stamp=remote.stamp, raw=remote.raw, resume=remote.resume)
 
 
 def _snapshot(remote: RemoteTicket | None, decision: Decision | None, after: Decision | None,
               rules: RuleSet, holds: tuple = ()) -> dict[str, Any]:
     assert remote is not None and decision is not None and after is not None
     next_check = None if after.next_check is None else datetime.fromtimestamp(after.next_check, UTC)
-    return {"ticket_id": remote.ticket.id, "ticket": ticket_json(remote.ticket, remote.stamp, holds),
+    return {"ticket_id": remote.ticket.id,
+            "ticket": ticket_json(remote.ticket, remote.stamp, holds, remote.resume),
             "decision": decision.to_dict(),
             "next_check": next_check, "rules_version": rules.version}
 

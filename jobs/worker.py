@@ -180,6 +180,9 @@ class Worker:
         # One line per kind of failure per minute (with a count): a database
         # outage fails every round and every ticket alike.
         self._quiet = RateLimitedLog(log, interval_seconds=60)
+        # run_once's batched reads by claim token, and the update each one had reserved.
+        self._batch_reads: dict[str, RemoteTicket | ConnectorError] = {}
+        self._batch_held: dict[str, list[tuple[datetime, int]]] = {}
 
     def renew_leases(self) -> int:
         """Extend the leases of every claim still in hand (run_forever does it in a thread)."""
@@ -215,11 +218,15 @@ class Worker:
             self._held.update((claim.token, claim) for claim in claims)
         outcomes = []
         try:
+            self._prefetch(claims, rules)
             for claim in claims:
                 outcomes.append(self.process(claim, rules))
                 with self._held_lock:
                     self._held.pop(claim.token, None)
+                self._drop_prefetched(claim)
         finally:
+            for claim in claims:
+                self._drop_prefetched(claim)
             # A failure that escaped process() (the database went away while
             # finishing a claim): hand back what is left, so that it does not
             # wait for its lease to run out.
@@ -232,6 +239,74 @@ class Worker:
                     log.warning("%s ticket %s: not released (%s); its lease lapses in %ds",
                                 claim.source, claim.ticket_id, type(err).__name__, self.lease_seconds)
         return outcomes
+
+    def _prefetch(self, claims: list[Claim], rules: RuleSet) -> None:
+        """Read in one fetch_tickets call the claimed tickets that need a full read.
+
+        Not those with an unfinished write (completed on their own path first), nor those
+        whose queued webhooks are the bot's echo or extend the stored ticket. Each one read
+        has its update reserved first, as a single read has: a ticket the budget defers is
+        not read. Each ticket keeps its own outcome: a 404 for one is that ticket's error.
+        """
+        if not self.economy or len(claims) < 2:
+            return
+        helpdesk = self.helpdesk(rules)
+        wanted: dict[str, Claim] = {}
+        known: dict[str, dict[str, Any]] = {}
+        for claim in claims:
+            try:
+                if self.store.outbox.pending(claim.source, claim.ticket_id) or self._echo_only(
+                        claim, rules, helpdesk) or self._extended(claim, helpdesk) is not None:
+                    continue
+                snapshot = self._stored(claim)
+                held: list[tuple[datetime, int]] = []
+                self._reserve(claim, 1, self.clock(), held)
+            except OverBudget:
+                continue  # process() defers it, without a read
+            except Exception as err:  # its own process() meets the same trouble and records it
+                log.debug("%s ticket %s: not read in the batch (%s)", claim.source, claim.ticket_id, err)
+                continue
+            self._batch_held[claim.token] = held
+            wanted[claim.ticket_id] = claim
+            if snapshot:
+                known[claim.ticket_id] = snapshot
+        if len(wanted) < 2:  # one ticket: its own read, in process()
+            for claim in wanted.values():
+                self._drop_prefetched(claim)
+            return
+        try:
+            reads = helpdesk.fetch_tickets(list(wanted), known=known)
+        except Exception as err:  # every ticket is read on its own instead
+            log.info("batched read of %d tickets failed (%s); reading them one by one", len(wanted), err)
+            return
+        for ticket_id, claim in wanted.items():
+            if ticket_id in reads:
+                self._batch_reads[claim.token] = reads[ticket_id]
+
+    def _drop_prefetched(self, claim: Claim) -> None:
+        """Forget a claim's batched read; give back its reservation if process() did not take it."""
+        self._batch_reads.pop(claim.token, None)
+        for reservation in self._batch_held.pop(claim.token, []):
+            try:
+                self._refund(claim, reservation)
+            except Exception as err:  # the window it was reserved in lapses on its own
+                log.debug("%s ticket %s: reservation not given back (%s)", claim.source, claim.ticket_id, err)
+
+    def _stored(self, claim: Claim) -> dict[str, Any] | None:
+        """The ticket's stored snapshot ticket (what a read may resume from), or None."""
+        snapshot = self.store.get_snapshot(claim.source, claim.ticket_id)
+        return (snapshot or {}).get("ticket") or None
+
+    def _read(self, claim: Claim, helpdesk: Helpdesk, *, first: bool) -> RemoteTicket:
+        """The ticket read in full: the batched read of this run when there is one (first attempt),
+        else one fetch_ticket that resumes from the stored snapshot (from the start without
+        the economy: the read-first baseline)."""
+        batched = self._batch_reads.pop(claim.token, None) if first else None
+        if isinstance(batched, RemoteTicket):
+            return batched
+        if isinstance(batched, ConnectorError):
+            raise batched
+        return helpdesk.fetch_ticket(claim.ticket_id, known=self._stored(claim) if self.economy else None)
 
     def run_forever(self, stop: threading.Event, idle_seconds: float = 0.5, limit: int = 10) -> None:
         log.info("worker %s started (leases of %ds, renewed while working)", self.worker_id,
@@ -376,8 +451,8 @@ class Worker:
         holds: tuple[ownership.Hold, ...] = ()
         # Budget before reads: one update is reserved before the ticket is read, so a
         # ticket the budget would defer costs no read; unused, it is given back.
-        held: list[tuple[datetime, int]] = []
-        if self.economy:
+        held: list[tuple[datetime, int]] = self._batch_held.pop(claim.token, [])
+        if self.economy and not held:
             self._reserve(claim, 1, self.clock(), held)
         try:
             remote, decision, written, holds = self._decide_loop(claim, outcome, rules, helpdesk, held)
@@ -453,7 +528,7 @@ class Worker:
             # The stored timeline extended by the webhooks where they suffice; else (and after a
             # conflict, which says the webhooks did not tell everything) a full read.
             extended = self._extended(claim, helpdesk) if attempt == 1 else None
-            remote = extended if extended is not None else helpdesk.fetch_ticket(claim.ticket_id)
+            remote = extended if extended is not None else self._read(claim, helpdesk, first=attempt == 1)
             outcome.incremental = extended is not None
             read_stamp = remote.stamp
             now = self.clock()
@@ -526,7 +601,7 @@ class Worker:
         if written is not None:
             after = apply_actions(remote.ticket, written.actions, to_epoch(now))
             holds = ownership.announce(holds, [a.body for a in written.actions])
-        stored = ticket_json(after, remote.stamp, holds)
+        stored = ticket_json(after, remote.stamp, holds, remote.resume)
         if written is not None:
             stored["wrote"] = (remote.raw or {}).get("_deskpilot_wrote")
         self.store.save_snapshot(
@@ -595,9 +670,14 @@ def _log_holds(source: str, ticket_id: str, holds: tuple[ownership.Hold, ...], d
                  "" if hold.announced else " (the note says so)")
 
 
-def ticket_json(ticket: Any, stamp: str | None = None, holds: Any = ()) -> dict[str, Any]:
-    """The stored snapshot of a ticket: enough to decide it again without reading the helpdesk."""
-    return {
+def ticket_json(ticket: Any, stamp: str | None = None, holds: Any = (),
+                resume: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The stored snapshot of a ticket: enough to decide it again without reading the helpdesk.
+
+    `resume` is the read's RemoteTicket.resume: where the connector's next read of the ticket
+    may start (Zendesk: after the newest audit read); kept only when there is one.
+    """
+    stored = {
         "id": ticket.id,
         "status": ticket.status,
         "priority": ticket.priority,
@@ -611,6 +691,9 @@ def ticket_json(ticket: Any, stamp: str | None = None, holds: Any = ()) -> dict[
         "events": [[e.at, e.type, e.author, e.public, e.status, e.bot] for e in ticket.events],
         "holds": [hold.to_dict() for hold in holds],
     }
+    if resume:
+        stored["resume"] = resume
+    return stored
 
 
 def main() -> int:

@@ -172,12 +172,15 @@ def _notify(tid: int, event: str) -> None:
     ticket = state.tickets[tid]
     # The body an admin's rule builds from placeholders ({{ticket.id}}, {{ticket.status}},
     # {{triggered_event}}, ...): https://support.freshdesk.com/support/solutions/articles/132589
+    # {{ticket.modified_on}} is the ticket's updated_at as Rails prints a time (the sandbox's
+    # account is on UTC): "2026-11-20 14:30:00 UTC" (docs/webhooks.md).
+    modified = datetime.fromisoformat(ticket["updated_at"].replace("Z", "+00:00"))
     app.webhooks.send(json.dumps({"freshdesk_webhook": {
         "ticket_id": tid,
         "ticket_status": state.status_labels.get(ticket["status"], str(ticket["status"])),
         "ticket_priority": PRIORITY_LABELS.get(ticket["priority"], ""),
         "triggered_event": event,
-        "ticket_updated_at": ticket["updated_at"],
+        "ticket_updated_at": modified.strftime("%Y-%m-%d %H:%M:%S UTC"),
     }}).encode())
 
 

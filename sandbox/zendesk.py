@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import struct
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ SANDBOX_TOKEN = "sandbox-token"  # noqa: S105 - a public sandbox credential
 ACCOUNT_ID = 9100
 MAX_BULK_IDS = 100
 MAX_AUDIT_PAGE = 100
+MAX_SHOW_MANY = 100
 EXPORT_PAGE = 1000
 
 
@@ -79,6 +81,7 @@ def create_sandbox(
     app.register_error_handler(ApiError, lambda err: (jsonify(err.body), err.status))
     routes = [
         ("/api/v2/tickets.json", _create_ticket, "POST"),
+        ("/api/v2/tickets/show_many.json", _show_many_tickets, "GET"),
         ("/api/v2/tickets/<int:tid>.json", _show_ticket, "GET"),
         ("/api/v2/tickets/<int:tid>.json", _update_ticket, "PUT"),
         ("/api/v2/tickets/<int:tid>/audits.json", _list_audits, "GET"),
@@ -281,32 +284,87 @@ def _update_ticket(tid: int) -> Any:
 
 
 def _list_audits(tid: int) -> Any:
-    """Cursor pagination with page[size] (max 100), else all audits; include=users sideloads."""
+    """Cursor pagination with page[size] (max 100), else all audits; include=users sideloads.
+
+    Oldest first. The cursors are keyed by audit id as Zendesk's are (base64 of
+    {"o": "id", "v": ...}, "-id" for before_cursor): page[after] lists the audits after
+    the one its cursor names, page[before] those before, and a last page's after_cursor
+    lists what is added later. An empty page has no cursors.
+    https://developer.zendesk.com/api-reference/ticketing/tickets/ticket_audits/#list-audits-for-a-ticket
+    """
     state = _app().state
+    after, before = request.args.get("page[after]"), request.args.get("page[before]")
+    if after and before:
+        raise ApiError(400, "InvalidPaginationParameter",
+                       "page[before] and page[after] can't be used together")
     with state.lock:
         state.ticket(tid)
         audits = list(state.audits[tid])
-        start = 0
-        if request.args.get("page[after]"):
-            start = _position(request.args["page[after]"])[1]
         size = request.args.get("page[size]", type=int)
-        page = audits[start:start + min(size, MAX_AUDIT_PAGE)] if size else audits[start:]
+        if size is not None and not 1 <= size <= MAX_AUDIT_PAGE:
+            raise ApiError(400, "InvalidPaginationParameter", f"page[size] must be 1 to {MAX_AUDIT_PAGE}")
+        if after:
+            newer = _audit_key(after, "id")
+            audits = [a for a in audits if a["id"] > newer]
+        elif before:
+            older = _audit_key(before, "-id")
+            audits = [a for a in audits if a["id"] < older]
+        if size:
+            more = len(audits) > size
+            page = audits[-size:] if before else audits[:size]
+        else:
+            more, page = False, audits
         body: dict[str, Any] = {"audits": page}
         if "users" in (request.args.get("include") or "").split(","):
             ids = {state.tickets[tid]["requester_id"]} | {a["author_id"] for a in page} | {
                 e["author_id"] for a in page for e in a["events"] if e["type"] == "Comment"}
             body["users"] = [state.users[uid] for uid in sorted(ids) if uid in state.users]
         if size:
-            end = start + len(page)
-            more = end < len(audits)
-            after = _cursor((0, end))
-            body["meta"] = {"has_more": more, "after_cursor": after, "before_cursor": _cursor((0, start))}
-            body["links"] = {"prev": None, "next": (
-                f"{request.base_url}?page%5Bafter%5D={quote(after, safe='')}&page%5Bsize%5D={size}"
-                if more else None)}
+            next_cursor = _audit_cursor("id", page[-1]["id"]) if page else None
+            prev_cursor = _audit_cursor("-id", page[0]["id"]) if page else None
+            # has_more: more audits in the direction read (older ones for page[before]).
+            body["meta"] = {"has_more": more, "after_cursor": next_cursor, "before_cursor": prev_cursor}
+            body["links"] = {
+                "prev": None if prev_cursor is None else
+                f"{request.base_url}?page%5Bbefore%5D={quote(prev_cursor, safe='')}&page%5Bsize%5D={size}",
+                "next": None if next_cursor is None else
+                f"{request.base_url}?page%5Bafter%5D={quote(next_cursor, safe='')}&page%5Bsize%5D={size}"}
         else:
             body.update(next_page=None, previous_page=None, count=len(audits))
         return jsonify(body)
+
+
+def _audit_cursor(order: str, audit_id: int) -> str:
+    """A cursor shaped like Zendesk's: base64 of {"o": order, "v": base64 of the id's 8 bytes}."""
+    value = base64.b64encode(struct.pack("<q", audit_id)).decode()
+    return base64.b64encode(json.dumps({"o": order, "v": value}, separators=(",", ":")).encode()).decode()
+
+
+def _audit_key(cursor: str, order: str) -> int:
+    try:
+        data = json.loads(base64.b64decode(cursor, validate=True))
+        if data.get("o") != order:
+            raise ValueError(order)
+        return struct.unpack("<q", base64.b64decode(data["v"], validate=True))[0]
+    except (ValueError, TypeError, KeyError, AttributeError, struct.error, binascii.Error) as err:
+        raise ApiError(400, "InvalidPaginationParameter", f"invalid cursor {cursor!r}") from err
+
+
+def _show_many_tickets() -> Any:
+    """Tickets by `ids` (comma-separated, at most 100), in the order asked; ids of tickets that do
+    not exist or were deleted are left out.
+    https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#show-multiple-tickets
+    """
+    raw = [part for part in (request.args.get("ids") or "").split(",") if part]
+    if not raw or not all(part.isdigit() for part in raw):
+        raise ApiError(400, "InvalidValue", "ids must be comma-separated ticket ids")
+    if len(raw) > MAX_SHOW_MANY:
+        raise ApiError(400, "TooManyValues", f"Too many values: at most {MAX_SHOW_MANY} ids")
+    state = _app().state
+    with state.lock:
+        found = [state.tickets[int(tid)] for tid in dict.fromkeys(raw) if int(tid) in state.tickets
+                 and state.tickets[int(tid)]["status"] != "deleted"]
+        return jsonify({"tickets": found, "next_page": None, "previous_page": None, "count": len(found)})
 
 
 def _list_comments(tid: int) -> Any:

@@ -144,7 +144,12 @@ def forget(conn: Connection, source: str, ticket_ids: Sequence[str]) -> None:
 
 
 def rebuild(conn: Connection, batch: int = 2000) -> int:
-    """Index every stored snapshot again (the migration that adds the board runs it)."""
+    """Index every stored snapshot again (the migration that adds the board runs it).
+
+    Reads each snapshot's `ticket` column as it is: board_rows needs no events, which
+    later rows keep apart (store/snapshots.py), and migration 0004 runs this before
+    those columns exist.
+    """
     s = ticket_snapshots
     conn.execute(sa.delete(ticket_board_targets))
     conn.execute(sa.delete(ticket_board))

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from jobs.quietlog import RateLimitedLog
 from store import board, coordination, queue, retention
 from store import migrate as migrations
+from store import snapshots as snapshots_store
 from store.coordination import BudgetGrant
 from store.engine import (
     DEFAULT_TIMEOUT_SECONDS,
@@ -72,42 +73,28 @@ def due_tickets_query(now: datetime, limit: int) -> sa.Select:
 
 
 def snapshot_rows(source: str, snapshots: Sequence[dict], now: datetime) -> list[dict]:
-    """The ticket_snapshots rows of `Store.save_snapshots` items (instants checked)."""
+    """The ticket_snapshots rows of `Store.save_snapshots` items (instants checked; the last
+    item of a ticket wins), in key order (rows are locked in key order)."""
     _aware(now, "now")
-    rows = []
+    by_id: dict[str, dict] = {}
     for item in snapshots:
         _aware(item["next_check"], "next_check")
-        rows.append(
-            {
-                "source": source,
-                "ticket_id": str(item["ticket_id"]),
-                "ticket": item["ticket"],
-                "decision": item["decision"],
-                "next_check": item["next_check"],
-                "rules_version": item["rules_version"],
-                "updated_at": now,
-            }
-        )
-    return rows
+        ticket_id = str(item["ticket_id"])
+        by_id[ticket_id] = {
+            "source": source,
+            "ticket_id": ticket_id,
+            "ticket": item["ticket"],
+            "decision": item["decision"],
+            "next_check": item["next_check"],
+            "rules_version": item["rules_version"],
+            "updated_at": now,
+        }
+    return [by_id[ticket_id] for ticket_id in sorted(by_id)]
 
 
 def write_snapshot_rows(conn: sa.Connection, source: str, rows: list[dict], now: datetime) -> None:
-    """Upsert snapshot rows and their board index inside the caller's transaction."""
-    s = ticket_snapshots
-    stmt = queue.dialect_insert(conn)(s)
-    new = stmt.excluded
-    # One statement, many parameter sets: SQLAlchemy batches them ("insertmanyvalues")
-    # and compiles the statement once.
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[s.c.source, s.c.ticket_id],
-            set_={
-                name: getattr(new, name)
-                for name in ("ticket", "decision", "next_check", "rules_version", "updated_at")
-            },
-        ),
-        rows,
-    )
+    """Save snapshot rows (store/snapshots.py) and their board index inside the caller's transaction."""
+    snapshots_store.save(conn, source, rows)
     board.index_snapshots(conn, source, rows, now)  # the console board's indexed columns
 
 
@@ -458,9 +445,11 @@ class Store:
         )
 
     def save_snapshots(self, source: str, snapshots: Sequence[dict], now: datetime) -> None:
-        """`save_snapshot` for many tickets in one transaction.
+        """`save_snapshot` for many tickets in one transaction (the last item of a ticket wins).
 
         Each item: {"ticket_id", "ticket", "decision", "next_check", "rules_version"}.
+        The ticket's "events" are appended to those stored when they extend them,
+        and replace them otherwise (store/snapshots.py).
         """
         rows = snapshot_rows(source, snapshots, now)
         if not rows:
@@ -484,13 +473,24 @@ class Store:
     def get_snapshot(self, source: str, ticket_id: str) -> dict | None:
         """{"ticket", "decision", "next_check", "rules_version", "updated_at"}, or None."""
         s = ticket_snapshots
-        with read_transaction(self.engine) as conn:
+        with snapshots_store.read_transaction(self.engine) as conn:
             row = conn.execute(
-                sa.select(s.c.ticket, s.c.decision, s.c.next_check, s.c.rules_version, s.c.updated_at).where(
+                sa.select(s.c.source, s.c.ticket_id, s.c.ticket, s.c.events_count, s.c.decision,
+                          s.c.next_check, s.c.rules_version, s.c.updated_at).where(
                     s.c.source == source, s.c.ticket_id == str(ticket_id)
                 )
             ).first()
-        return None if row is None else dict(row._mapping)
+            if row is None:
+                return None
+            (ticket,) = snapshots_store.documents(conn, [row])
+        return {"ticket": ticket, "decision": row.decision, "next_check": row.next_check,
+                "rules_version": row.rules_version, "updated_at": row.updated_at}
+
+    def get_snapshot_tickets(self, source: str, ticket_ids: Iterable[str]) -> dict[str, dict]:
+        """ticket id -> its stored snapshot's ticket (with its events), for the ids stored; a few
+        queries for any number of ids."""
+        with snapshots_store.read_transaction(self.engine) as conn:
+            return snapshots_store.tickets(conn, source, ticket_ids)
 
     def snapshot_stamps(self, source: str, ticket_ids: Iterable[str]) -> dict[str, str | None]:
         """ticket id -> the vendor stamp (updated_at) of its stored snapshot, for the ids stored."""
@@ -499,6 +499,7 @@ class Store:
         out: dict[str, str | None] = {}
         with read_transaction(self.engine) as conn:
             for start in range(0, len(ids), 500):
+                # The document without its events (store/snapshots.py) holds the stamp.
                 rows = conn.execute(
                     sa.select(s.c.ticket_id, s.c.ticket)
                     .where(s.c.source == source, s.c.ticket_id.in_(ids[start : start + 500]))

@@ -100,7 +100,27 @@ ticket_snapshots = sa.Table(
     sa.Column("next_check", UTCDateTime(), nullable=True),
     sa.Column("rules_version", sa.String(128), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # A long history's "events" live in ticket_snapshot_events, appended as they come; `ticket`
+    # is then the document without them. events_count is how many are stored, events_digest a
+    # digest of them in order (store/snapshots.py) so a save tells an extension from a rewrite
+    # without reading them, events_chunks how many rows hold them. All three NULL: `ticket` is
+    # the whole document (a short history, or a row written before these columns).
+    sa.Column("events_count", sa.Integer(), nullable=True),
+    sa.Column("events_digest", sa.String(32), nullable=True),
+    sa.Column("events_chunks", sa.Integer(), nullable=True),
     sa.Index("ix_ticket_snapshots_next_check", "next_check"),
+)
+
+# A snapshot's events in append-only chunks: `seq` is the position of the chunk's first
+# event in the ticket's list, `events` the [at, type, author, public, status, bot] arrays
+# it adds. A solved or closed ticket's chunks are folded into one.
+ticket_snapshot_events = sa.Table(
+    "ticket_snapshot_events",
+    metadata,
+    sa.Column("source", sa.String(32), primary_key=True),
+    sa.Column("ticket_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.Integer(), primary_key=True),
+    sa.Column("events", JSONType, nullable=False),
 )
 
 bot_actions = sa.Table(

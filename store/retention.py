@@ -2,7 +2,9 @@
 
 Open tickets are never purged: a ticket whose stored snapshot is not solved
 or closed keeps its whole history, as does any ticket still in the work
-queue (queued, leased or parked), or with an unfinished outbox write.
+queue (queued, leased or parked), or with an unfinished outbox write. A
+purged snapshot takes its event chunks with it (store/snapshots.py); the
+status is read from its `ticket` document, which the events are not part of.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from store.models import (
     ticket_snapshots,
     ticket_work,
 )
+from store.snapshots import forget as forget_events
 
 FINISHED_STATUSES = ("solved", "closed")
 
@@ -75,9 +78,15 @@ def purge(engine: Engine, before: datetime, batch: int = 5000) -> Purged:
     snapshots = _batched(engine, lambda conn: [tuple(r) for r in conn.execute(
         sa.select(s.c.source, s.c.ticket_id).where(
             s.c.updated_at < before, _status(s.c.ticket).in_(FINISHED_STATUSES), ~queued).limit(batch))],
-        lambda conn, keys: conn.execute(sa.delete(s).where(
-            sa.tuple_(s.c.source, s.c.ticket_id).in_(keys))).rowcount, batch)
+        _drop_snapshots, batch)
     return Purged(actions, snapshots, outbox)
+
+
+def _drop_snapshots(conn, keys: list[tuple[str, str]]) -> int:
+    """Delete these snapshots and their event chunks."""
+    s = ticket_snapshots
+    forget_events(conn, keys)
+    return conn.execute(sa.delete(s).where(sa.tuple_(s.c.source, s.c.ticket_id).in_(keys))).rowcount
 
 
 def _batched(engine: Engine, select, delete, batch: int) -> int:

@@ -75,7 +75,7 @@ def test_a_burst_is_one_evaluation_and_a_repeat_writes_nothing(database_url, cap
     assert (first.events, repeat.events) == (12, 12)
     # The burst coalesces into one claim per ticket; three of the four demo tickets need a write.
     assert first.evaluations == 4 and first.written == 3 and first.errors == 0
-    assert first.reads >= 2 * first.evaluations
+    assert first.reads >= first.evaluations + 1  # one show_many, then each new ticket's audits
     assert repeat.evaluations == 4 and repeat.writes == 0 and repeat.errors == 0
     assert problems([], [first, repeat]) == []
     print_calls([first, repeat], burst=3)

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from benchmarks import api_economy, board, engine, simulate, sweep, webhooks
+from benchmarks import api_economy, board, engine, simulate, snapshots, sweep, webhooks
 
 
 @pytest.fixture(autouse=True)
@@ -48,6 +48,12 @@ def test_board(capsys):
     assert re.search(r"ratio baseline / board: [\d.]+x", out)
 
 
+def test_snapshots(capsys):
+    out = run(capsys, snapshots.main, ["--tickets", "2", "--evaluations", "6", "--repeat", "1"])
+    assert re.search(r"SQLite: 2 ticket\(s\) x 6 evaluations", out)
+    assert re.search(r"ratio baseline / chunked: [\d.]+x bytes, [\d.]+x time", out)
+
+
 def test_simulate(capsys):
     out = run(capsys, simulate.main, ["--tickets", "30", "--fetch-tickets", "30"])
     assert len(re.findall(r"replay costs [\d.]+x that", out)) == 2
@@ -57,7 +63,9 @@ def test_simulate(capsys):
 def test_api_economy(capsys):
     out = run(capsys, api_economy.main, ["--tickets", "3", "--due", "3"])
     assert len(re.findall(r"ratio baseline/economy: [\d.]+x fewer calls", out)) == 2
-    assert re.search(r"3 due auto-closes under the default budget: 3 closed", out)
+    assert re.search(r"3 due auto-closes under the default budget, snapshots stored by the worker: "
+                     r"3 closed", out)
+    assert re.search(r"reads per closed ticket, baseline / stored snapshots: [\d.]+x fewer", out)
 
 
 def test_webhooks(capsys):

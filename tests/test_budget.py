@@ -111,7 +111,7 @@ class FakeDesk:
         self.applied: list[str] = []
         self.lock = threading.Lock()
 
-    def fetch_ticket(self, ticket_id: str) -> RemoteTicket:
+    def fetch_ticket(self, ticket_id: str, known=None) -> RemoteTicket:
         with self.lock:
             return RemoteTicket(ticket=self.tickets[ticket_id], stamp="s")
 

@@ -204,7 +204,7 @@ def test_a_write_owed_to_a_deleted_ticket_is_cancelled_with_the_reason(store):
     class Gone:
         name = "zendesk"
 
-        def fetch_ticket(self, ticket_id):
+        def fetch_ticket(self, ticket_id, known=None):
             raise NotFoundError(f"GET tickets/{ticket_id}.json: 404 RecordNotFound")
 
         def apply(self, remote, changes):  # pragma: no cover - never reached

@@ -229,7 +229,7 @@ def test_every_change_posts_a_webhook_the_app_can_read(receiver, clock):
         "{status:{from:3,to:2}}"]
     assert got[1][1] == {"freshdesk_webhook": {
         "ticket_id": tid, "ticket_status": "Pending", "ticket_priority": "Low",
-        "triggered_event": "{status:{from:2,to:3}}", "ticket_updated_at": "2026-11-20T14:30:00Z"}}
+        "triggered_event": "{status:{from:2,to:3}}", "ticket_updated_at": "2026-11-20 14:30:00 UTC"}}
     assert [d["status"] for d in app.webhooks.deliveries] == [204] * 4
     # What the sandbox sends, the app's Freshdesk normaliser accepts.
     kinds = [freshdesk_events.normalize(body, b"", {}, START).event_type for _, body in got]

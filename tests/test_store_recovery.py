@@ -43,7 +43,7 @@ class FailingHelpdesk:
         self.error = error
         self.reads = 0
 
-    def fetch_ticket(self, ticket_id: str):
+    def fetch_ticket(self, ticket_id: str, known=None):
         self.reads += 1
         raise self.error
 

@@ -94,6 +94,11 @@ class CrashAtPostCloseCheck:
             raise Crash("killed during the post-close check")
         return self.real.fetch_ticket(ticket_id)
 
+    def fetch_tickets(self, ticket_ids, *args, **kwargs):
+        if self.closed:
+            raise Crash("killed during the post-close check")
+        return self.real.fetch_tickets(ticket_ids, *args, **kwargs)
+
     def __getattr__(self, name):
         return getattr(self.real, name)
 

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from connectors.base import TicketChanges
 from engine.rulefile import load_rules
+from jobs import sweeps
 from jobs.sweeps import Sweeper
 from jobs.worker import Worker
 from sandbox.freshdesk import AGENT_ID as FD_AGENT_ID
@@ -392,20 +393,23 @@ def test_a_crash_mid_sweep_is_finished_by_the_next_run(store, write_first):
 
 
 @SQLITE_ONLY
-def test_when_the_helpdesk_is_down_a_sweep_stops_reading_and_loses_nothing(store):
+def test_when_the_helpdesk_is_down_a_sweep_stops_reading_and_loses_nothing(store, monkeypatch):
     clock, rules = Clock("2026-11-04T16:00:00Z"), choozle()
+    monkeypatch.setattr(sweeps, "BULK_SIZE", 2)  # two tickets a batched read
     with zendesk_world(clock) as world:
-        ids = due_closes(store, world, clock, 6)
+        ids = due_closes(store, world, clock, 8)
         clock.set("2026-11-09T18:00:00Z")
         world.api.post("/_sandbox/failures", json={"status": 503, "count": 1000})
         calls = len(world.requests())
 
         report = Sweeper(store, world.connector(), lambda: rules, clock=clock, fetch_threads=1).sweep()
 
-        # Three tickets failed after the connector's 4 tries each; the rest were not read.
+        # Three batched reads (show_many) failed after the connector's 4 tries each, failing
+        # their six tickets; the last two tickets were not read.
         failed, unread = sorted(report.failed), sorted(report.deferred)
-        assert (len(failed), len(unread), sorted(failed + unread)) == (3, 3, sorted(ids))
-        assert len(world.requests()) - calls == 3 * 4
+        assert (len(failed), len(unread), sorted(failed + unread)) == (6, 2, sorted(ids))
+        made = world.requests()[calls:]
+        assert [r["path"] for r in made] == ["/api/v2/tickets/show_many.json"] * 3 * 4
         assert sorted(t for _, t in store.due_tickets(clock())) == unread  # still due
         # The failed reads wait in the work queue as failed attempts, for the worker.
         claims = store.claim("test", clock() + timedelta(seconds=60), limit=10)

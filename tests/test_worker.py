@@ -116,7 +116,7 @@ def test_conflict_rereads_and_retries(store, sandbox):
         name = "zendesk"
         safe_updates = notes_in_bulk = True
 
-        def fetch_ticket(self, tid):
+        def fetch_ticket(self, tid, known=None):
             calls["fetch"] += 1
             remote = real.fetch_ticket(tid)
             if calls["fetch"] == 1:  # an agent edits the ticket between our read and our write

@@ -235,11 +235,13 @@ class FreshdeskConnector:
             self._fields = (now, [item for item in data if isinstance(item, dict)])
         return self._fields[1]
 
-    def fetch_ticket(self, ticket_id: str) -> RemoteTicket:
+    def fetch_ticket(self, ticket_id: str, known: Mapping[str, Any] | None = None) -> RemoteTicket:
         """The ticket with its stats, and every conversation (all pages).
 
         The agent list (who wrote what) and, with custom fields mapped, the
         ticket fields are read when the cached copies are missing or old.
+        `known` (the stored snapshot) is not used: Freshdesk's conversations list
+        has no way to start after a given conversation, so every read is a full one.
         """
         number = _ticket_number(ticket_id)
         data = self._json("GET", f"/tickets/{number}", params={"include": "stats"}, ticket=True)
@@ -278,9 +280,10 @@ class FreshdeskConnector:
         return {sid: label for sid, label in self.status_labels().items()
                 if label in self._status_aliases and sid not in STATUS_NAMES}
 
-    def fetch_tickets(self, ticket_ids: Iterable[str]) -> dict[str, RemoteTicket | ConnectorError]:
+    def fetch_tickets(self, ticket_ids: Iterable[str], known: Mapping[str, Mapping[str, Any]] | None = None
+                      ) -> dict[str, RemoteTicket | ConnectorError]:
         """Several tickets, one fetch_ticket each (see connectors.base.Helpdesk.fetch_tickets)."""
-        return fetch_each(self, ticket_ids)
+        return fetch_each(self, ticket_ids, known)
 
     def prepare(self, remote: RemoteTicket, changes: TicketChanges) -> TicketChanges:
         """Field values in each field's own format (a date field's day for an instant),

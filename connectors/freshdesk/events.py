@@ -32,6 +32,28 @@ TriggeredEvent = tuple[str, str | None, str | None, str | None]  # key, value, f
 Handler = Callable[[TriggeredEvent], tuple[str, dict[str, Any]]]
 
 
+# How a Freshdesk placeholder renders a time (`{{ticket.modified_on}}`): the Rails default,
+# "2026-11-20 15:01:00 UTC" in an account on UTC, "2026-11-20 20:31:00 +0530" elsewhere.
+_RENDERED_TIME = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(?:\.\d+)? ?(UTC|Z|[+-]\d{2}:?\d{2})$")
+
+
+def rendered_instant(value: Any) -> datetime | None:
+    """The instant a rendered time placeholder names (the Rails rendering above, or ISO-8601),
+    None when it is empty, unrendered or has no offset."""
+    if not isinstance(value, str):
+        return None
+    match = _RENDERED_TIME.match(value.strip())
+    if match is None:
+        return instant(value)
+    day, clock, zone = match.groups()
+    zone = "+00:00" if zone in ("UTC", "Z") else zone if ":" in zone else f"{zone[:3]}:{zone[3:]}"
+    try:
+        return datetime.fromisoformat(f"{day}T{clock}{zone}")
+    except ValueError:
+        return None
+
+
 def parse_triggered_event(text: str) -> TriggeredEvent:
     """Read Freshdesk's `{{triggered_event}}`: `{ticket_action:created}` or `{status:{from:2,to:3}}`.
 
@@ -165,7 +187,7 @@ def normalize(body: Any, raw_body: bytes, headers: Mapping[str, str], now: datet
         log.warning(
             "Freshdesk webhook for ticket %s has no rendered ticket_updated_at (got %r); "
             "retries of this delivery will not be deduplicated: add "
-            "\"ticket_updated_at\": \"{{ticket.updated_at}}\" to the rule's body",
+            "\"ticket_updated_at\": \"{{ticket.modified_on}}\" to the rule's body",
             ticket, updated_at,
         )
         stamp = "received:" + now.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -175,6 +197,6 @@ def normalize(body: Any, raw_body: bytes, headers: Mapping[str, str], now: datet
         ticket_id=ticket,
         event_type=event_type,
         vendor_type=key,
-        occurred_at=instant(updated_at),
+        occurred_at=rendered_instant(updated_at),
         changes=changes,
     )

@@ -24,23 +24,37 @@ from connectors.base import (
     ChangePage,
     ConfigurationError,
     ConnectorError,
+    NotFoundError,
+    RateLimitedError,
     RemoteTicket,
     TicketChanges,
-    fetch_each,
+    TransientError,
     prepared,
     signed,
     unknown_labels,
 )
 from connectors.fields import FieldType
 from connectors.http import Http, Pace, Vendor
-from connectors.zendesk.tickets import field_types_from_zendesk, ticket_from_zendesk
+from connectors.zendesk.tickets import (
+    audit_events,
+    field_types_from_zendesk,
+    stored_events,
+    ticket_from_zendesk,
+)
 from connectors.zendesk.timeline import extend_ticket
-from engine.ticket import to_epoch
+from engine.ticket import Event, to_epoch
 
 log = logging.getLogger(__name__)
 
 # https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#update-many-tickets
 MAX_BULK_IDS = 100
+# https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#show-multiple-tickets
+MAX_SHOW_MANY = 100
+MAX_BATCH_TRANSIENT = 3  # tickets of a batched read failing with timeouts/5xx before it stops
+# Audit events that change what earlier audits say: a comment made private, a comment redacted
+# (https://developer.zendesk.com/documentation/ticketing/reference-guides/ticket-audit-events-reference/).
+# The stored timeline cannot be extended over them: the ticket is read from its first audit.
+_RETROACTIVE = frozenset({"CommentPrivacyChange", "CommentRedactionEvent"})
 # Zendesk calls the engine's on_hold "hold"; every other status has the same name.
 _TO_ZENDESK_STATUS = {"on_hold": "hold"}
 # https://developer.zendesk.com/api-reference/ticketing/ticket-management/job_statuses/
@@ -224,9 +238,13 @@ class ZendeskConnector:
             self._field_types, self._field_types_at = field_types_from_zendesk(fields), now
         return self._field_types
 
-    def fetch_ticket(self, ticket_id: str) -> RemoteTicket:
-        """One ticket read and one audits read (more only if the audits span pages).
+    def fetch_ticket(self, ticket_id: str, known: Mapping[str, Any] | None = None) -> RemoteTicket:
+        """One ticket read and its audits: all of them (more calls only if they span pages), or
+        with `known`, the ticket's stored snapshot, only those after the newest one it holds.
 
+        The stored timeline is taken as it is, without an audits call, when the ticket's
+        `updated_at` is still the snapshot's stamp. Whatever the path, the Ticket is the one
+        a read from the first audit gives (tests/test_zendesk_incremental_reads.py replays it).
         With custom fields mapped, the account's ticket_fields are read too when the
         cached copy is missing or old (field_types).
         """
@@ -234,17 +252,83 @@ class ZendeskConnector:
         ticket = self._call("GET", f"tickets/{number}.json", ticket=True).get("ticket")
         if not isinstance(ticket, dict):
             raise ConnectorError(f"GET tickets/{number}.json: response has no 'ticket' object")
-        audits, users = self.audits(number)
-        types = self.field_types() if self._field_ids else {}
+        return self._remote(number, ticket, known)
+
+    def fetch_tickets(self, ticket_ids: Iterable[str], known: Mapping[str, Mapping[str, Any]] | None = None
+                      ) -> dict[str, RemoteTicket | ConnectorError]:
+        """Several tickets: one GET tickets/show_many.json per 100, then each ticket's audits
+        where its stored snapshot (`known`) is not current (as fetch_ticket does).
+
+        A ticket show_many leaves out (deleted, or out of the API user's reach) is read on
+        its own, so that its 404 says it is gone. RateLimitedError stops the batch, and so do
+        MAX_BATCH_TRANSIENT tickets failing with timeouts or 5xx (each after its retries): the
+        tickets not read yet are reported with that error.
+        https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#show-multiple-tickets
+        """
+        known = known or {}
+        out: dict[str, RemoteTicket | ConnectorError] = {}
+        numbers: dict[str, int] = {}
+        for ticket_id in dict.fromkeys(str(tid) for tid in ticket_ids):
+            try:
+                numbers[ticket_id] = _ticket_number(ticket_id)
+            except ValueError as err:
+                out[ticket_id] = ConnectorError(str(err))
+        limited: RateLimitedError | TransientError | None = None
+        transient = 0
+        ids = list(numbers)
+        for first in range(0, len(ids), MAX_SHOW_MANY):
+            chunk = ids[first:first + MAX_SHOW_MANY]
+            found: dict[str, dict[str, Any]] = {}
+            if limited is None:
+                try:
+                    page = self._call("GET", "tickets/show_many.json",
+                                      params="ids=" + ",".join(str(numbers[tid]) for tid in chunk))
+                except RateLimitedError as err:
+                    limited = err
+                except ConnectorError as err:
+                    out.update((tid, err) for tid in chunk)
+                    continue
+                else:
+                    found = {str(item.get("id")): item for item in page.get("tickets") or []
+                             if isinstance(item, dict)}
+            for ticket_id in chunk:
+                if limited is not None:
+                    out[ticket_id] = limited
+                    continue
+                try:
+                    if ticket_id in found:
+                        out[ticket_id] = self._remote(numbers[ticket_id], found[ticket_id],
+                                                      known.get(ticket_id))
+                    else:
+                        out[ticket_id] = self.fetch_ticket(ticket_id, known.get(ticket_id))
+                except RateLimitedError as err:
+                    limited = err
+                    out[ticket_id] = err
+                except TransientError as err:
+                    out[ticket_id] = err
+                    transient += 1
+                    if transient >= MAX_BATCH_TRANSIENT:
+                        limited = err  # taken to be down: the rest are not tried
+                except ConnectorError as err:
+                    out[ticket_id] = err
+        return out
+
+    def _remote(self, number: int, ticket: dict[str, Any], known: Mapping[str, Any] | None) -> RemoteTicket:
+        """The RemoteTicket of a ticket read (its JSON), its timeline read as far as needed."""
+        if not isinstance(ticket.get("updated_at"), str):
+            raise ConnectorError(f"Zendesk ticket {number}: the ticket has no updated_at")
         # The ticket's `status` is its custom status's category already; the custom
         # statuses (one cached read) give its label, read only when the rules name labels
         # (status_aliases, status conditions, pause_on).
         wanted = (self._status_aliases or self._status_labels) and ticket.get("custom_status_id") is not None
-        statuses = self.custom_statuses() if wanted else {}
         try:
+            events, resume = self._timeline(number, ticket, known, bool(wanted))
+            types = self.field_types() if self._field_ids else {}
+            statuses = self.custom_statuses() if wanted else {}
             engine_ticket = ticket_from_zendesk(
-                ticket, audits, users, field_names=self._field_names, group_names=self._group_names,
+                ticket, (), {}, field_names=self._field_names, group_names=self._group_names,
                 field_types=types, custom_statuses=statuses, status_aliases=self._status_aliases,
+                prior_events=events,
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ConnectorError(f"Zendesk ticket {number}: unexpected payload ({err!r})") from err
@@ -254,14 +338,60 @@ class ZendeskConnector:
             # ticket accepts no update (422 "Status: closed prevents ticket update").
             read_only = "closed in Zendesk, which refuses every update of a closed ticket"
         return RemoteTicket(ticket=engine_ticket, stamp=ticket.get("updated_at"), raw=ticket,
-                            read_only=read_only)
+                            read_only=read_only, resume=resume)
+
+    def _timeline(self, number: int, ticket: Mapping[str, Any], known: Mapping[str, Any] | None,
+                  custom: bool) -> tuple[list[Event], dict[str, Any] | None]:
+        """The ticket's events and where the next read may resume.
+
+        From the stored snapshot when its stamp is the ticket's updated_at (no call); from its
+        events up to the newest audit it holds plus the audits after it (the cursor after that
+        audit); else from every audit. Custom statuses the rules name put labels on status
+        events that the stored rows do not keep: such tickets are always read in full.
+        """
+        statuses = self.custom_statuses() if custom else {}
+        base = None if custom else _stored_base(ticket, known)
+        if base is not None and base[1] is not None:
+            # Only a snapshot with a marker: its timeline was read without custom status labels.
+            rows, marker = base
+            if _same_instant(ticket.get("updated_at"), known.get("stamp")):  # type: ignore[union-attr]
+                return stored_events(rows), marker  # nothing happened since the snapshot
+            extended = self._after(number, rows, marker)  # type: ignore[arg-type]
+            if extended is not None:
+                return extended
+        audits, users, cursor = self.audits_page(number)
+        events = audit_events(audits, users, custom_statuses=statuses, status_aliases=self._status_aliases)
+        return events, (None if custom else _marker(audits, cursor, len(events), None))
+
+    def _after(self, number: int, rows: list[Any], marker: Mapping[str, Any]
+               ) -> tuple[list[Event], dict[str, Any] | None] | None:
+        """The stored events up to the marker's audit plus those of the audits after it, or None
+        when they cannot be trusted to give what a full read gives (then the caller reads all)."""
+        try:
+            audits, users, cursor = self.audits_page(number, after=str(marker["after"]))
+        except (NotFoundError, RateLimitedError, TransientError, ConfigurationError):
+            raise
+        except ConnectorError as err:  # e.g. 400 for a cursor Zendesk no longer accepts
+            log.info("Zendesk ticket %s: audits after the stored one not read (%s); reading all", number, err)
+            return None
+        newest, since = int(marker["audit"]), int(marker["at"])
+        for audit in audits:
+            if not isinstance(audit.get("id"), int) or audit["id"] <= newest or _audit_epoch(audit) < since:
+                log.info("Zendesk ticket %s: audits after %s do not follow it; reading all", number, newest)
+                return None
+            if any(event.get("type") in _RETROACTIVE for event in audit.get("events") or ()):
+                return None  # a comment made private or redacted: earlier events changed
+        prior = stored_events(rows[:int(marker["events"])])
+        events = prior + audit_events(audits, users, status_aliases=self._status_aliases)
+        return events, _marker(audits, cursor, len(events), marker)
 
     def extend(self, snapshot: Mapping[str, Any], payloads: Iterable[Mapping[str, Any]]
                ) -> RemoteTicket | None:
         """The stored ticket extended by its queued webhooks, without a read; None when they do not
         suffice (connectors/zendesk/timeline.py says when) and the ticket must be read."""
-        if self._status_aliases:
-            return None  # a custom status label the rules name is not in the webhook
+        if self._status_aliases or self._status_labels:
+            # A custom status label the rules name is not in the webhook (nor in the snapshot).
+            return None
         types = self.field_types() if self._field_ids else {}
         extended = extend_ticket(snapshot, payloads, field_names=self._field_names,
                                  group_names=self._group_names, field_types=types)
@@ -271,11 +401,11 @@ class ZendeskConnector:
         read_only = None
         if ticket.status == "closed":
             read_only = "closed in Zendesk, which refuses every update of a closed ticket"
-        return RemoteTicket(ticket=ticket, stamp=stamp, raw={}, read_only=read_only)
-
-    def fetch_tickets(self, ticket_ids: Iterable[str]) -> dict[str, RemoteTicket | ConnectorError]:
-        """Several tickets, one fetch_ticket each (see connectors.base.Helpdesk.fetch_tickets)."""
-        return fetch_each(self, ticket_ids)
+        # The webhooks' events follow the stored ones: the stored marker still says where the
+        # audits the snapshot holds end.
+        resume = snapshot.get("resume")
+        return RemoteTicket(ticket=ticket, stamp=stamp, raw={}, read_only=read_only,
+                            resume=dict(resume) if isinstance(resume, Mapping) else None)
 
     def prepare(self, remote: RemoteTicket, changes: TicketChanges) -> TicketChanges:
         """Field values in each field's own format (a dropdown's tag for its title, a date
@@ -500,10 +630,22 @@ class ZendeskConnector:
 
     def audits(self, number: int) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
         """All audits of a ticket (cursor pages of 100) and the sideloaded users by id."""
+        audits, users, _cursor = self.audits_page(number)
+        return audits, users
+
+    def audits_page(self, number: int, after: str | None = None
+                    ) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]], str | None]:
+        """The audits of a ticket from the start, or after the cursor `after`, oldest first
+        (cursor pages of 100), the sideloaded users by id, and the last page's after_cursor:
+        the point after the newest audit, where a later read resumes (None when Zendesk gave none).
+
+        https://developer.zendesk.com/api-reference/ticketing/tickets/ticket_audits/#list-audits-for-a-ticket
+        https://developer.zendesk.com/api-reference/introduction/pagination/
+        """
         audits: list[dict[str, Any]] = []
         users: dict[int, dict[str, Any]] = {}
         seen: set[str] = set()
-        after: str | None = None
+        cursor = after
         while True:
             # Audits sideload their users (role tells customers from agents):
             # https://developer.zendesk.com/documentation/ticketing/using-the-zendesk-api/side_loading/
@@ -513,12 +655,16 @@ class ZendeskConnector:
             if after:
                 params["page[after]"] = after
             page = self._call("GET", f"tickets/{number}/audits.json", params=params, ticket=True)
-            audits.extend(page.get("audits") or [])
+            found = page.get("audits") or []
+            audits.extend(found)
             users.update({user["id"]: user for user in page.get("users") or [] if "id" in user})
             meta = page.get("meta") or {}
             after = meta.get("after_cursor")
+            if found or after:
+                # An empty page (nothing after the cursor) may come without cursors: the old one holds.
+                cursor = after if isinstance(after, str) and after else None
             if not meta.get("has_more") or not after:
-                return audits, users
+                return audits, users, cursor
             if after in seen:
                 raise ConnectorError(f"GET tickets/{number}/audits.json: cursor {after!r} repeats")
             seen.add(after)
@@ -630,3 +776,46 @@ def _describe(response: requests.Response | None) -> str:
     if body.get("details"):
         parts.append(json.dumps(body["details"])[:200])
     return " - ".join(parts) or str(body)[:200]
+
+
+def _stored_base(ticket: Mapping[str, Any], known: Mapping[str, Any] | None
+                 ) -> tuple[list[Any], dict[str, Any] | None] | None:
+    """The stored snapshot's event rows and its resume marker (None when unusable), or None
+    when the snapshot is not this ticket's or has no timeline."""
+    if not isinstance(known, Mapping) or str(known.get("id")) != str(ticket.get("id")):
+        return None
+    rows = known.get("events")
+    if not isinstance(rows, list) or "created_at" not in known:
+        return None
+    marker = known.get("resume")
+    usable = isinstance(marker, Mapping) and all(
+        isinstance(marker.get(key), int) and not isinstance(marker.get(key), bool)
+        for key in ("audit", "at", "events")) and isinstance(marker.get("after"), str) and marker["after"]
+    if not usable or not 0 <= marker["events"] <= len(rows):  # type: ignore[index]
+        marker = None
+    return rows, (dict(marker) if marker is not None else None)  # type: ignore[arg-type]
+
+
+def _marker(audits: list[dict[str, Any]], cursor: str | None, events: int,
+            previous: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Where the next read resumes: the newest audit read (id, created_at), the cursor after it,
+    and how many of the timeline's events its audits make; `previous` when no audit is new."""
+    if not audits:
+        if previous is None:
+            return None
+        return {**previous, "after": cursor or previous["after"], "events": events}
+    newest = audits[-1]
+    if cursor is None or not isinstance(newest.get("id"), int):
+        return None
+    return {"audit": newest["id"], "at": _audit_epoch(newest), "after": cursor, "events": events}
+
+
+def _same_instant(a: Any, b: Any) -> bool:
+    """Two Zendesk timestamps name the same instant (both present)."""
+    if not isinstance(a, str) or not isinstance(b, str):
+        return False
+    try:
+        return datetime.fromisoformat(a.replace("Z", "+00:00")) == datetime.fromisoformat(
+            b.replace("Z", "+00:00"))
+    except ValueError:
+        return False

@@ -58,8 +58,12 @@ def ticket_from_zendesk(
     field_types: Mapping[int, FieldType] | None = None,
     custom_statuses: Mapping[int, Mapping[str, Any]] | None = None,
     status_aliases: Mapping[str, str] | None = None,
+    prior_events: Iterable[Event] = (),
 ) -> Ticket:
     """The engine's Ticket from a Zendesk ticket, its audits and their sideloaded users.
+
+    `prior_events` are the timeline of the audits before `audits` (an incremental read:
+    the stored events up to the newest audit seen), which then hold only the audits after.
 
     A comment's author is what its user's role says: `end-user` is the
     customer, `agent` and `admin` (any agent role) an agent. The system user
@@ -80,23 +84,39 @@ def ticket_from_zendesk(
     statuses = custom_statuses or {}
     aliases = status_aliases or {}
 
-    def status_of(category: Any, custom_id: Any) -> str:
-        custom = statuses.get(custom_id) if custom_id is not None else None
-        if custom is not None:
-            label = custom.get("agent_label")
-            if label in aliases:
-                return str(label)
-            category = custom.get("status_category") or category
-        return engine_status(category)
+    events = [*prior_events, *audit_events(audits, users, custom_statuses=statuses,
+                                           status_aliases=aliases)]
+    fields = {
+        field_names[item["id"]]: types.get(item["id"], FieldType()).read(item.get("value"))
+        for item in ticket.get("custom_fields") or []
+        if item.get("id") in field_names
+    }
+    return Ticket(
+        id=str(ticket["id"]),
+        status=_status_of(ticket["status"], ticket.get("custom_status_id"), statuses, aliases),
+        created_at=_epoch(ticket["created_at"]),
+        priority=ticket.get("priority"),
+        subject=ticket.get("subject") or "",
+        description=ticket.get("description") or "",
+        tags=frozenset(ticket.get("tags") or ()),
+        fields=fields,
+        events=tuple(events),
+        group=group_names.get(ticket.get("group_id")),
+        custom_status=_label_of(ticket.get("custom_status_id"), statuses),
+    )
 
-    def label_of(custom_id: Any) -> str | None:
-        custom = statuses.get(custom_id) if custom_id is not None else None
-        label = custom.get("agent_label") if custom is not None else None
-        return str(label) if label else None
 
-    def author(user_id: Any) -> str:
-        return comment_author(user_id, users)
-
+def audit_events(
+    audits: Iterable[Mapping[str, Any]],
+    users: Mapping[int, Mapping[str, Any]],
+    *,
+    custom_statuses: Mapping[int, Mapping[str, Any]] | None = None,
+    status_aliases: Mapping[str, str] | None = None,
+) -> list[Event]:
+    """The timeline of `audits` (in the order of their created_at, ties in the API's order):
+    comments with their author and visibility, and status changes."""
+    statuses = custom_statuses or {}
+    aliases = status_aliases or {}
     timeline = sorted(((_epoch(audit["created_at"]), audit) for audit in audits), key=lambda p: p[0])
     events: list[Event] = []
     for at, audit in timeline:
@@ -107,7 +127,7 @@ def ticket_from_zendesk(
         for event in changes:
             kind = event.get("type")
             if kind == "Comment":
-                who = author(event.get("author_id", audit.get("author_id")))
+                who = comment_author(event.get("author_id", audit.get("author_id")), users)
                 public = bool(event.get("public", True))
                 bot = is_bot_comment(event, who)
                 events.append(Event(at=at, type="comment", author=who, public=public, bot=bot))
@@ -115,26 +135,40 @@ def ticket_from_zendesk(
                 events.append(Event(at=at, type="status", status=engine_status(event.get("value"))))
             elif event in custom_changes:
                 custom_id = _int(event.get("value"))
-                events.append(Event(at=at, type="status", status=status_of(None, custom_id),
-                                    custom_status=label_of(custom_id)))
-    fields = {
-        field_names[item["id"]]: types.get(item["id"], FieldType()).read(item.get("value"))
-        for item in ticket.get("custom_fields") or []
-        if item.get("id") in field_names
-    }
-    return Ticket(
-        id=str(ticket["id"]),
-        status=status_of(ticket["status"], ticket.get("custom_status_id")),
-        created_at=_epoch(ticket["created_at"]),
-        priority=ticket.get("priority"),
-        subject=ticket.get("subject") or "",
-        description=ticket.get("description") or "",
-        tags=frozenset(ticket.get("tags") or ()),
-        fields=fields,
-        events=tuple(events),
-        group=group_names.get(ticket.get("group_id")),
-        custom_status=label_of(ticket.get("custom_status_id")),
-    )
+                status = _status_of(None, custom_id, statuses, aliases)
+                events.append(Event(at=at, type="status", status=status,
+                                    custom_status=_label_of(custom_id, statuses)))
+    return events
+
+
+def stored_events(items: Iterable[Any]) -> list[Event]:
+    """Events from a stored snapshot's `events` rows ([at, type, author, public, status, bot],
+    jobs.worker.ticket_json)."""
+    events = []
+    for item in items:
+        at, kind, author, public, status = item[:5]
+        bot = bool(item[5]) if len(item) > 5 else False
+        events.append(Event(at=int(at), type=str(kind), author=author, public=bool(public), status=status,
+                            bot=bot))
+    return events
+
+
+def _status_of(category: Any, custom_id: Any, statuses: Mapping[int, Mapping[str, Any]],
+               aliases: Mapping[str, str]) -> str:
+    """A custom status's agent label when an alias names it, else the engine status of its category."""
+    custom = statuses.get(custom_id) if custom_id is not None else None
+    if custom is not None:
+        label = custom.get("agent_label")
+        if label in aliases:
+            return str(label)
+        category = custom.get("status_category") or category
+    return engine_status(category)
+
+
+def _label_of(custom_id: Any, statuses: Mapping[int, Mapping[str, Any]]) -> str | None:
+    custom = statuses.get(custom_id) if custom_id is not None else None
+    label = custom.get("agent_label") if custom is not None else None
+    return str(label) if label else None
 
 
 def comment_author(user_id: Any, users: Mapping[int, Mapping[str, Any]]) -> str:

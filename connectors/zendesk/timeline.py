@@ -11,7 +11,9 @@ and returns None whenever they do not suffice, so the caller reads the ticket
 in full: an update whose webhooks did not all arrive (its `meta.sequence`
 has gaps), an event whose effect on the timeline the payload does not say
 (a comment made private, a merge, a new requester, a deletion), a ticket
-with custom statuses the rules name, or a snapshot without a stamp.
+with custom statuses the rules name, a snapshot without a stamp, or a webhook
+no newer than the stored stamp (one that came late) whose comment, status or
+field change the stored ticket does not show.
 """
 
 from __future__ import annotations
@@ -90,9 +92,13 @@ def extend_ticket(
         at = instant(detail.get("updated_at"))
         if at is None:
             return None
-        if at <= stamp:
-            continue  # already in the stored timeline (the bot's own write among them)
         name = kind.removeprefix(EVENT_PREFIX)
+        if at <= stamp:
+            # Already in the stored timeline (the bot's own write among them), or a webhook
+            # that came late: one the stored ticket does not show is read, never dropped.
+            if not _stored(snapshot, name, event, at, field_names, field_types):
+                return None
+            continue
         if name not in _SUFFICIENT:
             return None
         if name == "custom_status_changed" and custom_statuses_named:
@@ -164,6 +170,47 @@ def extend_ticket(
         fields=fields, events=tuple(events), group=group_name,
     )
     return ticket, str(detail["updated_at"])
+
+
+def _stored(snapshot: Mapping[str, Any], name: str, event: Mapping[str, Any], at: datetime,
+            field_names: Mapping[int, str], field_types: Mapping[int, FieldType]) -> bool:
+    """Whether the stored ticket already shows an event no newer than its stamp.
+
+    Inside the stamps of the bot's last write (`wrote`: after the stamp it read, at
+    most the stamp the write returned) it is that write's echo: a safe update refuses
+    any other change in between. Else a comment or status change must be in the stored
+    timeline at its instant and a field change in the stored fields; the ticket's own
+    attributes (priority, tags, group, subject) come from the newest webhook's detail.
+    """
+    wrote = snapshot.get("wrote")
+    if isinstance(wrote, list | tuple) and len(wrote) == 2:
+        before, after = instant(wrote[0]), instant(wrote[1])
+        if after is not None and at <= after and (before is None or at > before):
+            return True
+    epoch = to_epoch(at)
+    if name == "comment_added":
+        comment = event.get("comment") or {}
+        staff, public = (comment.get("author") or {}).get("is_staff"), comment.get("is_public")
+        who = "system" if str((comment.get("author") or {}).get("id")) == "-1" else \
+            "agent" if staff else "customer"
+        return any(e.at == epoch and e.type == "comment" and e.author == who and e.public == bool(public)
+                   for e in _events_of(snapshot))
+    if name == "status_changed":
+        status = status_name(event.get("current"))
+        return any(e.at == epoch and e.type == "status" and e.status == _ENGINE_STATUS.get(status, status)
+                   for e in _events_of(snapshot))
+    if name == "custom_field_changed":
+        try:
+            number = int((event.get("custom_field") or {}).get("id"))
+        except (TypeError, ValueError):
+            return False
+        if number not in field_names:
+            return True
+        current = event.get("current")
+        value = current.get("value") if isinstance(current, Mapping) else current
+        kind = field_types.get(number, FieldType())
+        return kind.read((snapshot.get("fields") or {}).get(field_names[number])) == kind.read(value)
+    return name in _SUFFICIENT
 
 
 def _text(detail: Mapping[str, Any], snapshot: Mapping[str, Any], key: str) -> str:
