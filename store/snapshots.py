@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from store.models import ticket_snapshot_events, ticket_snapshots
+from store.engine import execute_many
 from store.queue import dialect_insert
 
 EVENTS = "events"
@@ -194,16 +195,25 @@ def save(conn: Connection, source: str, rows: list[dict]) -> None:
     for start in range(0, len(replaced), CHUNK):
         conn.execute(sa.delete(e).where(e.c.source == source,
                                         e.c.ticket_id.in_(replaced[start:start + CHUNK])))
+    dialect = conn.dialect.name
     if chunks:
-        conn.execute(insert(e), chunks)
+        execute_many(conn, ("snapshot-chunks", dialect), lambda: insert(e), chunks)
     if values:
-        stmt = insert(s)
-        columns = ("ticket", "decision", "next_check", "rules_version", "updated_at",
-                   "events_count", "events_digest", "events_chunks")
-        # One statement, many parameter sets: SQLAlchemy batches them ("insertmanyvalues")
-        # and compiles the statement once.
-        conn.execute(stmt.on_conflict_do_update(index_elements=[s.c.source, s.c.ticket_id],
-                                                set_={name: stmt.excluded[name] for name in columns}), values)
+        # One statement compiled once per dialect, run as one executemany on the driver:
+        # the columns' types still process every value (store/engine.py execute_many).
+        execute_many(conn, ("snapshot-upsert", dialect), lambda: _upsert(insert), values)
+
+
+def _upsert(insert: Any) -> Any:
+    s = ticket_snapshots
+    stmt = insert(s)
+    return stmt.on_conflict_do_update(index_elements=[s.c.source, s.c.ticket_id],
+                                      set_={name: stmt.excluded[name] for name in _UPDATED})
+
+
+# What a save of an existing snapshot replaces (its key stays).
+_UPDATED = ("ticket", "decision", "next_check", "rules_version", "updated_at",
+            "events_count", "events_digest", "events_chunks")
 
 
 @contextmanager
