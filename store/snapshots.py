@@ -34,8 +34,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from store.models import ticket_snapshot_events, ticket_snapshots
 from store.engine import execute_many
+from store.models import ticket_snapshot_events, ticket_snapshots
 from store.queue import dialect_insert
 
 EVENTS = "events"
