@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -83,6 +84,18 @@ class Choice(str):
 
     def __reduce__(self) -> tuple:
         return (Choice, (str(self), self.label))
+
+
+def events_from_rows(rows: Iterable[Any]) -> list[Event]:
+    """Events from their stored rows, [at, type, author, public, status, bot] each (the
+    snapshot's "events", jobs.worker.ticket_json; rows stored before `bot` have five)."""
+    events = []
+    for row in rows:
+        at, kind, author, public, status = row[:5]
+        bot = bool(row[5]) if len(row) > 5 else False
+        events.append(Event(at=int(at), type=kind, author=author, public=bool(public), status=status,
+                            bot=bot))
+    return events
 
 
 def to_epoch(value: datetime) -> int:

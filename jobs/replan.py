@@ -27,7 +27,7 @@ from engine import ownership
 from engine.evaluate import evaluate
 from engine.rulefile import RuleFileError
 from engine.ruleset import RuleSet
-from engine.ticket import Event, Ticket, to_epoch
+from engine.ticket import Ticket, events_from_rows, to_epoch
 from store import Store, snapshots
 from store.engine import write_transaction
 from store.models import ticket_snapshots
@@ -58,12 +58,7 @@ class ReplanReport:
 
 def ticket_from_snapshot(data: dict[str, Any]) -> tuple[Ticket, tuple[ownership.Hold, ...]]:
     """The engine's ticket (and the agents' holds) from a stored snapshot (jobs.worker.ticket_json)."""
-    events = []
-    for item in data.get("events") or ():
-        at, kind, author, public, status = item[:5]
-        bot = bool(item[5]) if len(item) > 5 else False
-        events.append(Event(at=int(at), type=kind, author=author, public=bool(public), status=status,
-                            bot=bot))
+    events = events_from_rows(data.get("events") or ())
     ticket = Ticket(
         id=str(data["id"]), status=data["status"], created_at=int(data["created_at"]),
         priority=data.get("priority"), subject=data.get("subject") or "",

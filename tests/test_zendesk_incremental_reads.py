@@ -320,8 +320,8 @@ def test_fetch_tickets_reads_the_tickets_in_one_show_many_and_audits_only_where_
 
 
 def connector_events(stored: dict):
-    from connectors.zendesk.tickets import stored_events
-    return stored_events(stored["events"])
+    from engine.ticket import events_from_rows
+    return events_from_rows(stored["events"])
 
 
 def test_fetch_tickets_asks_show_many_for_at_most_100_ids_a_call():

@@ -38,11 +38,10 @@ from connectors.http import Http, Pace, Vendor
 from connectors.zendesk.tickets import (
     audit_events,
     field_types_from_zendesk,
-    stored_events,
     ticket_from_zendesk,
 )
 from connectors.zendesk.timeline import extend_ticket
-from engine.ticket import Event, to_epoch
+from engine.ticket import Event, events_from_rows, to_epoch
 
 log = logging.getLogger(__name__)
 
@@ -355,7 +354,7 @@ class ZendeskConnector:
             # Only a snapshot with a marker: its timeline was read without custom status labels.
             rows, marker = base
             if _same_instant(ticket.get("updated_at"), known.get("stamp")):  # type: ignore[union-attr]
-                return stored_events(rows), marker  # nothing happened since the snapshot
+                return events_from_rows(rows), marker  # nothing happened since the snapshot
             extended = self._after(number, rows, marker)  # type: ignore[arg-type]
             if extended is not None:
                 return extended
@@ -381,7 +380,7 @@ class ZendeskConnector:
                 return None
             if any(event.get("type") in _RETROACTIVE for event in audit.get("events") or ()):
                 return None  # a comment made private or redacted: earlier events changed
-        prior = stored_events(rows[:int(marker["events"])])
+        prior = events_from_rows(rows[:int(marker["events"])])
         events = prior + audit_events(audits, users, status_aliases=self._status_aliases)
         return events, _marker(audits, cursor, len(events), marker)
 

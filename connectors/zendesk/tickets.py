@@ -141,18 +141,6 @@ def audit_events(
     return events
 
 
-def stored_events(items: Iterable[Any]) -> list[Event]:
-    """Events from a stored snapshot's `events` rows ([at, type, author, public, status, bot],
-    jobs.worker.ticket_json)."""
-    events = []
-    for item in items:
-        at, kind, author, public, status = item[:5]
-        bot = bool(item[5]) if len(item) > 5 else False
-        events.append(Event(at=int(at), type=str(kind), author=author, public=bool(public), status=status,
-                            bot=bot))
-    return events
-
-
 def _status_of(category: Any, custom_id: Any, statuses: Mapping[int, Mapping[str, Any]],
                aliases: Mapping[str, str]) -> str:
     """A custom status's agent label when an alias names it, else the engine status of its category."""

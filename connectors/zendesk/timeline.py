@@ -25,7 +25,7 @@ from typing import Any
 from connectors.base import is_signed
 from connectors.fields import FieldType
 from connectors.zendesk.events import EVENT_PREFIX, enum_name, status_name
-from engine.ticket import Event, Ticket, to_epoch
+from engine.ticket import Event, Ticket, events_from_rows, to_epoch
 
 # Events whose payload says all they change (or that change nothing the engine reads).
 _SUFFICIENT = frozenset({
@@ -44,16 +44,6 @@ def instant(value: Any) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else None
-
-
-def _events_of(snapshot: Mapping[str, Any]) -> list[Event]:
-    events = []
-    for item in snapshot.get("events") or ():
-        at, kind, author, public, status = item[:5]
-        bot = bool(item[5]) if len(item) > 5 else False
-        events.append(Event(at=int(at), type=kind, author=author, public=bool(public), status=status,
-                            bot=bot))
-    return events
 
 
 def extend_ticket(
@@ -117,7 +107,7 @@ def extend_ticket(
     for key, items in updates.items():
         if sorted(p for p, *_ in items) != list(range(1, totals[key] + 1)):
             return None  # an update whose webhooks did not all arrive: read the ticket
-    events = _events_of(snapshot)
+    events = events_from_rows(snapshot.get("events") or ())
     fields = {}
     ids = {name: number for number, name in field_names.items()}
     for name, value in (snapshot.get("fields") or {}).items():
@@ -194,11 +184,11 @@ def _stored(snapshot: Mapping[str, Any], name: str, event: Mapping[str, Any], at
         who = "system" if str((comment.get("author") or {}).get("id")) == "-1" else \
             "agent" if staff else "customer"
         return any(e.at == epoch and e.type == "comment" and e.author == who and e.public == bool(public)
-                   for e in _events_of(snapshot))
+                   for e in events_from_rows(snapshot.get("events") or ()))
     if name == "status_changed":
         status = status_name(event.get("current"))
         return any(e.at == epoch and e.type == "status" and e.status == _ENGINE_STATUS.get(status, status)
-                   for e in _events_of(snapshot))
+                   for e in events_from_rows(snapshot.get("events") or ()))
     if name == "custom_field_changed":
         try:
             number = int((event.get("custom_field") or {}).get("id"))
