@@ -110,6 +110,7 @@ class _Read:
     error: Exception | None = None
     decision: Decision | None = None
     path: str = ""  # "bulk" or "per ticket" once routed
+    stored: dict | None = None  # the ticket's stored snapshot, as _read found it
     holds: tuple = ()  # fields an agent set by hand (engine/ownership.py)
 
 
@@ -227,12 +228,11 @@ class Sweeper:
         quiet: list[_Read] = []
         singles: list[_Read] = []
         groups: dict[tuple, list[_Read]] = defaultdict(list)
-        stored = _stored_tickets(self.store, helpdesk.name, [r.ticket_id for r in reads if r.remote])
         for read in reads:
             if read.remote is None:
                 continue
-            read.holds = ownership.observe(stored.get(read.ticket_id), read.remote.ticket, rules,
-                                           to_epoch(now))
+            # The agents' holds, seen against the snapshot the read resumed from.
+            read.holds = ownership.observe(read.stored, read.remote.ticket, rules, to_epoch(now))
             read.decision = evaluate(read.remote.ticket, rules, to_epoch(now), read.holds)
             key = _close_key(read.decision, helpdesk)
             if key is not None or not read.decision.actions:  # singles are counted by the worker
@@ -300,6 +300,8 @@ class Sweeper:
         transient: list[Exception] = []
         lock = threading.Lock()
         stored = _stored_tickets(self.store, helpdesk.name, [r.ticket_id for r in reads])
+        for read in reads:
+            read.stored = stored.get(read.ticket_id)
 
         def fetch(chunk: list[_Read]) -> None:
             if stop.is_set():
