@@ -26,13 +26,14 @@ from sqlalchemy.pool import NullPool
 
 from connectors.base import ChangePage, ConnectorError, RemoteTicket, TicketChanges, fetch_each, prepared
 from connectors.fields import FieldType
+from engine.evaluate import evaluate
 from engine.rulefile import load_rules
 from engine.ticket import Event, Ticket, to_epoch
 from jobs.budget import BudgetLimits, WriteBudget
 from jobs.replan import Replanner
 from jobs.sweeps import Sweeper
 from jobs.worker import ticket_json
-from store import Store, snapshots
+from store import Store, board, snapshots
 from store.engine import normalize_url
 from store.models import ticket_snapshot_events, ticket_snapshots
 
@@ -51,7 +52,8 @@ class FakeZendesk:
     Zendesk's call pattern: a read is the ticket and its audits (2 GETs); apply is 1 PUT
     per part (the reply rides with the fields, a note beside a reply is a second PUT,
     write_parts as ZendeskConnector splits them); a bulk close is update_many + job poll
-    for status and reply, and again for the note. Its fields are plain values."""
+    for status and reply (close_many), and again for the note (note_many, one bulk job per
+    100 tickets, as ZendeskConnector notes in bulk). Its fields are plain values."""
 
     safe_updates = True  # as ZendeskConnector: every update is conditional on its stamp
     notes_in_bulk = True
@@ -112,6 +114,14 @@ class FakeZendesk:
                 self._close(ticket_id, status)
         return {ticket_id: None for ticket_id in ids}
 
+    def note_many(self, ticket_ids, note, *, wait_seconds=60):
+        ids = list(ticket_ids)
+        assert len(ids) <= 100, "Zendesk's update_many takes 100 ids"
+        with self._lock:
+            self.calls["write"] += 1  # one update_many with the note as its comment
+            self.calls["read"] += 1  # its job_status poll
+        return {ticket_id: None for ticket_id in ids}
+
     def changed_since(self, cursor: str | None, since: datetime) -> ChangePage:
         return ChangePage(ticket_ids=[], cursor=cursor, done=True)  # the sweep never asks
 
@@ -146,8 +156,15 @@ def due_ticket(number: int) -> Ticket:
 
 
 def seed(store: Store, total: int, due: list[str], version: str) -> float:
-    """Snapshots for `total` open tickets; `due` ones due at DUE, the rest later or never."""
+    """Snapshots for `total` open tickets; `due` ones due at DUE, the rest later or never; and
+    their board rows (each with its SLA targets), as the store's saves leave them.
+
+    On PostgreSQL the tables are analyzed afterwards: a live store of that size has had its
+    statistics taken by autovacuum long before (a plan made on never-analyzed tables is not
+    what a busy account's sweep meets)."""
     rng = random.Random(20261109)
+    rules = load_rules(RULES)
+    targets = evaluate(due_ticket(1), rules, to_epoch(PROPOSED)).to_dict()  # SLA clocks for the board
     due_set = set(due)
     start = time.perf_counter()
     rows = []
@@ -164,6 +181,11 @@ def seed(store: Store, total: int, due: list[str], version: str) -> float:
                      "updated_at": PROPOSED})
     with store.engine.begin() as conn:  # one plain bulk INSERT; the store's upsert is not under test
         conn.execute(sa.insert(ticket_snapshots), rows)
+        board.index_snapshots(conn, SOURCE, ({"ticket_id": row["ticket_id"], "ticket": row["ticket"],
+                                              "decision": targets} for row in rows), PROPOSED)
+    if store.engine.dialect.name == "postgresql":
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
     return time.perf_counter() - start
 
 

@@ -107,12 +107,23 @@ def decision(helpdesk: str, changed: bool) -> None:
 
 
 @_safe
+def decisions(helpdesk: str, changed: int, unchanged: int) -> None:
+    """`decision` for a batch (a sweep's): so many decisions with actions, so many without."""
+    for label, count in (("true", changed), ("false", unchanged)):
+        if count:
+            DECISIONS.labels(helpdesk, label).inc(count)
+
+
+@_safe
 def writes(helpdesk: str, actions: Any) -> None:
     """Count the written actions (engine Actions or dicts with "type") by type."""
+    kinds: dict[str, int] = {}
     for action in actions:
         kind = action.get("type") if isinstance(action, dict) else getattr(action, "type", None)
         if kind:
-            WRITES.labels(helpdesk, kind).inc()
+            kinds[kind] = kinds.get(kind, 0) + 1
+    for kind, count in kinds.items():  # one labelled child per type, not per action
+        WRITES.labels(helpdesk, kind).inc(count)
 
 
 @_safe

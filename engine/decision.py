@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from engine.actions import CHANGE_TYPES, ActionType, action_type
@@ -18,6 +19,11 @@ def iso_utc(epoch: int | None) -> str | None:
     """`2026-11-23T09:30:00Z` for UTC epoch seconds, None for None."""
     if epoch is None:
         return None
+    return _iso_utc(epoch)
+
+
+@lru_cache(maxsize=4096)  # a sweep's decisions share their instants (now, the same dues)
+def _iso_utc(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -84,11 +84,12 @@ def observe(previous: Mapping[str, Any] | None, ticket: Ticket, rules: Any, at: 
     out = []
     for field in FIELDS:
         current = getattr(ticket, field)
-        digest = inputs_digest(ticket, rules, field)
         hold = kept.get(field)
+        # The digest only where a hold is made or kept (most tickets have none).
         if field in previous and previous[field] != current:
-            hold = Hold(field, current, digest, at)
-        if hold is not None and (hold.inputs != digest or hold.value != current):
+            hold = Hold(field, current, inputs_digest(ticket, rules, field), at)
+        elif hold is not None and (hold.value != current
+                                   or hold.inputs != inputs_digest(ticket, rules, field)):
             hold = None  # the inputs changed (or the value moved on): the rule may apply again
         if hold is not None:
             out.append(hold)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from connectors.base import (
@@ -228,6 +229,7 @@ class Sweeper:
         quiet: list[_Read] = []
         singles: list[_Read] = []
         groups: dict[tuple, list[_Read]] = defaultdict(list)
+        counted = {True: 0, False: 0}  # decisions counted here (with or without actions)
         for read in reads:
             if read.remote is None:
                 continue
@@ -236,13 +238,14 @@ class Sweeper:
             read.decision = evaluate(read.remote.ticket, rules, to_epoch(now), read.holds)
             key = _close_key(read.decision, helpdesk)
             if key is not None or not read.decision.actions:  # singles are counted by the worker
-                metrics.decision(helpdesk.name, bool(read.decision.actions))
+                counted[bool(read.decision.actions)] += 1
             if not read.decision.actions:
                 quiet.append(read)
             elif key is not None and not read.remote.read_only:  # a read-only ticket: the worker says why
                 groups[key].append(read)
             else:
                 singles.append(read)
+        metrics.decisions(helpdesk.name, counted[True], counted[False])
         for key, members in list(groups.items()):
             if len(members) < self.min_bulk:
                 singles.extend(groups.pop(key))
@@ -694,6 +697,7 @@ def _why(decision: Decision, action: Action) -> str:
     return f"rule {action.rule} applies now"
 
 
+@lru_cache(maxsize=1024)  # a bulk close's tickets share their notes
 def _shorten(text: str, limit: int = 160) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

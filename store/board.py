@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from store.engine import execute_many
+from store.engine import execute_many, one_of
 from store.models import ticket_board, ticket_board_targets, ticket_snapshots
 
 DONE_STATUSES = frozenset({"solved", "closed"})
@@ -116,7 +116,7 @@ def index_snapshots(conn: Connection, source: str, snapshots: Iterable[dict], no
             (r.ticket_id, r.target)
             for r in conn.execute(
                 sa.delete(t)
-                .where(t.c.source == source, t.c.ticket_id.in_(ids[start : start + CHUNK]))
+                .where(t.c.source == source, one_of(conn, t.c.ticket_id, ids[start : start + CHUNK]))
                 .returning(t.c.ticket_id, t.c.target, t.c.state)
             )
             if r.state == "breached"

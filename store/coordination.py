@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from store.engine import write_transaction
+from store.engine import one_of, write_transaction
 from store.models import job_leases, write_log
 from store.queue import dialect_insert
 
@@ -131,7 +131,8 @@ def take_write_budget(
     for start in range(0, len(ids), 500):
         rows = conn.execute(
             sa.select(w.c.ticket_id, sa.func.sum(w.c.units))
-            .where(w.c.source == source, w.c.ticket_id.in_(ids[start : start + 500]), w.c.at > ticket_start)
+            .where(w.c.source == source, one_of(conn, w.c.ticket_id, ids[start : start + 500]),
+                   w.c.at > ticket_start)
             .group_by(w.c.ticket_id)
         )
         for ticket_id, units in rows:

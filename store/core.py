@@ -18,6 +18,7 @@ from store.coordination import BudgetGrant
 from store.engine import (
     DEFAULT_TIMEOUT_SECONDS,
     create_store_engine,
+    one_of,
     read_transaction,
     retry_on_disconnect,
     write_transaction,
@@ -40,6 +41,8 @@ DEFAULT_DATABASE_URL = "sqlite:///deskpilot.db"
 # A claim's lease: the worker renews it while it works, so a killed worker's
 # tickets are claimed again after at most this long.
 DEFAULT_LEASE_SECONDS = 20
+# Tickets claimed at once from which the queue's statistics are renewed (PostgreSQL).
+ANALYZE_QUEUE_AFTER = 1000
 
 
 def _aware(value: datetime | None, name: str) -> None:
@@ -321,7 +324,14 @@ class Store:
         """
         _aware(now, "now")
         with write_transaction(self.engine) as conn:
-            return queue.claim_tickets(conn, source, ticket_ids, worker_id, now, lease_seconds, reason)
+            claims = queue.claim_tickets(conn, source, ticket_ids, worker_id, now, lease_seconds, reason)
+        if len(claims) >= ANALYZE_QUEUE_AFTER and self.engine.dialect.name == "postgresql":
+            # The queue is mostly near-empty and just grew by a sweep's worth: its statistics
+            # (autovacuum's, up to a minute late) and the plans cached on them would scan it
+            # whole for each chunk the sweep completes (measured: 35 ms a chunk against 1 ms).
+            with write_transaction(self.engine) as conn:
+                conn.exec_driver_sql(f"ANALYZE {ticket_work.name}")
+        return claims
 
     def complete_many(self, claims: Iterable[Claim], now: datetime) -> None:
         """`complete` for many claims in one transaction."""
@@ -465,7 +475,7 @@ class Store:
             for start in range(0, len(ids), 500):
                 conn.execute(
                     sa.update(s)
-                    .where(s.c.source == source, s.c.ticket_id.in_(ids[start : start + 500]))
+                    .where(s.c.source == source, one_of(conn, s.c.ticket_id, ids[start : start + 500]))
                     .values(next_check=None)
                 )
             board.forget(conn, source, ids)
@@ -502,7 +512,7 @@ class Store:
                 # The document without its events (store/snapshots.py) holds the stamp.
                 rows = conn.execute(
                     sa.select(s.c.ticket_id, s.c.ticket)
-                    .where(s.c.source == source, s.c.ticket_id.in_(ids[start : start + 500]))
+                    .where(s.c.source == source, one_of(conn, s.c.ticket_id, ids[start : start + 500]))
                 )
                 for row in rows:
                     out[row.ticket_id] = (row.ticket or {}).get("stamp")

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from store.engine import execute_many, insert_returning, read_transaction, write_transaction
+from store.engine import execute_many, insert_returning, one_of, read_transaction, write_transaction
 from store.models import (
     OUTBOX_CANCELLED,
     OUTBOX_DONE,
@@ -218,7 +218,8 @@ class Outbox:
             ids = list(by_id)
             for start in range(0, len(ids), _CHUNK):
                 finished += [row.id for row in conn.execute(
-                    sa.update(w).where(w.c.id.in_(ids[start:start + _CHUNK]), w.c.state == OUTBOX_PENDING)
+                    sa.update(w)
+                    .where(one_of(conn, w.c.id, ids[start:start + _CHUNK]), w.c.state == OUTBOX_PENDING)
                     .values(state=OUTBOX_DONE, finished_at=now).returning(w.c.id))]
             rows = [{"source": by_id[i].source, "ticket_id": by_id[i].ticket_id, "rule": a["rule"],
                      "rules_version": by_id[i].rules_version, "type": a["type"], "before": a.get("before"),
@@ -286,7 +287,7 @@ class Outbox:
             return
         with self._writing() as conn:
             for start in range(0, len(ids), _CHUNK):
-                where = p.c.id.in_(ids[start:start + _CHUNK])
+                where = one_of(conn, p.c.id, ids[start:start + _CHUNK])
                 if pending_only:
                     where = sa.and_(where, p.c.state == OUTBOX_PENDING)
                 conn.execute(sa.update(p).where(where).values(**values))

@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from store.driver import DriverStatement
-from store.engine import insert_returning
+from store.engine import insert_returning, one_of
 from store.models import DEAD, DONE, PENDING, inbox_events, ticket_work
 
 log = logging.getLogger(__name__)
@@ -562,7 +562,7 @@ def complete_many(conn: Connection, claims: Iterable[Claim], now: datetime) -> N
             tokens = {held.ticket_id: held.token for held in chunk}
             rows = conn.execute(
                 sa.select(work.c.ticket_id, work.c.lease_token, work.c.generation, work.c.lease_generation)
-                .where(work.c.source == source, work.c.ticket_id.in_(list(tokens)))
+                .where(work.c.source == source, one_of(conn, work.c.ticket_id, list(tokens)))
                 .order_by(work.c.ticket_id)
                 .with_for_update()
             ).all()
@@ -575,12 +575,13 @@ def complete_many(conn: Connection, claims: Iterable[Claim], now: datetime) -> N
             finished = [r.ticket_id for r in held_rows if r.generation == r.lease_generation]
             requeued = [r.ticket_id for r in held_rows if r.generation != r.lease_generation]
             if finished:
-                conn.execute(sa.delete(work).where(work.c.source == source, work.c.ticket_id.in_(finished)))
+                conn.execute(sa.delete(work).where(work.c.source == source,
+                                                   one_of(conn, work.c.ticket_id, finished)))
             if requeued:
                 # New work arrived meanwhile (see complete): kept, available, released.
                 conn.execute(
                     sa.update(work)
-                    .where(work.c.source == source, work.c.ticket_id.in_(requeued))
+                    .where(work.c.source == source, one_of(conn, work.c.ticket_id, requeued))
                     .values(attempts=0, last_error=None, **_RELEASE)
                 )
 

@@ -34,7 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from store.engine import execute_many
+from store.engine import execute_many, one_of
 from store.models import ticket_snapshot_events, ticket_snapshots
 from store.queue import dialect_insert
 
@@ -128,7 +128,7 @@ def stored_descriptors(conn: Connection, source: str, ticket_ids: Sequence[str])
     out: dict[str, Stored] = {}
     for start in range(0, len(ticket_ids), CHUNK):
         query = (sa.select(s.c.ticket_id, s.c.events_count, s.c.events_digest, s.c.events_chunks)
-                 .where(s.c.source == source, s.c.ticket_id.in_(ticket_ids[start:start + CHUNK]))
+                 .where(s.c.source == source, one_of(conn, s.c.ticket_id, ticket_ids[start:start + CHUNK]))
                  .order_by(s.c.ticket_id))
         if conn.dialect.name == "postgresql":
             query = query.with_for_update()
@@ -194,7 +194,7 @@ def save(conn: Connection, source: str, rows: list[dict]) -> None:
             chunks.append({"source": source, "ticket_id": ticket_id, "seq": seq, "events": events})
     for start in range(0, len(replaced), CHUNK):
         conn.execute(sa.delete(e).where(e.c.source == source,
-                                        e.c.ticket_id.in_(replaced[start:start + CHUNK])))
+                                        one_of(conn, e.c.ticket_id, replaced[start:start + CHUNK])))
     dialect = conn.dialect.name
     if chunks:
         execute_many(conn, ("snapshot-chunks", dialect), lambda: insert(e), chunks)
@@ -240,7 +240,7 @@ def events_of(conn: Connection, source: str, counts: dict[str, int]) -> dict[str
     for start in range(0, len(ids), CHUNK):
         rows = conn.execute(
             sa.select(e.c.ticket_id, e.c.seq, e.c.events)
-            .where(e.c.source == source, e.c.ticket_id.in_(ids[start:start + CHUNK]))
+            .where(e.c.source == source, one_of(conn, e.c.ticket_id, ids[start:start + CHUNK]))
             .order_by(e.c.ticket_id, e.c.seq)
         )
         for row in rows:
@@ -278,7 +278,7 @@ def tickets(conn: Connection, source: str, ticket_ids: Iterable[str]) -> dict[st
     for start in range(0, len(ids), CHUNK):
         rows.extend(conn.execute(
             sa.select(s.c.source, s.c.ticket_id, s.c.ticket, s.c.events_count)
-            .where(s.c.source == source, s.c.ticket_id.in_(ids[start:start + CHUNK]))
+            .where(s.c.source == source, one_of(conn, s.c.ticket_id, ids[start:start + CHUNK]))
         ))
     return {row.ticket_id: document for row, document in zip(rows, documents(conn, rows), strict=True)}
 
