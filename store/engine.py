@@ -247,7 +247,7 @@ def execute_many(conn: Connection, key: Hashable, build: Callable[[], Any], rows
     statement = _MANY.get(key)
     if statement is None:
         statement = _MANY[key] = DriverStatement(build(), conn.dialect)
-    conn.exec_driver_sql(statement.sql, [statement.parameters(row) for row in rows])
+    conn.exec_driver_sql(statement.sql, statement.parameters_many(rows))
 
 
 # Rows per multi-row INSERT of insert_returning (each row count compiles once).
@@ -284,5 +284,5 @@ def insert_returning(conn: Connection, table: sa.Table, rows: Sequence[dict],
             built = built.returning(*(table.c[name] for name in returning))
             statement = _MANY[key] = DriverStatement(built, conn.dialect)
         flat = {f"{column}_{n}": row[column] for n, row in enumerate(batch) for column in columns}
-        out.extend(tuple(row) for row in conn.exec_driver_sql(statement.sql, statement.parameters(flat)))
+        out.extend(tuple(row) for row in conn.exec_driver_sql(statement.sql, statement.parameters(flat, {})))
     return out
