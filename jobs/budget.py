@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -76,13 +76,29 @@ class WriteBudget:
         With `carried` the first ticket carries the others (a bulk job's call): if it is
         denied, so are they. Tickets asking for nothing are granted without a query.
         """
+        return self._reserve(source, list(wants), now, tx=tx, carried=carried)
+
+    def reserve_jobs(self, source: str, jobs: Sequence[Sequence[tuple[str, int]]], now: datetime, *,
+                     tx: StoreTransaction | None = None) -> BudgetGrant:
+        """`reserve(carried=True)` for several bulk jobs, in order, in one reservation: each job's
+        first ticket carries the job; a job denied leaves the budget to the jobs after it."""
+        wants: list[tuple[str, int]] = []
+        carriers = []
+        for job in jobs:
+            if job:
+                carriers.append(len(wants))
+                wants.extend(job)
+        return self._reserve(source, wants, now, tx=tx, carriers=carriers)
+
+    def _reserve(self, source: str, wants: list[tuple[str, int]], now: datetime, *,
+                 tx: StoreTransaction | None, carried: bool = False, carriers: Sequence[int] = ()
+                 ) -> BudgetGrant:
         limits = self.limits
-        wants = list(wants)
         if all(units <= 0 for _ticket, units in wants):
             return BudgetGrant(tuple(ticket_id for ticket_id, _units in wants), (), 0.0)
         grant = (self.store if tx is None else tx).take_write_budget(
             source, wants, now, per_minute=limits.per_minute, per_ticket=limits.per_ticket,
-            ticket_window_seconds=limits.ticket_window_seconds, carried=carried,
+            ticket_window_seconds=limits.ticket_window_seconds, carried=carried, carriers=carriers,
         )
         if grant.denied:
             log.info("%s write budget: %d ticket(s) deferred %.0fs (%d/min, %d per ticket per %ds)",

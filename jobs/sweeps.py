@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 # (https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#update-many-tickets);
 # Freshdesk documents no bound, so the same size is used.
 BULK_SIZE = 100
+# Bulk jobs whose store writes share transactions: up to this many chunks of BULK_SIZE are
+# recorded before their jobs, and finished and released after them, together (four commits
+# for them all instead of four each).
+GROUP_CHUNKS = 10
 # A group smaller than this is applied per ticket: for one or two tickets the
 # bulk job costs as many calls, and a per-ticket update is a safe update.
 MIN_BULK = 3
@@ -287,8 +291,8 @@ class Sweeper:
             if reopened:
                 self.store.request_sync(source, reopened, now, "sweep: customer replied during the close")
         for key, members in groups.items():
-            for chunk in _chunks(members, BULK_SIZE):
-                self._close(helpdesk, rules, key, chunk, now, report)
+            for group in _chunks(members, BULK_SIZE * GROUP_CHUNKS):
+                self._close(helpdesk, rules, key, group, now, report)
         for read in reads:
             report.plan.extend(_rows(read, None))
         log.info("%s", report.summary())
@@ -399,16 +403,18 @@ class Sweeper:
         else:
             report.unchanged.append(read.ticket_id)
 
-    def _close(self, helpdesk: Any, rules: RuleSet, key: tuple, chunk: list[_Read], now: datetime,
+    def _close(self, helpdesk: Any, rules: RuleSet, key: tuple, group: list[_Read], now: datetime,
                report: SweepReport) -> None:
-        """One bulk close of up to BULK_SIZE tickets, with three commits around its vendor calls.
+        """Bulk closes of up to GROUP_CHUNKS chunks of BULK_SIZE tickets (one job each), with
+        three commits around their vendor calls (four with a separate note job).
 
-        Before the bulk job, one transaction reserves the budget, releases the tickets it
-        does not cover and records the outbox writes with their bulk part marked sent.
-        After it, one transaction marks the parts done, finishes the writes with their
-        audit rows and saves the snapshots; after the post-close check, one more completes
-        the claims (and queues what has more to do). A separate note adds one in between.
-        A crash between any two leaves the leases to expire and the outbox to resume from.
+        Before the bulk jobs, one transaction reserves the budget (each job carried by its
+        first ticket), releases the tickets it does not cover and records the outbox writes
+        with their bulk part marked sent. After them, one transaction marks the parts done,
+        finishes the writes with their audit rows and saves the snapshots; after the
+        post-close check, one more completes the claims (and queues what has more to do). A
+        separate note adds one in between. A crash between any two leaves the leases to
+        expire and the outbox to resume from: the worker sends only what did not land.
         """
         status, tags, reply, note = key
         source = helpdesk.name
@@ -421,58 +427,64 @@ class Sweeper:
             parts.append(("note", changes_to_dict(TicketChanges(note=note))))
         # Built before the transaction, so that it holds the write lock only for the database work.
         new_writes = {r.ticket_id: NewWrite(r.ticket_id, _action_log(r.decision, r.remote), parts)  # type: ignore[arg-type]
-                      for r in chunk}
+                      for r in group}
+        chunks = list(_chunks(group, BULK_SIZE))
         with self.store.transaction() as tx:
             if self.budget is not None:
-                charges = bulk_charges(helpdesk, chunk, reply=reply, note=note)
-                # The ticket carrying the bulk job's calls first: without it, nothing rides on the job.
-                allowed = set(self.budget.reserve(source, charges, now, tx=tx, carried=True).granted)
-                waiting = [r for r in chunk if r.ticket_id not in allowed]
+                jobs = [bulk_charges(helpdesk, chunk, reply=reply, note=note) for chunk in chunks]
+                # Each job's ticket carrying its calls first: without it, nothing rides on the job.
+                allowed = set(self.budget.reserve_jobs(source, jobs, now, tx=tx).granted)
+                waiting = [r for r in group if r.ticket_id not in allowed]
                 if waiting:
                     # Released untouched: the snapshot still says due, so the next sweep takes them.
                     tx.complete_many([r.claim for r in waiting], now)  # type: ignore[misc]
                     report.deferred.extend(r.ticket_id for r in waiting)
-                chunk = [r for r in chunk if r.ticket_id in allowed]
-            if chunk:
+                chunks = [kept for kept in ([r for r in chunk if r.ticket_id in allowed] for chunk in chunks)
+                          if kept]
+            if chunks:
                 writes = {w.ticket_id: w for w in tx.outbox.record_many(
-                    source, [new_writes[r.ticket_id] for r in chunk], rules_version=rules.version, now=now,
-                    first_sent=True)}
-        if not chunk:
-            return
-        ids = [r.ticket_id for r in chunk]
-        try:
-            results = helpdesk.close_many(ids, status=status, add_tags=tags, reply=reply,
-                                          note=None if separate else note,
-                                          wait_seconds=self.job_wait_seconds)
-        except (TransientError, RateLimitedError) as err:
-            # The outcome is unknown: the worker takes each ticket after a while and completes its
-            # outbox write, sending only what did not land.
-            delay = getattr(err, "retry_after", 5 * self.job_wait_seconds)
-            log.warning("%s bulk close of %d tickets unconfirmed (%s); re-checking in %.0fs",
-                        source, len(ids), err, delay)
-            with self.store.transaction() as tx:
+                    source, [new_writes[r.ticket_id] for chunk in chunks for r in chunk],
+                    rules_version=rules.version, now=now, first_sent=True)}
+        done: list[_Read] = []
+        retry: list[tuple[_Read, str]] = []
+        for chunk in chunks:
+            ids = [r.ticket_id for r in chunk]
+            try:
+                results = helpdesk.close_many(ids, status=status, add_tags=tags, reply=reply,
+                                              note=None if separate else note,
+                                              wait_seconds=self.job_wait_seconds)
+            except (TransientError, RateLimitedError) as err:
+                # The outcome is unknown: the worker takes each ticket after a while and completes
+                # its outbox write, sending only what did not land.
+                delay = getattr(err, "retry_after", 5 * self.job_wait_seconds)
+                log.warning("%s bulk close of %d tickets unconfirmed (%s); re-checking in %.0fs",
+                            source, len(ids), err, delay)
+                with self.store.transaction() as tx:
+                    for read in chunk:
+                        tx.retry(read.claim, now, str(err), delay, count_attempt=False)  # type: ignore[arg-type]
                 for read in chunk:
-                    tx.retry(read.claim, now, str(err), delay, count_attempt=False)  # type: ignore[arg-type]
+                    report.failed[read.ticket_id] = str(err)
+                continue
+            except ConnectorError as err:
+                log.warning("%s bulk close refused (%s); applying per ticket", source, err)
+                results = {ticket_id: str(err) for ticket_id in ids}
             for read in chunk:
-                report.failed[read.ticket_id] = str(err)
-            return
-        except ConnectorError as err:
-            log.warning("%s bulk close refused (%s); applying per ticket", source, err)
-            results = {ticket_id: str(err) for ticket_id in ids}
-        done = [r for r in chunk if results.get(r.ticket_id) is None]
-        retry = [r for r in chunk if results.get(r.ticket_id) is not None]
-        for read in retry:
+                why = results.get(read.ticket_id)
+                if why is None:
+                    done.append(read)
+                else:
+                    retry.append((read, str(why)))
+        for read, why in retry:
             self.store.outbox.cancel(writes[read.ticket_id].id, now,
-                                     f"bulk close failed for this ticket ({results[read.ticket_id]}); "
-                                     "decided again per ticket")
+                                     f"bulk close failed for this ticket ({why}); decided again per ticket")
         if done:
             self._finish_closed(helpdesk, rules, key, done, writes, note if separate else None, now, report)
         if retry:
             # One ticket's failure (closed meanwhile, validation) is handled on its own.
             worker = self._worker(helpdesk, rules, {})
-            for read in retry:
+            for read, why in retry:
                 log.info("%s ticket %s: bulk close failed (%s); applying per ticket",
-                         source, read.ticket_id, results[read.ticket_id])
+                         source, read.ticket_id, why)
                 self._per_ticket(worker, read, rules, report)
 
     def _finish_closed(self, helpdesk: Any, rules: RuleSet, key: tuple, done: list[_Read],
@@ -525,16 +537,21 @@ class Sweeper:
         with self.store.transaction() as tx:
             tx.outbox.done(closed_parts, now)
             tx.outbox.sent([w.parts[1].id for w in writes], now)
-        try:
-            results = helpdesk.note_many(ids, note, wait_seconds=self.job_wait_seconds)
-        except ConnectorError as err:
-            log.warning("%s: internal notes on %d closed tickets not confirmed (%s); the worker "
-                        "completes them", helpdesk.name, len(ids), err)
-            return set(ids), []
-        owed = {tid for tid in ids if results.get(tid) is not None}
-        for tid in sorted(owed):
+        owed: set[str] = set()
+        results: dict[str, Any] = {}
+        for start in range(0, len(ids), BULK_SIZE):  # one note job per chunk
+            chunk = ids[start : start + BULK_SIZE]
+            try:
+                results.update(helpdesk.note_many(chunk, note, wait_seconds=self.job_wait_seconds))
+            except ConnectorError as err:
+                log.warning("%s: internal notes on %d closed tickets not confirmed (%s); the worker "
+                            "completes them", helpdesk.name, len(chunk), err)
+                owed.update(chunk)
+        refused = {tid for tid in ids if tid not in owed and results.get(tid) is not None}
+        for tid in sorted(refused):
             log.warning("%s ticket %s: closed, internal note not added yet (%s); the worker completes it",
                         helpdesk.name, tid, results.get(tid))
+        owed |= refused
         return owed, [w.parts[1].id for w in writes if w.ticket_id not in owed]
 
     def _reopen_if_replied(self, helpdesk: Any, rules: RuleSet, done: list[_Read], now: datetime

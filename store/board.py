@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from store.engine import execute_many, one_of
+from store.engine import insert_many, one_of
 from store.models import ticket_board, ticket_board_targets, ticket_snapshots
 
 DONE_STATUSES = frozenset({"solved", "closed"})
@@ -76,22 +76,6 @@ def board_rows(source: str, ticket_id: str, ticket: dict, decision: dict, now: d
     return row, targets
 
 
-def _upsert_statement(dialect: str, table: sa.Table, keys: Sequence[str]) -> Any:
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(table).values({c.name: sa.bindparam(c.name) for c in table.columns})
-    return stmt.on_conflict_do_update(
-        index_elements=[table.c[k] for k in keys],
-        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys},
-    )
-
-
-def _insert_statement(table: sa.Table) -> Any:
-    return sa.insert(table).values({c.name: sa.bindparam(c.name) for c in table.columns})
-
-
 def index_snapshots(conn: Connection, source: str, snapshots: Iterable[dict], now: datetime) -> None:
     """Write the board rows of saved snapshots (each {"ticket_id", "ticket", "decision"}).
 
@@ -121,10 +105,10 @@ def index_snapshots(conn: Connection, source: str, snapshots: Iterable[dict], no
             )
             if r.state == "breached"
         )
-    dialect = conn.dialect.name
-    execute_many(conn, ("board-upsert", dialect), lambda: _upsert_statement(dialect, ticket_board,
-                                                                           ("source", "ticket_id")), boards)
-    execute_many(conn, ("board-targets", dialect), lambda: _insert_statement(t), targets)
+    keys = ("source", "ticket_id")
+    insert_many(conn, ticket_board, boards, conflict=keys,
+                update=[c.name for c in ticket_board.columns if c.name not in keys])
+    insert_many(conn, t, targets)
     from console import metrics
 
     for row in targets:

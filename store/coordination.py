@@ -101,11 +101,14 @@ def take_write_budget(
     per_ticket: int,
     ticket_window_seconds: int,
     carried: bool = False,
+    carriers: Sequence[int] = (),
 ) -> BudgetGrant:
     """Grant (ticket, units) requests in order while both sliding windows have room.
 
     With `carried`, the first request carries the others (a bulk job's call): when it is
     denied, every other request is denied with it, as if they had never been asked.
+    `carriers` does that for several bulk jobs in one reservation: each position it names
+    starts a job whose requests, up to the next such position, are carried by its first.
 
     Counting and recording happen in one transaction that no other budget
     transaction for `source` can interleave with: a transaction advisory lock
@@ -151,10 +154,14 @@ def take_write_budget(
     denied: list[str] = []
     waits: list[float] = []
     inserts = []
+    starts = {0} if carried else set(carriers)
+    in_job = job_denied = False
     for index, (ticket_id, asked) in enumerate(wants):
-        if carried and denied:  # the carrier was denied: nothing rides on it
-            denied.extend(rest for rest, _units in wants[index:])
-            break
+        if index in starts:
+            in_job, job_denied = True, False
+        if job_denied:  # a denial in a bulk job (its carrier's, or a share's): nothing more rides on it
+            denied.append(ticket_id)
+            continue
         # A single write larger than a whole window would never fit; it waits for an empty one.
         # A ticket riding on another's call (a bulk job's share) asks for 0 and is granted free.
         units = max(1, min(asked, per_minute, per_ticket)) if asked > 0 else 0
@@ -163,10 +170,12 @@ def take_write_budget(
             denied.append(ticket_id)
             history = rows_since(ticket_start, ticket_id)
             waits.append(_wait(history, mine + units - per_ticket, ticket_span, now))
+            job_denied = in_job
             continue
         if units and used + units > per_minute:
             denied.append(ticket_id)
             waits.append(_wait(rows_since(minute_start, None), used + units - per_minute, account_span, now))
+            job_denied = in_job
             continue
         granted.append(ticket_id)
         if units:

@@ -116,11 +116,11 @@ class StoreTransaction:
 
     def take_write_budget(self, source: str, wants: Sequence[tuple[str, int]], now: datetime, *,
                           per_minute: int, per_ticket: int, ticket_window_seconds: int = 600,
-                          carried: bool = False) -> BudgetGrant:
+                          carried: bool = False, carriers: Sequence[int] = ()) -> BudgetGrant:
         _aware(now, "now")
         return coordination.take_write_budget(
             self.conn, source, wants, now, per_minute=per_minute, per_ticket=per_ticket,
-            ticket_window_seconds=ticket_window_seconds, carried=carried)
+            ticket_window_seconds=ticket_window_seconds, carried=carried, carriers=carriers)
 
     def complete_many(self, claims: Iterable[Claim], now: datetime) -> None:
         _aware(now, "now")
@@ -645,6 +645,7 @@ class Store:
         per_ticket: int,
         ticket_window_seconds: int = 600,
         carried: bool = False,
+        carriers: Sequence[int] = (),
     ) -> BudgetGrant:
         """Reserve helpdesk writes, (ticket_id, updates) in order, within the shared budget.
 
@@ -653,7 +654,7 @@ class Store:
         process that shares this database. Granted updates are recorded at once
         (so count even if the write then fails); denied ones are not. With
         `carried`, the first ticket's updates carry the others' (a bulk job): if it
-        is denied, all are.
+        is denied, all are; `carriers` names where each of several such jobs starts.
         """
         _aware(now, "now")
         with write_transaction(self.engine) as conn:
@@ -666,6 +667,7 @@ class Store:
                 per_ticket=per_ticket,
                 ticket_window_seconds=ticket_window_seconds,
                 carried=carried,
+                carriers=carriers,
             )
 
     def refund_write_budget(self, source: str, ticket_id: str, at: datetime, units: int) -> int:

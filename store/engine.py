@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -230,59 +230,136 @@ def one_of(conn: Connection, column: Any, values: Sequence[Any]) -> Any:
     return column.in_(list(values))
 
 
-# Statements of the bulk paths, compiled once per dialect (see execute_many).
-_MANY: dict[Hashable, DriverStatement] = {}
+# Statements of the bulk paths, compiled once per dialect and shape (see insert_many).
+_MANY: dict[Hashable, Any] = {}
 
-
-def execute_many(conn: Connection, key: Hashable, build: Callable[[], Any], rows: Sequence[dict]) -> None:
-    """Run the statement `build()` returns once per row of `rows`, as one DBAPI executemany.
-
-    The statement is compiled once per `key` (name it with the dialect) and every row's
-    values still go through the column types (JSON, aware UTC instants); what is saved is
-    SQLAlchemy's per-execution work, which on a bulk path costs about as much as the rows.
-    Each row must hold a value for every bound parameter. No result rows come back.
-    """
-    if not rows:
-        return
-    statement = _MANY.get(key)
-    if statement is None:
-        statement = _MANY[key] = DriverStatement(build(), conn.dialect)
-    conn.exec_driver_sql(statement.sql, statement.parameters_many(rows))
-
-
-# Rows per multi-row INSERT of insert_returning (each row count compiles once).
+# Rows per statement of insert_many: on PostgreSQL each column is one array parameter,
+# so a statement's size does not grow with its rows; SQLite's multi-row INSERT (with
+# RETURNING) has one parameter per value.
+UNNEST_BATCH = 1000
 RETURNING_BATCH = 100
 
 
-def insert_returning(conn: Connection, table: sa.Table, rows: Sequence[dict],
-                     returning: Sequence[str], *, skip_conflicts: Sequence[str] = ()) -> list[tuple]:
-    """INSERT `rows` (all with the same keys) as multi-row INSERTs, RETURNING the named columns.
+def insert_many(conn: Connection, table: sa.Table, rows: Sequence[dict], *, conflict: Sequence[str] = (),
+                update: Sequence[str] = (), returning: Sequence[str] = ()) -> list[tuple]:
+    """INSERT `rows` (dicts with the same keys) into `table`: a few statements for any number.
 
-    Batches of RETURNING_BATCH rows, each statement compiled once per row count and dialect
-    and run on the driver (the columns' types still process every value). The returned rows
-    come in no promised order: match them to `rows` by a key among `returning`. With
-    skip_conflicts (a unique key's columns), a row whose key exists is skipped, and not returned.
+    With `conflict` (a unique key's columns), a row whose key exists is skipped, or with
+    `update` it sets those columns of the stored row (an upsert); a key given twice is
+    written as the last of its rows, as one statement per row in order would leave it.
+    `returning` names columns of the rows written to return, in no promised order (match
+    them to `rows` by a key among them); a skipped row is not returned.
+
+    Every value still goes through its column's type (JSON, aware UTC instants). On
+    PostgreSQL a batch is one `INSERT ... SELECT FROM unnest(...)`, one array parameter
+    per column: one statement to parse, plan and execute for UNNEST_BATCH rows, where
+    one execution per row costs the server about as much again as the rows' data and a
+    multi-row VALUES list is too long for psycopg to cache its conversion. SQLite runs
+    one compiled statement as an executemany, or with `returning` multi-row INSERTs.
     """
     if not rows:
         return []
+    if update and not conflict:
+        raise ValueError("insert_many: update needs the conflict key it applies on")
     columns = tuple(rows[0])
-    out: list[tuple] = []
+    if update:
+        rows = _last_per_key(rows, conflict)
+    dialect = conn.dialect
+    shape = (dialect.name, table.name, columns, tuple(conflict), tuple(update), tuple(returning))
+    if dialect.name == "postgresql":
+        statement = _MANY.get(shape)
+        if statement is None:
+            statement = _MANY[shape] = _UnnestInsert(table, columns, conflict, update, returning, dialect)
+        out: list[tuple] = []
+        for start in range(0, len(rows), UNNEST_BATCH):
+            batch = statement.parameters(rows[start : start + UNNEST_BATCH])
+            result = conn.exec_driver_sql(statement.sql, batch)
+            if returning:
+                out.extend(tuple(row) for row in result)
+        return out
+    if not returning:
+        statement = _MANY.get(shape)
+        if statement is None:
+            built = _insert(conn, table, {c: sa.bindparam(c, type_=table.c[c].type) for c in columns},
+                            conflict, update)
+            statement = _MANY[shape] = DriverStatement(built, dialect)
+        conn.exec_driver_sql(statement.sql, statement.parameters_many(rows))
+        return []
+    out = []
     for start in range(0, len(rows), RETURNING_BATCH):
         batch = rows[start : start + RETURNING_BATCH]
-        key = ("insert-returning", conn.dialect.name, table.name, columns, tuple(returning),
-               tuple(skip_conflicts), len(batch))
+        key = (*shape, len(batch))
         statement = _MANY.get(key)
         if statement is None:
             values = [{column: sa.bindparam(f"{column}_{n}", type_=table.c[column].type)
                        for column in columns} for n in range(len(batch))]
-            if skip_conflicts:
-                insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-                built = insert(table).values(values).on_conflict_do_nothing(
-                    index_elements=[table.c[name] for name in skip_conflicts])
-            else:
-                built = sa.insert(table).values(values)
+            built = _insert(conn, table, values, conflict, update)
             built = built.returning(*(table.c[name] for name in returning))
-            statement = _MANY[key] = DriverStatement(built, conn.dialect)
+            statement = _MANY[key] = DriverStatement(built, dialect)
         flat = {f"{column}_{n}": row[column] for n, row in enumerate(batch) for column in columns}
         out.extend(tuple(row) for row in conn.exec_driver_sql(statement.sql, statement.parameters(flat, {})))
     return out
+
+
+def _insert(conn: Connection, table: sa.Table, values: Any, conflict: Sequence[str], update: Sequence[str]
+            ) -> Any:
+    if not conflict:
+        return sa.insert(table).values(values)
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    built = insert(table).values(values)
+    index = [table.c[name] for name in conflict]
+    if not update:
+        return built.on_conflict_do_nothing(index_elements=index)
+    return built.on_conflict_do_update(index_elements=index,
+                                       set_={name: built.excluded[name] for name in update})
+
+
+def _last_per_key(rows: Sequence[dict], key: Sequence[str]) -> Sequence[dict]:
+    """`rows` with each key once, at its last row (an upsert statement may set a row only once)."""
+    last = {tuple(row[name] for name in key): row for row in rows}
+    return rows if len(last) == len(rows) else list(last.values())
+
+
+class _UnnestInsert:
+    """`INSERT INTO t (columns) SELECT * FROM unnest(CAST(%(c0)s AS type[]), ...)` for PostgreSQL,
+    with its ON CONFLICT and RETURNING; each parameter is the list of a column's processed values."""
+
+    def __init__(self, table: sa.Table, columns: Sequence[str], conflict: Sequence[str],
+                 update: Sequence[str], returning: Sequence[str], dialect: Any) -> None:
+        # JSON goes as text (cast by the server): a document shared by many rows is serialized once.
+        arrays = [sa.cast(sa.bindparam(f"c{n}"), postgresql.ARRAY(table.c[name].type))
+                  for n, name in enumerate(columns)]
+        rows = sa.select(sa.literal_column("*")).select_from(sa.func.unnest(*arrays))
+        built = postgresql.insert(table).from_select(list(columns), rows)
+        if conflict:
+            index = [table.c[name] for name in conflict]
+            built = (built.on_conflict_do_update(index_elements=index,
+                                                 set_={name: built.excluded[name] for name in update})
+                     if update else built.on_conflict_do_nothing(index_elements=index))
+        if returning:
+            built = built.returning(*(table.c[name] for name in returning))
+        sql = str(built.compile(dialect=dialect))
+        for n in range(len(columns)):  # psycopg dumps these arrays in binary: no escaping of each value
+            sql = sql.replace(f"%(c{n})s", f"%(c{n})b")
+        self.sql = sql
+        self._columns = [(f"c{n}", name, _unnest_processor(table.c[name].type, dialect))
+                         for n, name in enumerate(columns)]
+
+    def parameters(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, list]:
+        out = {}
+        for key, name, process in self._columns:
+            values = [row[name] for row in rows]
+            if process is not None:
+                done: dict[int, Any] = {}  # a value object met again (the batch's `now`) is processed once
+                values = [None if value is None else done[id(value)] if id(value) in done
+                          else done.setdefault(id(value), process(value)) for value in values]
+            out[key] = values
+        return out
+
+
+def _unnest_processor(column_type: Any, dialect: Any) -> Callable[[Any], Any] | None:
+    """What makes a column's value an array element: the column type's own bind processing,
+    except that JSON is serialized here (as the engine's json_serializer does) to text."""
+    if isinstance(column_type.dialect_impl(dialect), sa.JSON):
+        return _postgres_json
+    return column_type.dialect_impl(dialect).bind_processor(dialect)

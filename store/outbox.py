@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from store.engine import execute_many, insert_returning, one_of, read_transaction, write_transaction
+from store.engine import insert_many, one_of, read_transaction, write_transaction
 from store.models import (
     OUTBOX_CANCELLED,
     OUTBOX_DONE,
@@ -129,8 +129,8 @@ class Outbox:
             # their keys. Asking for RETURNING in parameter order instead makes SQLite insert
             # row by row (it cannot order a multi-row RETURNING).
             if len(set(tickets)) == len(tickets):
-                by_ticket = {ticket_id: write_id for write_id, ticket_id in insert_returning(
-                    conn, w, write_rows, ("id", "ticket_id"))}
+                by_ticket = {ticket_id: write_id for write_id, ticket_id in insert_many(
+                    conn, w, write_rows, returning=("id", "ticket_id"))}
                 write_ids = [by_ticket[ticket_id] for ticket_id in tickets]
             else:  # the same ticket twice: only the order tells its writes apart
                 write_ids = [row.id for row in conn.execute(
@@ -140,8 +140,8 @@ class Outbox:
                           "sent_at": None if seq else sent_at}
                          for write_id, new in zip(write_ids, writes, strict=True)
                          for seq, (kind, changes) in enumerate(new.parts)]
-            part_id = {(write_id, seq): part for part, write_id, seq in insert_returning(
-                conn, p, part_rows, ("id", "write_id", "seq"))}
+            part_id = {(write_id, seq): part for part, write_id, seq in insert_many(
+                conn, p, part_rows, returning=("id", "write_id", "seq"))}
         out = []
         for write_id, new in zip(write_ids, writes, strict=True):
             parts = [OutboxPart(part_id[(write_id, seq)], seq, kind, changes, OUTBOX_PENDING,
@@ -225,7 +225,7 @@ class Outbox:
                      "rules_version": by_id[i].rules_version, "type": a["type"], "before": a.get("before"),
                      "after": a.get("after"), "created_at": now}
                     for i in finished for a in by_id[i].actions]
-            execute_many(conn, ("outbox-audit", conn.dialect.name), lambda: _insert_all(bot_actions), rows)
+            insert_many(conn, bot_actions, rows)
         return finished
 
     def cancel(self, write_id: int, now: datetime, reason: str) -> bool:
@@ -291,11 +291,6 @@ class Outbox:
                 if pending_only:
                     where = sa.and_(where, p.c.state == OUTBOX_PENDING)
                 conn.execute(sa.update(p).where(where).values(**values))
-
-
-def _insert_all(table: sa.Table) -> sa.Insert:
-    """INSERT of every column of `table` but its id, one bound parameter each."""
-    return sa.insert(table).values({c.name: sa.bindparam(c.name) for c in table.columns if c.name != "id"})
 
 
 def _with_parts(conn: Connection, rows: Sequence[Any]) -> list[OutboxWrite]:

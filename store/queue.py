@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from store.driver import DriverStatement
-from store.engine import insert_returning, one_of
+from store.engine import insert_many, one_of
 from store.models import DEAD, DONE, PENDING, inbox_events, ticket_work
 
 log = logging.getLogger(__name__)
@@ -411,8 +411,8 @@ def claim_tickets(
             for ticket_id in ids[start : start + _CHUNK]
         ]
         # Multi-row INSERTs compiled once; a ticket already queued (or parked) is not returned.
-        taken = dict(insert_returning(conn, work, rows, ("ticket_id", "lease_token"),
-                                      skip_conflicts=("source", "ticket_id")))
+        taken = dict(insert_many(conn, work, rows, conflict=("source", "ticket_id"),
+                                 returning=("ticket_id", "lease_token")))
         claims.extend(
             Claim(source=source, ticket_id=ticket_id, event_ids=[], payloads=[], attempts=0, token=token)
             for ticket_id, token in taken.items()

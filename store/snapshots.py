@@ -34,9 +34,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from store.engine import execute_many, one_of
+from store.engine import insert_many, one_of
 from store.models import ticket_snapshot_events, ticket_snapshots
-from store.queue import dialect_insert
 
 EVENTS = "events"
 # A ticket stored with one of these statuses has its chunks folded into one: solved
@@ -159,7 +158,6 @@ def save(conn: Connection, source: str, rows: list[dict]) -> None:
     """Upsert snapshot rows ({"source", "ticket_id", "ticket", ...} each, ids unique, in key order)
     with their events split off; a few statements for the whole batch, whatever its size."""
     s, e = ticket_snapshots, ticket_snapshot_events
-    insert = dialect_insert(conn)
     planned: dict[str, Planned] = {row["ticket_id"]: plan(row["ticket"], None) for row in rows
                                    if inline(row["ticket"])}
     split = [row for row in rows if row["ticket_id"] not in planned]
@@ -170,9 +168,9 @@ def save(conn: Connection, source: str, rows: list[dict]) -> None:
         # first save of the same ticket racing this one waits for it (SQLite has one writer).
         for row in missing:
             planned[row["ticket_id"]] = plan(row["ticket"], None)
-        stmt = insert(s).on_conflict_do_nothing(index_elements=[s.c.source, s.c.ticket_id])
         first = [_row_values(row, planned[row["ticket_id"]]) for row in missing]
-        created = set(conn.execute(stmt.returning(s.c.ticket_id), first).scalars())
+        created = {ticket_id for (ticket_id,) in insert_many(conn, s, first, conflict=("source", "ticket_id"),
+                                                              returning=("ticket_id",))}
         raced = [row["ticket_id"] for row in missing if row["ticket_id"] not in created]
         for ticket_id in raced:  # another save stored it first: plan against what it stored
             del planned[ticket_id]
@@ -195,20 +193,8 @@ def save(conn: Connection, source: str, rows: list[dict]) -> None:
     for start in range(0, len(replaced), CHUNK):
         conn.execute(sa.delete(e).where(e.c.source == source,
                                         one_of(conn, e.c.ticket_id, replaced[start:start + CHUNK])))
-    dialect = conn.dialect.name
-    if chunks:
-        execute_many(conn, ("snapshot-chunks", dialect), lambda: insert(e), chunks)
-    if values:
-        # One statement compiled once per dialect, run as one executemany on the driver:
-        # the columns' types still process every value (store/engine.py execute_many).
-        execute_many(conn, ("snapshot-upsert", dialect), lambda: _upsert(insert), values)
-
-
-def _upsert(insert: Any) -> Any:
-    s = ticket_snapshots
-    stmt = insert(s)
-    return stmt.on_conflict_do_update(index_elements=[s.c.source, s.c.ticket_id],
-                                      set_={name: stmt.excluded[name] for name in _UPDATED})
+    insert_many(conn, e, chunks)
+    insert_many(conn, s, values, conflict=("source", "ticket_id"), update=_UPDATED)
 
 
 # What a save of an existing snapshot replaces (its key stays).

@@ -4,19 +4,23 @@ queue's statistics after a large claim (PostgreSQL)."""
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
 
 from store import Store
 from store import core as store_core
+from store import engine as store_engine
 from store.driver import DriverStatement
-from store.engine import execute_many, one_of
-from store.models import bot_actions, ticket_work
-from store.outbox import _insert_all
+from store.engine import insert_many, one_of
+from store.models import bot_actions, ticket_board, ticket_work
 
 NOW = datetime(2026, 11, 9, 18, 0, tzinfo=UTC)
+
+
+def _insert_all(table: sa.Table) -> sa.Insert:
+    return sa.insert(table).values({c.name: sa.bindparam(c.name) for c in table.columns if c.name != "id"})
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 
 
@@ -86,8 +90,7 @@ def test_one_of_selects_the_same_rows_on_both_databases(tmp_path):
     for store in _stores(tmp_path):
         with store.engine.begin() as conn:
             conn.execute(sa.delete(bot_actions).where(bot_actions.c.rules_version == "one-of"))
-            execute_many(conn, ("test-one-of", conn.dialect.name), lambda: _insert_all(bot_actions),
-                         [{**row, "rules_version": "one-of"} for row in _rows(40, None)])
+            insert_many(conn, bot_actions, [{**row, "rules_version": "one-of"} for row in _rows(40, None)])
             wanted = [str(n) for n in range(0, 40, 3)] + ["no-such-ticket"]
             chosen = one_of(conn, bot_actions.c.ticket_id, wanted)
             got = conn.execute(sa.select(bot_actions.c.ticket_id).where(
@@ -147,4 +150,83 @@ def test_a_claim_stands_when_the_statistics_cannot_be_taken(monkeypatch, caplog)
         holder.close()
         with store.engine.begin() as conn:
             conn.execute(sa.delete(ticket_work).where(ticket_work.c.source == "analyze-test"))
+        store.engine.dispose()
+
+
+# -- insert_many: the bulk INSERTs of both databases ----------------------------------------
+
+
+def _board_row(ticket_id: str, **values) -> dict:
+    row = {"source": "zendesk", "ticket_id": ticket_id, "is_open": True, "status": "open", "priority": None,
+           "policy": None, "group_name": None, "subject": None, "next_due": None, "next_target": None,
+           "warn_at": None, "paused": False, "updated_at": NOW}
+    row.update(values)
+    return row
+
+
+def _board(conn) -> dict[str, tuple]:
+    b = ticket_board
+    rows = conn.execute(sa.select(b.c.ticket_id, b.c.status, b.c.subject, b.c.next_due, b.c.paused)
+                        .where(b.c.source == "zendesk"))
+    return {row.ticket_id: tuple(row)[1:] for row in rows}
+
+
+def test_insert_many_upserts_skips_and_returns_the_same_on_both_databases(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_engine, "UNNEST_BATCH", 7)  # several statements on PostgreSQL
+    monkeypatch.setattr(store_engine, "RETURNING_BATCH", 7)
+    later = datetime(2026, 11, 10, 9, 30, tzinfo=timezone(timedelta(hours=-7)))  # not UTC: stored as UTC
+    for store in _stores(tmp_path):
+        with store.engine.begin() as conn:
+            conn.execute(sa.delete(ticket_board))
+            insert_many(conn, ticket_board, [_board_row(str(n)) for n in range(20)])
+            keys, update = ("source", "ticket_id"), ("status", "subject", "next_due")
+            rows = [_board_row(str(n), status="solved", subject=f"s{n}", next_due=later, paused=True)
+                    for n in range(15, 25)]
+            # A key given twice is written as its last row, as one statement per row would leave it.
+            rows.append(_board_row("24", status="closed", subject="last \x01 \\ \" ' {}", next_due=None))
+            returned = insert_many(conn, ticket_board, rows, conflict=keys, update=update,
+                                   returning=("ticket_id", "status"))
+            assert sorted(returned, key=lambda r: int(r[0])) == [
+                *((str(n), "solved") for n in range(15, 24)), ("24", "closed")]
+            got = _board(conn)
+            assert got["3"] == ("open", None, None, False)  # untouched
+            assert got["16"] == ("solved", "s16", later, False)  # only the named columns updated
+            assert got["16"][2].tzinfo is not None and got["16"][2].utcoffset() == timedelta(0)
+            assert got["22"] == ("solved", "s22", later, True)  # new: every column inserted
+            assert got["24"] == ("closed", "last \x01 \\ \" ' {}", None, False)  # all of the last row
+            # Without update, a stored key is skipped and not returned.
+            skipped = insert_many(conn, ticket_board, [_board_row("1", status="x"), _board_row("99")],
+                                  conflict=keys, returning=("ticket_id",))
+            assert skipped == [("99",)]
+            assert _board(conn)["1"][0] == "open"
+            with pytest.raises(ValueError, match="conflict"):
+                insert_many(conn, ticket_board, rows, update=update)
+            conn.execute(sa.delete(ticket_board))
+        store.engine.dispose()
+
+
+def test_insert_many_keeps_json_nulls_and_text_whole_on_both_databases(tmp_path):
+    shared = {"body": "Closed by Deskpilot", "nested": [1, None, "two", {"three": True}]}
+    rows = [{**row, "rules_version": "json", "before": None if n % 2 else {"n": n, "nul": "a\x00b"},
+             "after": shared} for n, row in enumerate(_rows(12, shared))]
+    rows[0]["before"] = None  # a column whose values are all NULL in a batch
+    for store in _stores(tmp_path):
+        with store.engine.begin() as conn:
+            conn.execute(sa.delete(bot_actions).where(bot_actions.c.rules_version == "json"))
+            insert_many(conn, bot_actions, rows[:1])  # every JSON value of the batch NULL but one
+            insert_many(conn, bot_actions, rows[1:])
+            got = conn.execute(sa.select(bot_actions.c.ticket_id, bot_actions.c.before, bot_actions.c.after,
+                                         bot_actions.c.created_at)
+                               .where(bot_actions.c.rules_version == "json")).all()
+            by_ticket = {row.ticket_id: row for row in got}
+            assert len(by_ticket) == 12
+            for n in range(12):
+                row = by_ticket[str(n)]
+                assert row.after == shared and row.created_at == NOW
+                if n % 2 or n == 0:
+                    assert row.before is None
+                else:  # PostgreSQL's jsonb cannot hold NUL: it becomes the replacement character
+                    nul = "a\x00b" if store.engine.dialect.name == "sqlite" else "a\ufffdb"
+                    assert row.before == {"n": n, "nul": nul}
+            conn.execute(sa.delete(bot_actions).where(bot_actions.c.rules_version == "json"))
         store.engine.dispose()

@@ -281,6 +281,79 @@ def test_a_carried_budget_denies_the_riders_with_their_carrier(store):
     assert grant.granted == ("bulk", "r1", "r2") and grant.denied == ("r3",)
 
 
+def test_several_bulk_jobs_reserve_in_one_call_each_carried_by_its_first_ticket(store):
+    budget = WriteBudget(store, BudgetLimits(per_minute=5, per_ticket=10))
+    jobs = [[("a1", 2), ("a2", 0), ("a3", 0)],  # fits: 2 of 5
+            [("b1", 4), ("b2", 0)],  # does not fit (6 of 5): its rider goes with it
+            [("c1", 2), ("c2", 2), ("c3", 0)],  # its carrier fits (4 of 5), a share does not: the rest waits
+            [("d1", 1)]]  # a later job still gets what is left (5 of 5)
+    grant = budget.reserve_jobs("zendesk", jobs, T0)
+    assert grant.granted == ("a1", "a2", "a3", "c1", "d1")
+    assert grant.denied == ("b1", "b2", "c2", "c3") and grant.retry_after > 0
+    assert _count(store, write_log) == 3
+    # One job alone is reserve(carried=True).
+    later = T0 + timedelta(seconds=120)
+    alone = [("e1", 4), ("e2", 2), ("e3", 0)]
+    grant = budget.reserve_jobs("zendesk", [alone], later)
+    assert grant.granted == ("e1",) and grant.denied == ("e2", "e3")
+    again = budget.reserve("zendesk", alone, later + timedelta(seconds=120), carried=True)
+    assert (again.granted, again.denied) == (grant.granted, grant.denied)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_bulk_jobs_of_a_group_share_their_transactions_and_each_stays_within_the_vendor_size(
+        store, monkeypatch):
+    from jobs import sweeps
+
+    monkeypatch.setattr(sweeps, "BULK_SIZE", 2)  # 5 tickets: jobs of 2, 2 and 1, one group
+    clock, rules = Clock("2026-11-04T16:00:00Z"), choozle()
+    writes: list[str] = []
+
+    def watch(conn, cursor, statement, parameters, context, executemany):
+        if statement == "BEGIN IMMEDIATE":
+            writes.append(statement)
+
+    with zendesk_world(clock) as world:
+        ids = _due("zendesk", store, world, clock, rules, 5)
+        real = world.connector()
+        jobs: list[tuple[str, int, list[str]]] = []
+
+        class Watching:
+            name = real.name
+
+            def close_many(self, ticket_ids, **kwargs):
+                jobs.append(("close", len(writes), list(ticket_ids)))
+                return real.close_many(ticket_ids, **kwargs)
+
+            def note_many(self, ticket_ids, note, **kwargs):
+                jobs.append(("note", len(writes), list(ticket_ids)))
+                return real.note_many(ticket_ids, note, **kwargs)
+
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+        sa.event.listen(store.engine, "before_cursor_execute", watch)
+        budget = WriteBudget(store, BudgetLimits(per_minute=80, per_ticket=20))
+        report = Sweeper(store, Watching(), lambda: rules, clock=clock, budget=budget).sweep()
+        sa.event.remove(store.engine, "before_cursor_execute", watch)
+        assert sorted(report.closed) == sorted(ids)
+        # Every job after the one transaction that recorded them all; the notes after the one
+        # that marked every close done; then the finishing and the releasing transactions.
+        assert [(kind, seen, len(batch)) for kind, seen, batch in jobs] == [
+            ("close", 3, 2), ("close", 3, 2), ("close", 3, 1), ("note", 4, 2), ("note", 4, 2), ("note", 4, 1)]
+        assert sorted(t for kind, _seen, batch in jobs if kind == "close" for t in batch) == sorted(ids)
+        assert len(writes) == 7
+        # One bulk call and one note call per job, as the vendor counts them.
+        assert _count(store, write_log) == 3
+        assert sum(units for (units,) in _rows(store, sa.select(write_log.c.units))) == 6
+        _closed_once("zendesk", world, store, ids)
+
+
+def _rows(store, query) -> list[tuple]:
+    with store.engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(query)]
+
+
 def test_a_reservation_of_nothing_is_granted_without_recording_anything(store):
     budget = WriteBudget(store, BudgetLimits(per_minute=1, per_ticket=1))
     budget.spend("zendesk", "busy", 1, T0)
