@@ -35,7 +35,7 @@ from engine.ruleset import RuleSet
 from engine.ticket import DONE_STATUSES, Event, to_epoch
 from jobs.budget import WriteBudget
 from jobs.outbox import OutboxWriter, changes_to_dict
-from jobs.runtime import record_config_error, resolve_helpdesk
+from jobs.runtime import collector_held, record_config_error, resolve_helpdesk
 from jobs.worker import CONFIG_RETRY_SECONDS, Worker, _action_log, changes_from, ticket_json, utc_now
 from store import Claim, Store
 from store.outbox import NewWrite
@@ -210,7 +210,8 @@ class Sweeper:
             if not held:
                 return SweepReport(source=helpdesk.name, dry_run=False,
                                    skipped="another sweep is running (lock held)")
-            return self._sweep(helpdesk, rules, limit)
+            with collector_held():
+                return self._sweep(helpdesk, rules, limit)
 
     # -- dry run ---------------------------------------------------------------------
 

@@ -427,3 +427,35 @@ def test_a_deleted_ticket_stops_being_swept(store):
         report = Sweeper(store, world.connector(), lambda: rules, clock=clock).sweep()
         assert list(report.failed) == [tid] and "not found" in report.failed[tid]
         assert store.due_tickets(clock() + timedelta(days=365)) == []
+
+
+def test_the_collector_is_held_while_any_sweep_runs_and_restored_after():
+    import gc
+    import threading
+
+    from jobs.runtime import collector_held
+
+    assert gc.isenabled()
+    entered, leave = threading.Event(), threading.Event()
+
+    def other_sweep():
+        with collector_held():
+            entered.set()
+            leave.wait(5)
+
+    thread = threading.Thread(target=other_sweep)
+    with collector_held():
+        assert not gc.isenabled()
+        thread.start()
+        assert entered.wait(5)
+    assert not gc.isenabled()  # the other sweep still holds it
+    leave.set()
+    thread.join(5)
+    assert gc.isenabled()
+    gc.disable()  # held by someone else (a test, a profiler): left as it was
+    try:
+        with collector_held():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
