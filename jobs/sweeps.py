@@ -9,7 +9,7 @@ import socket
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -291,9 +291,14 @@ class Sweeper:
             report.reopened.extend(reopened)
             if reopened:
                 self.store.request_sync(source, reopened, now, "sweep: customer replied during the close")
-        for key, members in groups.items():
-            for group in _chunks(members, BULK_SIZE * GROUP_CHUNKS):
-                self._close(helpdesk, rules, key, group, now, report)
+        finisher = _Finisher(threaded=self.store.engine.dialect.name == "postgresql")
+        try:
+            for key, members in groups.items():
+                for group in _chunks(members, BULK_SIZE * GROUP_CHUNKS):
+                    self._close(helpdesk, rules, key, group, now, report, finisher)
+            finisher.wait(report)
+        finally:
+            finisher.shutdown()
         for read in reads:
             report.plan.extend(_rows(read, None))
         log.info("%s", report.summary())
@@ -405,7 +410,7 @@ class Sweeper:
             report.unchanged.append(read.ticket_id)
 
     def _close(self, helpdesk: Any, rules: RuleSet, key: tuple, group: list[_Read], now: datetime,
-               report: SweepReport) -> None:
+               report: SweepReport, finisher: _Finisher) -> None:
         """Bulk closes of up to GROUP_CHUNKS chunks of BULK_SIZE tickets (one job each), with
         three commits around their vendor calls (four with a separate note job).
 
@@ -479,7 +484,8 @@ class Sweeper:
             self.store.outbox.cancel(writes[read.ticket_id].id, now,
                                      f"bulk close failed for this ticket ({why}); decided again per ticket")
         if done:
-            self._finish_closed(helpdesk, rules, key, done, writes, note if separate else None, now, report)
+            self._finish_closed(helpdesk, rules, key, done, writes, note if separate else None, now, report,
+                                finisher)
         if retry:
             # One ticket's failure (closed meanwhile, validation) is handled on its own.
             worker = self._worker(helpdesk, rules, {})
@@ -489,8 +495,10 @@ class Sweeper:
                 self._per_ticket(worker, read, rules, report)
 
     def _finish_closed(self, helpdesk: Any, rules: RuleSet, key: tuple, done: list[_Read],
-                       writes: dict[str, Any], note: str | None, now: datetime, report: SweepReport) -> None:
-        """After a confirmed bulk close: the note, the outbox, snapshots, the post-close check, claims."""
+                       writes: dict[str, Any], note: str | None, now: datetime, report: SweepReport,
+                       finisher: _Finisher) -> None:
+        """After confirmed bulk closes: the notes, then (by `finisher`) the outbox, snapshots, the
+        post-close check and the claims."""
         source = helpdesk.name
         closed_parts = [writes[r.ticket_id].parts[0].id for r in done]
         owed, noted = self._bulk_notes(helpdesk, [writes[r.ticket_id] for r in done], note, now, closed_parts)
@@ -505,24 +513,30 @@ class Sweeper:
             snapshots.append(_snapshot(remote, read.decision, after, rules, read.holds))  # type: ignore[arg-type]
             if after.actions:
                 again.append(read.ticket_id)
-        # The parts done, the writes finished with their audit rows, the closed state saved: together.
-        with self.store.transaction() as tx:
-            tx.outbox.done(closed_parts + noted, now)
-            tx.outbox.finish_many([writes[r.ticket_id] for r in complete], now)
-            tx.save_snapshots(source, snapshots, now)
-        reopened = self._reopen_if_replied(helpdesk, rules, done, now)
-        report.reopened.extend(reopened)
-        again = sorted(set(again) | set(reopened))
-        with self.store.transaction() as tx:
-            tx.complete_many([r.claim for r in complete], now)  # type: ignore[misc]
-            for read in done:
-                if read.ticket_id in owed:
-                    # Closed, note not confirmed: the worker completes the write (the note only).
-                    tx.retry(read.claim, now, "internal note not confirmed",  # type: ignore[arg-type]
-                             FAILED_READ_DELAY_SECONDS, count_attempt=False)
-            if again:
-                tx.request_sync(source, again, now, "sweep: more to do after close")
-        report.closed.extend(r.ticket_id for r in done)
+        def store_closed() -> Callable[[SweepReport], None]:
+            # The parts done, the writes finished with their audit rows, the closed state saved: together.
+            with self.store.transaction() as tx:
+                tx.outbox.done(closed_parts + noted, now)
+                tx.outbox.finish_many([writes[r.ticket_id] for r in complete], now)
+                tx.save_snapshots(source, snapshots, now)
+            reopened = self._reopen_if_replied(helpdesk, rules, done, now)
+            more = sorted(set(again) | set(reopened))
+            with self.store.transaction() as tx:
+                tx.complete_many([r.claim for r in complete], now)  # type: ignore[misc]
+                for read in done:
+                    if read.ticket_id in owed:
+                        # Closed, note not confirmed: the worker completes the write (the note only).
+                        tx.retry(read.claim, now, "internal note not confirmed",  # type: ignore[arg-type]
+                                 FAILED_READ_DELAY_SECONDS, count_attempt=False)
+                if more:
+                    tx.request_sync(source, more, now, "sweep: more to do after close")
+
+            def told(report: SweepReport) -> None:
+                report.reopened.extend(reopened)
+                report.closed.extend(r.ticket_id for r in done)
+            return told
+
+        finisher.submit(store_closed, report)
 
     def _bulk_notes(self, helpdesk: Any, writes: list[Any], note: str | None, now: datetime,
                     closed_parts: list[int]) -> tuple[set[str], list[int]]:
@@ -632,6 +646,40 @@ def _rows(read: _Read, due: datetime | None) -> Iterator[PlannedAction]:
     for action in decision.actions:
         yield PlannedAction(read.ticket_id, action.rule, _describe(action), _why(decision, action),
                             read.path, due)
+
+
+class _Finisher:
+    """Runs each bulk group's finishing (its outcome stored, the post-close check, the claims
+    released) once the group's vendor calls are done, one group at a time and in order.
+
+    On PostgreSQL a group's finishing runs on a thread of its own while the sweep decides and
+    sends the next group: the database's work on one group (its snapshots, board rows, audit
+    rows) overlaps the next one's. SQLite has one writer, so the two would only queue for it
+    (and an in-memory database is one connection): the finishing runs in line there.
+    """
+
+    def __init__(self, *, threaded: bool) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sweep-finish") if threaded else None
+        self._pending: Future | None = None
+
+    def submit(self, work: Callable[[], Callable[[SweepReport], None]], report: SweepReport) -> None:
+        """Run `work` after the previous group's; what it returns tells the report its outcome."""
+        self.wait(report)
+        if self._pool is None:
+            work()(report)
+        else:
+            self._pending = self._pool.submit(work)
+
+    def wait(self, report: SweepReport) -> None:
+        """Wait for the group being finished (raising what it raised) and report its outcome."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()(report)
+
+    def shutdown(self) -> None:
+        """Wait for a finishing still running (after a failure elsewhere): the sweep's lock covers it."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 class _Prefetched:
