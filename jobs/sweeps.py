@@ -7,7 +7,7 @@ import logging
 import os
 import socket
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -50,6 +50,9 @@ BULK_SIZE = 100
 # recorded before their jobs, and finished and released after them, together (four commits
 # for them all instead of four each).
 GROUP_CHUNKS = 10
+# Groups finished at once on PostgreSQL (their outcome stored, the post-close check, the
+# claims released), each on a connection of its own, while the sweep sends the next group.
+FINISH_THREADS = 2
 # A group smaller than this is applied per ticket: for one or two tickets the
 # bulk job costs as many calls, and a per-ticket update is a safe update.
 MIN_BULK = 3
@@ -291,7 +294,7 @@ class Sweeper:
             report.reopened.extend(reopened)
             if reopened:
                 self.store.request_sync(source, reopened, now, "sweep: customer replied during the close")
-        finisher = _Finisher(threaded=self.store.engine.dialect.name == "postgresql")
+        finisher = _Finisher(threads=FINISH_THREADS if self.store.engine.dialect.name == "postgresql" else 0)
         try:
             for key, members in groups.items():
                 for group in _chunks(members, BULK_SIZE * GROUP_CHUNKS):
@@ -650,34 +653,37 @@ def _rows(read: _Read, due: datetime | None) -> Iterator[PlannedAction]:
 
 class _Finisher:
     """Runs each bulk group's finishing (its outcome stored, the post-close check, the claims
-    released) once the group's vendor calls are done, one group at a time and in order.
+    released) once the group's vendor calls are done; outcomes are reported in group order.
 
-    On PostgreSQL a group's finishing runs on a thread of its own while the sweep decides and
-    sends the next group: the database's work on one group (its snapshots, board rows, audit
-    rows) overlaps the next one's. SQLite has one writer, so the two would only queue for it
-    (and an in-memory database is one connection): the finishing runs in line there.
+    With `threads` (PostgreSQL: FINISH_THREADS), up to that many groups are finished at once,
+    each on a thread (and connection) of its own, while the sweep decides and sends the next
+    group: the database's work on a group (its snapshots, board rows, audit rows) overlaps the
+    sweep's on the next. The groups' tickets are distinct, so their transactions lock no common
+    row. SQLite has one writer, so they would only queue for it (and an in-memory database is
+    one connection): with no threads the finishing runs in line.
     """
 
-    def __init__(self, *, threaded: bool) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sweep-finish") if threaded else None
-        self._pending: Future | None = None
+    def __init__(self, *, threads: int) -> None:
+        self._threads = threads
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="sweep-finish") if threads else None
+        self._pending: deque[Future] = deque()
 
     def submit(self, work: Callable[[], Callable[[SweepReport], None]], report: SweepReport) -> None:
-        """Run `work` after the previous group's; what it returns tells the report its outcome."""
-        self.wait(report)
+        """Run `work` (at most `threads` at a time); what it returns tells the report its outcome."""
         if self._pool is None:
             work()(report)
-        else:
-            self._pending = self._pool.submit(work)
+            return
+        while len(self._pending) >= self._threads:
+            self._pending.popleft().result()(report)
+        self._pending.append(self._pool.submit(work))
 
     def wait(self, report: SweepReport) -> None:
-        """Wait for the group being finished (raising what it raised) and report its outcome."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()(report)
+        """Wait for the groups being finished (raising what one raised) and report their outcomes."""
+        while self._pending:
+            self._pending.popleft().result()(report)
 
     def shutdown(self) -> None:
-        """Wait for a finishing still running (after a failure elsewhere): the sweep's lock covers it."""
+        """Wait for finishing still running (after a failure elsewhere): the sweep's lock covers it."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 

@@ -419,7 +419,7 @@ def test_the_finisher_runs_groups_in_order_and_reports_each_once_it_is_done():
 
     for threaded in (False, True):
         report, ran = SweepReport(source="zendesk", dry_run=False), []
-        finisher = _Finisher(threaded=threaded)
+        finisher = _Finisher(threads=1 if threaded else 0)
 
         def group(name: str, wait: threading.Event | None = None, ran: list = ran):
             def work():
@@ -443,19 +443,49 @@ def test_the_finisher_runs_groups_in_order_and_reports_each_once_it_is_done():
         assert ran == ["g1", "g2"] and report.closed == ["g1", "g2"]
 
 
+def test_groups_finished_at_once_are_reported_in_their_order():
+    from jobs.sweeps import SweepReport, _Finisher
+
+    report = SweepReport(source="zendesk", dry_run=False)
+    finisher = _Finisher(threads=2)
+    second_done, first_may_end, ran = threading.Event(), threading.Event(), []
+
+    def first():
+        assert first_may_end.wait(5)
+        ran.append("g1")
+        return lambda told: told.closed.append("g1")
+
+    def second():
+        ran.append("g2")
+        second_done.set()
+        return lambda told: told.closed.append("g2")
+
+    finisher.submit(first, report)
+    finisher.submit(second, report)  # two at once: neither waits
+    assert second_done.wait(5) and ran == ["g2"] and report.closed == []
+    first_may_end.set()
+    finisher.submit(lambda: (lambda told: told.closed.append("g3")), report)  # a third waits for the first
+    assert report.closed == ["g1"]
+    finisher.wait(report)
+    finisher.shutdown()
+    assert report.closed == ["g1", "g2", "g3"]
+
+
 def test_a_failed_finishing_is_raised_by_the_sweep_after_it_waited_for_it():
     from jobs.sweeps import SweepReport, _Finisher
 
     report = SweepReport(source="zendesk", dry_run=False)
-    finisher = _Finisher(threaded=True)
+    finisher = _Finisher(threads=2)
 
     def failing():
         raise Crash("the database went away")
 
     finisher.submit(failing, report)
+    finisher.submit(lambda: (lambda told: told.closed.append("g2")), report)
     with pytest.raises(Crash):
-        finisher.submit(lambda: (lambda told: None), report)
+        finisher.wait(report)
     finisher.shutdown()
+    assert report.closed == []  # nothing reported past the failed group
 
 
 def test_groups_finish_while_the_next_is_sent_and_a_failed_one_leaves_the_worker_to_complete(
@@ -488,8 +518,9 @@ def test_groups_finish_while_the_next_is_sent_and_a_failed_one_leaves_the_worker
             if tid in closed and not store.actions_for("zendesk", tid):
                 assert store.outbox.pending("zendesk", tid)
         clock.advance(400)
-        # The leases lapse: the worker completes the closes sent and decides the others itself.
+        # The leases lapse: the worker completes the closes sent and decides the others itself
+        # (on PostgreSQL a group finished beside the failed one has released its tickets).
         outcomes = Worker(store, world.connector(), lambda: rules, clock=clock).run_once(limit=10)
-        assert sorted(o.ticket_id for o in outcomes) == sorted(ids)
+        assert {o.ticket_id for o in outcomes} >= set(ids[:2])
         assert all(o.error is None for o in outcomes)
         _closed_once("zendesk", world, store, ids)
