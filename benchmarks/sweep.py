@@ -135,9 +135,10 @@ class FakeZendesk:
 
 
 class OneCommitPerCall(Store):
-    """The store as the bulk sweep used it before its chunks' writes were merged: every call
-    in a `transaction()` block commits on its own (the block is the store itself). Six commits
-    a chunk (budget, outbox record, parts done, writes finished, snapshots, claims) against three."""
+    """The store as the bulk sweep used it before its writes were merged: every call in a
+    `transaction()` block commits on its own (the block is the store itself): budget, outbox
+    record, parts done, notes sent, writes finished, snapshots and claims each commit, where
+    the sweep commits four times a group of up to ten bulk jobs (jobs.sweeps.GROUP_CHUNKS)."""
 
     @contextmanager
     def transaction(self) -> Iterator[Store]:  # type: ignore[override]
