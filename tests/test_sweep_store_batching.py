@@ -198,15 +198,25 @@ def test_the_budget_of_a_bulk_close_is_not_spent_when_its_outbox_rows_are_not_re
         assert all(_status("zendesk", world, tid) == "pending" for tid in ids)
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_a_bulk_close_writes_in_four_transactions_its_outbox_rows_committed_before_the_call(store):
-    clock, rules = Clock("2026-11-04T16:00:00Z"), choozle()
-    writes: list[str] = []  # every write transaction begins with BEGIN IMMEDIATE on SQLite
+def _sweep_counting_writes(store, desk, rules, clock, writes: list[str]):
+    """A sweep (budget 80/min) that adds to `writes` at each write transaction's BEGIN IMMEDIATE."""
 
     def watch(conn, cursor, statement, parameters, context, executemany):
         if statement == "BEGIN IMMEDIATE":
             writes.append(statement)
 
+    sa.event.listen(store.engine, "before_cursor_execute", watch)
+    try:
+        budget = WriteBudget(store, BudgetLimits(per_minute=80, per_ticket=20))
+        return Sweeper(store, desk, lambda: rules, clock=clock, budget=budget).sweep()
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", watch)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_bulk_close_writes_in_four_transactions_its_outbox_rows_committed_before_the_call(store):
+    clock, rules = Clock("2026-11-04T16:00:00Z"), choozle()
+    writes: list[str] = []  # every write transaction begins with BEGIN IMMEDIATE on SQLite
     with zendesk_world(clock) as world:
         ids = _due("zendesk", store, world, clock, rules, 4)
         seen: dict[str, object] = {}
@@ -223,10 +233,7 @@ def test_a_bulk_close_writes_in_four_transactions_its_outbox_rows_committed_befo
             def __getattr__(self, name):
                 return getattr(real, name)
 
-        sa.event.listen(store.engine, "before_cursor_execute", watch)
-        budget = WriteBudget(store, BudgetLimits(per_minute=80, per_ticket=20))
-        report = Sweeper(store, Watching(), lambda: rules, clock=clock, budget=budget).sweep()
-        sa.event.remove(store.engine, "before_cursor_execute", watch)
+        report = _sweep_counting_writes(store, Watching(), rules, clock, writes)
         assert sorted(report.closed) == sorted(ids)
         # Committed before the bulk job (read here on other connections): each write with its
         # bulk part marked sent, the note part not yet.
@@ -309,11 +316,6 @@ def test_bulk_jobs_of_a_group_share_their_transactions_and_each_stays_within_the
     monkeypatch.setattr(sweeps, "BULK_SIZE", 2)  # 5 tickets: jobs of 2, 2 and 1, one group
     clock, rules = Clock("2026-11-04T16:00:00Z"), choozle()
     writes: list[str] = []
-
-    def watch(conn, cursor, statement, parameters, context, executemany):
-        if statement == "BEGIN IMMEDIATE":
-            writes.append(statement)
-
     with zendesk_world(clock) as world:
         ids = _due("zendesk", store, world, clock, rules, 5)
         real = world.connector()
@@ -333,10 +335,7 @@ def test_bulk_jobs_of_a_group_share_their_transactions_and_each_stays_within_the
             def __getattr__(self, name):
                 return getattr(real, name)
 
-        sa.event.listen(store.engine, "before_cursor_execute", watch)
-        budget = WriteBudget(store, BudgetLimits(per_minute=80, per_ticket=20))
-        report = Sweeper(store, Watching(), lambda: rules, clock=clock, budget=budget).sweep()
-        sa.event.remove(store.engine, "before_cursor_execute", watch)
+        report = _sweep_counting_writes(store, Watching(), rules, clock, writes)
         assert sorted(report.closed) == sorted(ids)
         # Every job after the one transaction that recorded them all; the notes after the one
         # that marked every close done; then the finishing and the releasing transactions.
