@@ -58,6 +58,8 @@ def chunked(store: Store, items: list[dict], now: datetime) -> None:
 def _size(value: Any) -> int:
     if value is None:
         return 0
+    if isinstance(value, list | tuple):  # a column's values, one array for many rows (PostgreSQL)
+        return sum(_size(item) for item in value)
     if isinstance(value, str):
         return len(value.encode())
     if isinstance(value, bytes | bytearray | memoryview):

@@ -80,9 +80,9 @@ def index_snapshots(conn: Connection, source: str, snapshots: Iterable[dict], no
     """Write the board rows of saved snapshots (each {"ticket_id", "ticket", "decision"}).
 
     Counts each target that turned breached since the ticket's previous snapshot
-    in the `deskpilot_breaches_total` metric. Per 500 tickets: one DELETE of their
-    targets (returning the breached ones), one upsert of their board rows and one
-    insert of their targets, each a single executemany of a statement compiled once.
+    in the `deskpilot_breaches_total` metric. Per 500 tickets one DELETE of their
+    targets (returning the breached ones); then an upsert of all the board rows and
+    an insert of their targets (store.engine.insert_many: a few statements for any number).
     """
     boards, targets = [], []
     for item in snapshots:
