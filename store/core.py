@@ -23,6 +23,7 @@ from store.engine import (
     retry_on_disconnect,
     write_transaction,
 )
+from store.groupcommit import GroupCommit
 from store.models import (
     DONE,
     PENDING,
@@ -156,6 +157,8 @@ class Store:
         self._health_log = RateLimitedLog(log, interval_seconds=60)
         # Decided writes and their parts (store/outbox.py).
         self.outbox = Outbox(self.engine)
+        # Webhook events of concurrent requests, stored a batch to a transaction.
+        self._intake: GroupCommit[dict[str, Any], bool] = GroupCommit(self._enqueue_batch)
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -202,21 +205,46 @@ class Store:
             "received_at": received_at,
             "settle_seconds": settle_seconds,
         }
+        return self._intake.submit(fields)
 
-        def store() -> bool:
-            raw = self.engine.raw_connection()
+    def _enqueue_batch(self, items: list[dict[str, Any]]) -> list[bool | BaseException]:
+        """Store the events of concurrent enqueue calls in one transaction (store/groupcommit.py).
+
+        When the database refuses the batch for what one event holds, each is stored on its
+        own, so that the others are kept; an outage fails them all (the vendor retries each).
+        """
+        dbapi = self.engine.dialect.loaded_dbapi
+
+        def store(batch: list[dict[str, Any]]) -> list[bool]:
+            def run() -> list[bool]:
+                raw = self.engine.raw_connection()
+                try:
+                    return queue.enqueue_many_driver(raw.driver_connection, self.engine.dialect, batch)
+                except dbapi.OperationalError as err:
+                    # Raised by the driver itself, so SQLAlchemy cannot tell a dropped
+                    # connection: drop it from the pool, and let retry_on_disconnect
+                    # try once more on a fresh one.
+                    raw.invalidate(err)
+                    raise sa.exc.DBAPIError(None, None, err, connection_invalidated=True) from err
+                finally:
+                    raw.close()
+
+            return retry_on_disconnect(run)
+
+        try:
+            return list(store(items))
+        except Exception as err:
+            refused = isinstance(err, dbapi.IntegrityError | dbapi.DataError | ValueError | TypeError
+                                 | OverflowError | RecursionError)
+            if len(items) == 1 or not refused:
+                return [err] * len(items)
+        out: list[bool | BaseException] = []
+        for item in items:
             try:
-                return queue.enqueue_driver(raw.driver_connection, self.engine.dialect, **fields)
-            except self.engine.dialect.loaded_dbapi.OperationalError as err:
-                # Raised by the driver itself, so SQLAlchemy cannot tell a dropped
-                # connection: drop it from the pool, and let retry_on_disconnect
-                # try once more on a fresh one.
-                raw.invalidate(err)
-                raise sa.exc.DBAPIError(None, None, err, connection_invalidated=True) from err
-            finally:
-                raw.close()
-
-        return retry_on_disconnect(store)
+                out.extend(store([item]))
+            except Exception as err:
+                out.append(err)
+        return out
 
     def request_sync(
         self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -244,6 +244,55 @@ def enqueue_driver(raw: Any, dialect: Any, **fields: Any) -> bool:
             raise
     finally:
         cursor.close()
+
+
+def enqueue_many_driver(raw: Any, dialect: Any, items: Sequence[dict[str, Any]]) -> list[bool]:
+    """`enqueue_driver` for several events (each a dict of its fields) in one transaction.
+
+    On PostgreSQL the events are stored first, in key order, then their tickets queued, in
+    ticket order: two batches running at once lock what they share in the same order, so
+    neither waits for the other while holding what that one waits for (a redelivery racing
+    its original, two events of one ticket). SQLite has one writer.
+    """
+    if len(items) == 1:
+        return [enqueue_driver(raw, dialect, **items[0])]
+    key = f"{dialect.name}-driver-many"
+    if key not in _STATEMENTS:
+        insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+        _STATEMENTS[key] = (DriverStatement(_store_event(insert).returning(inbox.c.id), dialect),
+                            DriverStatement(_work_upsert_for(insert(work), None, revive=True), dialect))
+    store_event, queue_ticket = _STATEMENTS[key]
+    rows = [_event_and_ticket(**fields) for fields in items]
+    stored = [False] * len(rows)
+    by_key = sorted(range(len(rows)), key=lambda n: (rows[n][0]["source"], rows[n][0]["dedupe_key"]))
+    if dialect.name == "postgresql":
+        try:
+            with raw.cursor() as cursor:
+                for n in by_key:
+                    stored[n] = bool(store_event.execute(cursor, rows[n][0]))
+                for n in sorted((n for n in range(len(rows)) if stored[n]),
+                                key=lambda n: (rows[n][1]["source"], rows[n][1]["ticket_id"])):
+                    cursor.execute(queue_ticket.sql, queue_ticket.parameters(rows[n][1]))  # no rows back
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        return stored
+    cursor = raw.cursor()
+    try:
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            for n, (event, ticket) in enumerate(rows):
+                if store_event.execute(cursor, event):
+                    stored[n] = True
+                    queue_ticket.execute(cursor, ticket)
+            cursor.execute("COMMIT")
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+    finally:
+        cursor.close()
+    return stored
 
 
 def _revived(now: datetime, reason: str) -> dict[str, Any]:
