@@ -211,39 +211,20 @@ def enqueue_driver(raw: Any, dialect: Any, **fields: Any) -> bool:
     mode (the store's engine sets it) and take the write lock up front;
     psycopg's open a transaction with the statement.
     """
-    key = f"{dialect.name}-driver"
+    if dialect.name != "postgresql":
+        return _enqueue_sqlite(raw, dialect, [fields])[0]
+    key = "postgresql-driver"
     if key not in _STATEMENTS:
-        if dialect.name == "postgresql":
-            _STATEMENTS[key] = DriverStatement(_statements("postgresql"), dialect)
-        else:
-            store_event, queue_ticket = _statements("sqlite")
-            _STATEMENTS[key] = (DriverStatement(store_event, dialect), DriverStatement(queue_ticket, dialect))
+        _STATEMENTS[key] = DriverStatement(_statements("postgresql"), dialect)
     event, ticket = _event_and_ticket(**fields)
-    if dialect.name == "postgresql":
-        try:
-            with raw.cursor() as cursor:
-                stored = bool(_STATEMENTS[key].execute(cursor, {**event, **ticket}))
-            raw.commit()
-        except BaseException:
-            raw.rollback()
-            raise
-        return stored
-    store_event, queue_ticket = _STATEMENTS[key]
-    cursor = raw.cursor()
     try:
-        cursor.execute("BEGIN IMMEDIATE")
-        try:
-            if not store_event.execute(cursor, event):
-                cursor.execute("ROLLBACK")
-                return False
-            queue_ticket.execute(cursor, ticket)
-            cursor.execute("COMMIT")
-            return True
-        except BaseException:
-            cursor.execute("ROLLBACK")
-            raise
-    finally:
-        cursor.close()
+        with raw.cursor() as cursor:
+            stored = bool(_STATEMENTS[key].execute(cursor, {**event, **ticket}))
+        raw.commit()
+    except BaseException:
+        raw.rollback()
+        raise
+    return stored
 
 
 def enqueue_many_driver(raw: Any, dialect: Any, items: Sequence[dict[str, Any]]) -> list[bool]:
@@ -254,35 +235,46 @@ def enqueue_many_driver(raw: Any, dialect: Any, items: Sequence[dict[str, Any]])
     neither waits for the other while holding what that one waits for (a redelivery racing
     its original, two events of one ticket). SQLite has one writer.
     """
-    if len(items) == 1:
+    if dialect.name != "postgresql":
+        return _enqueue_sqlite(raw, dialect, items)
+    if len(items) == 1:  # one statement stores the event and queues its ticket
         return [enqueue_driver(raw, dialect, **items[0])]
-    key = f"{dialect.name}-driver-many"
+    key = "postgresql-driver-many"
     if key not in _STATEMENTS:
-        insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
-        _STATEMENTS[key] = (DriverStatement(_store_event(insert).returning(inbox.c.id), dialect),
-                            DriverStatement(_work_upsert_for(insert(work), None, revive=True), dialect))
+        _STATEMENTS[key] = (
+            DriverStatement(_store_event(postgresql.insert).returning(inbox.c.id), dialect),
+            DriverStatement(_work_upsert_for(postgresql.insert(work), None, revive=True), dialect))
     store_event, queue_ticket = _STATEMENTS[key]
     rows = [_event_and_ticket(**fields) for fields in items]
     stored = [False] * len(rows)
-    by_key = sorted(range(len(rows)), key=lambda n: (rows[n][0]["source"], rows[n][0]["dedupe_key"]))
-    if dialect.name == "postgresql":
-        try:
-            with raw.cursor() as cursor:
-                for n in by_key:
-                    stored[n] = bool(store_event.execute(cursor, rows[n][0]))
-                for n in sorted((n for n in range(len(rows)) if stored[n]),
-                                key=lambda n: (rows[n][1]["source"], rows[n][1]["ticket_id"])):
-                    cursor.execute(queue_ticket.sql, queue_ticket.parameters(rows[n][1]))  # no rows back
-            raw.commit()
-        except BaseException:
-            raw.rollback()
-            raise
-        return stored
+    try:
+        with raw.cursor() as cursor:
+            for n in sorted(range(len(rows)), key=lambda n: (rows[n][0]["source"], rows[n][0]["dedupe_key"])):
+                stored[n] = bool(store_event.execute(cursor, rows[n][0]))
+            for n in sorted((n for n in range(len(rows)) if stored[n]),
+                            key=lambda n: (rows[n][1]["source"], rows[n][1]["ticket_id"])):
+                cursor.execute(queue_ticket.sql, queue_ticket.parameters(rows[n][1]))  # no rows back
+        raw.commit()
+    except BaseException:
+        raw.rollback()
+        raise
+    return stored
+
+
+def _enqueue_sqlite(raw: Any, dialect: Any, items: Sequence[dict[str, Any]]) -> list[bool]:
+    """Store the events and queue their tickets in one BEGIN IMMEDIATE transaction (SQLite)."""
+    key = "sqlite-driver"
+    if key not in _STATEMENTS:
+        store_event, queue_ticket = _statements("sqlite")
+        _STATEMENTS[key] = (DriverStatement(store_event, dialect), DriverStatement(queue_ticket, dialect))
+    store_event, queue_ticket = _STATEMENTS[key]
+    stored = [False] * len(items)
     cursor = raw.cursor()
     try:
         cursor.execute("BEGIN IMMEDIATE")
         try:
-            for n, (event, ticket) in enumerate(rows):
+            for n, fields in enumerate(items):
+                event, ticket = _event_and_ticket(**fields)
                 if store_event.execute(cursor, event):
                     stored[n] = True
                     queue_ticket.execute(cursor, ticket)
